@@ -1,0 +1,3 @@
+from finetune_lab.cli import main
+
+main()

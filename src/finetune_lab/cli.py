@@ -1,0 +1,144 @@
+"""The `finetune-lab` command: serve, keys, db, predictions."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from finetune_lab.cli_predictions import predictions_app
+
+app = typer.Typer(help="FineTune Lab: watch what your model says while it fine-tunes.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+app.add_typer(predictions_app, name="predictions")
+
+console = Console()
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Default: $FINETUNE_LAB_DATABASE_URL, else SQLite in $FINETUNE_LAB_HOME."),
+]
+
+
+def _database(url: str | None):  # type: ignore[no-untyped-def]
+    from finetune_lab.server.db import Database, upgrade
+    from finetune_lab.server.settings import default_database_url
+
+    db = Database(url or default_database_url())
+    upgrade(db.engine)
+    return db
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Test servers must stop by themselves when whoever started them is gone."""
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8484,
+    database_url: DatabaseUrl = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    parent_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Run the API server (migrations are applied on start)."""
+    import uvicorn
+
+    from finetune_lab.server.app import create_app
+    from finetune_lab.server.settings import Settings, default_database_url
+
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
+    settings = Settings(database_url=database_url or default_database_url())
+    application = create_app(settings)
+    console.print(f"FineTune Lab on [bold]http://{host}:{port}[/] ({application.state.db.backend}); API docs at /docs")
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="User name (created if new).")],
+    name: Annotated[str, typer.Option(help="A label for this key.")] = "default",
+    scopes: Annotated[str, typer.Option(help="Comma-separated: training,production,testing or all.")] = "all",
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create an API key; it is shown once, only its hash is stored."""
+    from finetune_lab.server.services.keys import create_key
+
+    try:
+        new = create_key(_database(database_url), user=user, name=name, scopes=scopes)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"key": new.key, "user": new.user, "scopes": new.scopes, "prefix": new.prefix, "id": new.id}))
+        return
+    console.print(f"API key for [bold]{new.user}[/] ({', '.join(new.scopes)}), shown once:")
+    typer.echo(new.key)
+
+
+@keys_app.command("list")
+def keys_list(
+    user: Annotated[str | None, typer.Option(help="Only this user's keys.")] = None,
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List keys (prefixes only; keys themselves are never stored)."""
+    from finetune_lab.server.services.keys import list_keys
+
+    rows = list_keys(_database(database_url), user=user)
+    if as_json:
+        typer.echo(json.dumps(rows, default=str))
+        return
+    table = Table("id", "user", "name", "prefix", "scopes", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(
+            str(row["id"]), row["user"], row["name"], row["prefix"] + "…", ",".join(row["scopes"]),
+            str(row["created_at"])[:19], str(row["last_used_at"] or "")[:19], str(row["revoked_at"] or "")[:19],
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="Key id or prefix (as `keys list` shows).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a key at once (its sessions end too)."""
+    from finetune_lab.server.services.keys import revoke_key
+
+    count = revoke_key(_database(database_url), key)
+    if not count:
+        console.print(f"[red]no active key matches {key!r}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {count} key(s)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Apply pending migrations."""
+    db = _database(database_url)
+    console.print(f"database at head ({db.backend})")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,223 @@
+"""`finetune-lab predictions ...`: look at a job's predictions from a terminal, via the SDK."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from finetune_lab.client import FinetuneLabClient
+from finetune_lab.errors import FinetuneLabError
+
+predictions_app = typer.Typer(
+    name="predictions",
+    help="Browse, aggregate and export a job's training predictions.",
+    no_args_is_help=True,
+)
+
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+
+ApiUrlOption = typer.Option(
+    None, "--api-url", help="Server URL [default: $FINETUNE_LAB_API_URL or http://127.0.0.1:8484]"
+)
+ApiKeyOption = typer.Option(None, "--api-key", help="API key [default: $FINETUNE_LAB_API_KEY]")
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class GroupBy(str, Enum):
+    epoch = "epoch"
+    step = "step"
+
+
+def _console() -> Console:
+    # Built per call so CliRunner's captured stdout is the one written to. Piped output gets a
+    # wide page so numbers are never folded or cut to fit an imagined 80-column terminal.
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 160))
+    return console
+
+
+@contextmanager
+def _client(api_url: str | None, api_key: str | None) -> Iterator[FinetuneLabClient]:
+    """An SDK client whose errors end the command with one red line and exit code 1."""
+    try:
+        with FinetuneLabClient(api_key=api_key, base_url=api_url) as client:
+            yield client
+    except FinetuneLabError as exc:
+        message = " ".join(str(exc).split())
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[red]Error: {escape(message)}[/red]"
+        )
+        raise typer.Exit(code=1) from None
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _clip(text: str | None, width: int = 40) -> str:
+    if text is None:
+        return "—"
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One block character per value, scaled between the series' min and max (gaps: space)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return ""
+    low, high = min(present), max(present)
+    span = high - low
+    top = len(SPARK_CHARS) - 1
+    chars = []
+    for value in values:
+        if value is None:
+            chars.append(" ")
+        elif span == 0:
+            chars.append(SPARK_CHARS[top // 2])
+        else:
+            chars.append(SPARK_CHARS[round((value - low) / span * top)])
+    return "".join(chars)
+
+
+@predictions_app.command("list")
+def list_predictions(
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id"),
+    epoch: int | None = typer.Option(None, "--epoch", help="Only this epoch"),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Rows to show"),
+    api_url: str | None = ApiUrlOption,
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Show predictions in epoch, step, sample order, with their scores."""
+    with _client(api_url, api_key) as client:
+        page = client.training_predictions.get(job_id, epoch=epoch, limit=limit)
+    table = Table(title=f"Predictions of {escape(job_id)}")
+    for column in ("epoch", "step", "sample"):
+        table.add_column(column, justify="right")
+    table.add_column("prompt")
+    table.add_column("prediction")
+    table.add_column("ground truth")
+    table.add_column("exact", justify="right")
+    table.add_column("CER", justify="right")
+    for p in page.predictions:
+        table.add_row(
+            str(p.epoch),
+            str(p.step),
+            str(p.sample_index),
+            escape(_clip(p.prompt)),
+            escape(_clip(p.prediction)),
+            escape(_clip(p.ground_truth)),
+            _fmt(p.exact_match, 0),
+            _fmt(p.char_error_rate),
+        )
+    console = _console()
+    console.print(table)
+    console.print(
+        f"Showing {len(page.predictions)} of {page.total_count} predictions "
+        f"({page.epoch_count} epochs in the job)"
+    )
+
+
+@predictions_app.command("epochs")
+def list_epochs(
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id"),
+    api_url: str | None = ApiUrlOption,
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Show each epoch's prediction count and latest step."""
+    with _client(api_url, api_key) as client:
+        result = client.training_predictions.epochs(job_id)
+    table = Table(title=f"Epochs of {escape(job_id)}")
+    table.add_column("epoch", justify="right")
+    table.add_column("predictions", justify="right")
+    table.add_column("latest step", justify="right")
+    for e in result.epochs:
+        table.add_row(str(e.epoch), str(e.prediction_count), str(e.latest_step))
+    console = _console()
+    console.print(table)
+    console.print(f"{len(result.epochs)} epochs")
+
+
+@predictions_app.command("trends")
+def show_trends(
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id"),
+    group_by: GroupBy = typer.Option(GroupBy.epoch, "--group-by", help="One row per epoch or step"),
+    api_url: str | None = ApiUrlOption,
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Show how the scores moved across epochs (or rounds), with sparklines."""
+    with _client(api_url, api_key) as client:
+        result = client.training_predictions.trends(job_id, group_by=group_by.value)
+    table = Table(title=f"Trends of {escape(job_id)} (by {group_by.value})")
+    for column in ("epoch", "step", "samples", "exact match", "CER", "min CER", "max CER"):
+        table.add_column(column, justify="right")
+    table.add_column("length ratio", justify="right")
+    table.add_column("word overlap", justify="right")
+    table.add_column("valid", justify="right")
+    for t in result.trends:
+        table.add_row(
+            str(t.epoch),
+            str(t.step),
+            str(t.sample_count),
+            _fmt(t.avg_exact_match),
+            _fmt(t.avg_char_error_rate),
+            _fmt(t.min_char_error_rate),
+            _fmt(t.max_char_error_rate),
+            _fmt(t.avg_length_ratio),
+            _fmt(t.avg_word_overlap),
+            _fmt(t.validation_pass_rate),
+        )
+    console = _console()
+    console.print(table)
+    if not result.trends:
+        console.print("No predictions yet.")
+        return
+    series: list[tuple[str, Callable[[int], float | None]]] = [
+        ("avg CER    ", lambda i: result.trends[i].avg_char_error_rate),
+        ("exact match", lambda i: result.trends[i].avg_exact_match),
+    ]
+    for label, value_at in series:
+        values = [value_at(i) for i in range(len(result.trends))]
+        present = [v for v in values if v is not None]
+        span = f"  {_fmt(present[0])} → {_fmt(present[-1])}" if present else "  —"
+        console.print(f"{label} {sparkline(values)}{span}")
+    improvement = result.overall_improvement
+    console.print(
+        "Overall CER improvement: " + ("—" if improvement is None else f"{improvement:.1f}%")
+    )
+
+
+@predictions_app.command("export")
+def export_predictions(
+    job_id: str = typer.Argument(..., metavar="JOB", help="Job id"),
+    format: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", help="File format"),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="File or directory ('-': stdout) [default: JOB.FORMAT]"
+    ),
+    api_url: str | None = ApiUrlOption,
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Download every prediction of the job as JSONL, CSV or Parquet."""
+    with _client(api_url, api_key) as client:
+        if output == "-":
+            data = client.training_predictions.export(job_id, format=format.value)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        target = Path(output) if output else Path(f"{job_id}.{format.value}")
+        written = client.training_predictions.export(job_id, format=format.value, path=target)
+    _console().print(f"Wrote {written.stat().st_size} bytes to {escape(str(written))}")

@@ -1,0 +1,407 @@
+"""`client.training_predictions`: ingest, browse, aggregate and export a job's predictions.
+
+Module-level `_*_spec` functions describe each call once; `TrainingPredictions` and
+`AsyncTrainingPredictions` only execute them, so both clients send exactly the same requests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, overload
+
+import orjson
+from pydantic import BaseModel
+
+from finetune_lab.client._transport import (
+    AsyncTransport,
+    RequestSpec,
+    SyncTransport,
+    parse_bytes,
+    parse_model,
+    path_segment,
+)
+from finetune_lab.errors import ValidationError
+from finetune_lab.schema import (
+    MAX_BATCH_ITEMS,
+    MAX_BODY_BYTES,
+    CompareResponse,
+    EpochsResponse,
+    IngestResult,
+    Prediction,
+    PredictionIn,
+    PredictionsPage,
+    SampleHistory,
+    TrendsResponse,
+)
+
+ExportFormat: TypeAlias = Literal["jsonl", "csv", "parquet"]
+GroupBy: TypeAlias = Literal["epoch", "step"]
+PredictionItem: TypeAlias = PredictionIn | Mapping[str, Any]
+
+_PREFIX = "/api/training/predictions"
+# Room for the `{"predictions":[...]}` wrapper and separators under the server's body limit.
+_BODY_BUDGET = MAX_BODY_BYTES - 64 * 1024
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY  # training loops often hand us numpy scalars
+
+
+def _path(job_id: str, *rest: str | int) -> str:
+    return "/".join([_PREFIX, path_segment(job_id), *(path_segment(part) for part in rest)])
+
+
+@dataclass(frozen=True)
+class _Filters:
+    """The row filters shared by `get`, `iter` (and the server's list endpoint)."""
+
+    epoch: int | None = None
+    step: int | None = None
+    sample_index: int | None = None
+    prompt_id: str | None = None
+    validation_pass: bool | None = None
+
+
+def _page_spec(
+    job_id: str, filters: _Filters, *, limit: int, offset: int, cursor: str | None
+) -> RequestSpec[PredictionsPage]:
+    params = {**asdict(filters), "limit": limit, "offset": offset, "cursor": cursor}
+    return RequestSpec("GET", _path(job_id), parse_model(PredictionsPage), params=params)
+
+
+def _epochs_spec(job_id: str) -> RequestSpec[EpochsResponse]:
+    return RequestSpec("GET", _path(job_id, "epochs"), parse_model(EpochsResponse))
+
+
+def _trends_spec(job_id: str, group_by: GroupBy) -> RequestSpec[TrendsResponse]:
+    return RequestSpec(
+        "GET", _path(job_id, "trends"), parse_model(TrendsResponse), params={"group_by": group_by}
+    )
+
+
+def _sample_spec(job_id: str, sample_index: int) -> RequestSpec[SampleHistory]:
+    return RequestSpec("GET", _path(job_id, "samples", sample_index), parse_model(SampleHistory))
+
+
+def _compare_spec(job_id: str, from_epoch: int, to_epoch: int) -> RequestSpec[CompareResponse]:
+    return RequestSpec(
+        "GET",
+        _path(job_id, "compare"),
+        parse_model(CompareResponse),
+        params={"from_epoch": from_epoch, "to_epoch": to_epoch},
+    )
+
+
+def _export_spec(
+    job_id: str, format: ExportFormat, epoch: int | None, step: int | None
+) -> RequestSpec[bytes]:
+    params = {"format": format, "epoch": epoch, "step": step}
+    return RequestSpec("GET", _path(job_id, "export"), parse_bytes, params=params)
+
+
+def _export_target(job_id: str, format: str, path: str | os.PathLike[str]) -> Path:
+    """`path` as given, or `<dir>/<job_id>.<format>` when it names an existing directory."""
+    target = Path(path)
+    if target.is_dir():
+        target = target / f"{job_id}.{format}"
+    return target
+
+
+def _encode_item(item: PredictionItem) -> bytes:
+    if isinstance(item, BaseModel):
+        return orjson.dumps(item.model_dump(mode="json", exclude_none=True))
+    if isinstance(item, Mapping):
+        return orjson.dumps(dict(item), option=_ORJSON_OPTIONS)
+    raise TypeError(f"predictions must be PredictionIn or mappings, got {type(item).__name__}")
+
+
+def _ingest_specs(
+    job_id: str, predictions: Sequence[PredictionItem], chunk_size: int
+) -> Iterator[tuple[int, RequestSpec[IngestResult]]]:
+    """Split into batches the server accepts (≤ chunk_size items, under the body-size limit).
+
+    Yields `(index of the batch's first item, spec)`; encoding happens lazily, batch by batch,
+    so a huge list never sits in memory twice. Ingest is an upsert, hence safe to retry.
+    """
+    if not 1 <= chunk_size <= MAX_BATCH_ITEMS:
+        raise ValueError(f"chunk_size must be between 1 and {MAX_BATCH_ITEMS}")
+    path = _path(job_id)
+    parse = parse_model(IngestResult)
+
+    def spec(encoded: list[bytes]) -> RequestSpec[IngestResult]:
+        body = b'{"predictions":[' + b",".join(encoded) + b"]}"
+        return RequestSpec("POST", path, parse, content=body, idempotent=True)
+
+    batch: list[bytes] = []
+    batch_bytes = 0
+    start = 0
+    for index, item in enumerate(predictions):
+        encoded = _encode_item(item)
+        if batch and (len(batch) >= chunk_size or batch_bytes + len(encoded) > _BODY_BUDGET):
+            yield start, spec(batch)
+            batch, batch_bytes, start = [], 0, index
+        batch.append(encoded)
+        batch_bytes += len(encoded) + 1
+    # Always at least one request: an empty list still asks the server (which checks the job).
+    yield start, spec(batch)
+
+
+class _IngestTotals:
+    """Sums the per-batch answers into one `IngestResult`."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.accepted = self.created = self.updated = 0
+
+    def add(self, result: IngestResult) -> None:
+        self.job_id = result.job_id
+        self.accepted += result.accepted
+        self.created += result.created
+        self.updated += result.updated
+
+    def result(self) -> IngestResult:
+        data = {
+            "job_id": self.job_id,
+            "accepted": self.accepted,
+            "created": self.created,
+            "updated": self.updated,
+        }
+        result: IngestResult = IngestResult.from_json_data(data)
+        return result
+
+
+def _in_batch(error: ValidationError, start: int) -> ValidationError:
+    """Point a 422 from a later batch at the caller's own item numbering."""
+    if start == 0:
+        return error
+    message = (
+        f"{error.message} (in the batch starting at item {start}; items before {start} were stored)"
+    )
+    return type(error)(message, error.status_code, error.response, error_type=error.error_type)
+
+
+class TrainingPredictions:
+    """Sync access to `/api/training/predictions`."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def get(
+        self,
+        job_id: str,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        sample_index: int | None = None,
+        prompt_id: str | None = None,
+        validation_pass: bool | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        cursor: str | None = None,
+    ) -> PredictionsPage:
+        """One page of predictions in `epoch, step, sample_index` order."""
+        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass)
+        spec = _page_spec(job_id, filters, limit=limit, offset=offset, cursor=cursor)
+        return self._transport.execute(spec)
+
+    def iter(
+        self,
+        job_id: str,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        sample_index: int | None = None,
+        prompt_id: str | None = None,
+        validation_pass: bool | None = None,
+        page_size: int = 500,
+    ) -> Iterator[Prediction]:
+        """Every matching prediction, fetched page by page through the cursor (constant cost)."""
+        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass)
+        cursor: str | None = None
+        while True:
+            spec = _page_spec(job_id, filters, limit=page_size, offset=0, cursor=cursor)
+            page = self._transport.execute(spec)
+            yield from page.predictions
+            if not page.next_cursor or not page.predictions:
+                return
+            cursor = page.next_cursor
+
+    def epochs(self, job_id: str) -> EpochsResponse:
+        return self._transport.execute(_epochs_spec(job_id))
+
+    def trends(self, job_id: str, *, group_by: GroupBy = "epoch") -> TrendsResponse:
+        return self._transport.execute(_trends_spec(job_id, group_by))
+
+    def sample(self, job_id: str, sample_index: int) -> SampleHistory:
+        """One prompt's answer in every round: how it evolved over training."""
+        return self._transport.execute(_sample_spec(job_id, sample_index))
+
+    def compare(self, job_id: str, *, from_epoch: int, to_epoch: int) -> CompareResponse:
+        """Which samples improved, regressed or stayed the same between two epochs."""
+        return self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch))
+
+    def create(
+        self,
+        job_id: str,
+        predictions: Sequence[PredictionItem],
+        *,
+        chunk_size: int = MAX_BATCH_ITEMS,
+    ) -> IngestResult:
+        """Store predictions (an upsert on `(step, sample_index)`), in batches the server takes.
+
+        Each batch is atomic on the server; if a later batch is rejected, earlier ones stay.
+        """
+        totals = _IngestTotals(job_id)
+        for start, spec in _ingest_specs(job_id, predictions, chunk_size):
+            try:
+                totals.add(self._transport.execute(spec))
+            except ValidationError as exc:
+                raise _in_batch(exc, start) from exc
+        return totals.result()
+
+    @overload
+    def export(
+        self,
+        job_id: str,
+        *,
+        format: ExportFormat = "jsonl",
+        path: None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> bytes: ...
+
+    @overload
+    def export(
+        self,
+        job_id: str,
+        *,
+        format: ExportFormat = "jsonl",
+        path: str | os.PathLike[str],
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> Path: ...
+
+    def export(
+        self,
+        job_id: str,
+        *,
+        format: ExportFormat = "jsonl",
+        path: str | os.PathLike[str] | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> bytes | Path:
+        """The job's predictions as a file: bytes in memory, or streamed to `path` (big jobs)."""
+        spec = _export_spec(job_id, format, epoch, step)
+        if path is None:
+            return self._transport.execute(spec)
+        return self._transport.download(spec, _export_target(job_id, format, path))
+
+
+class AsyncTrainingPredictions:
+    """Async access to `/api/training/predictions`; same methods as `TrainingPredictions`."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def get(
+        self,
+        job_id: str,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        sample_index: int | None = None,
+        prompt_id: str | None = None,
+        validation_pass: bool | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        cursor: str | None = None,
+    ) -> PredictionsPage:
+        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass)
+        spec = _page_spec(job_id, filters, limit=limit, offset=offset, cursor=cursor)
+        return await self._transport.execute(spec)
+
+    async def iter(
+        self,
+        job_id: str,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        sample_index: int | None = None,
+        prompt_id: str | None = None,
+        validation_pass: bool | None = None,
+        page_size: int = 500,
+    ) -> AsyncIterator[Prediction]:
+        """`async for p in client.training_predictions.iter(job_id)`: every matching row."""
+        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass)
+        cursor: str | None = None
+        while True:
+            spec = _page_spec(job_id, filters, limit=page_size, offset=0, cursor=cursor)
+            page = await self._transport.execute(spec)
+            for prediction in page.predictions:
+                yield prediction
+            if not page.next_cursor or not page.predictions:
+                return
+            cursor = page.next_cursor
+
+    async def epochs(self, job_id: str) -> EpochsResponse:
+        return await self._transport.execute(_epochs_spec(job_id))
+
+    async def trends(self, job_id: str, *, group_by: GroupBy = "epoch") -> TrendsResponse:
+        return await self._transport.execute(_trends_spec(job_id, group_by))
+
+    async def sample(self, job_id: str, sample_index: int) -> SampleHistory:
+        return await self._transport.execute(_sample_spec(job_id, sample_index))
+
+    async def compare(self, job_id: str, *, from_epoch: int, to_epoch: int) -> CompareResponse:
+        return await self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch))
+
+    async def create(
+        self,
+        job_id: str,
+        predictions: Sequence[PredictionItem],
+        *,
+        chunk_size: int = MAX_BATCH_ITEMS,
+    ) -> IngestResult:
+        totals = _IngestTotals(job_id)
+        for start, spec in _ingest_specs(job_id, predictions, chunk_size):
+            try:
+                totals.add(await self._transport.execute(spec))
+            except ValidationError as exc:
+                raise _in_batch(exc, start) from exc
+        return totals.result()
+
+    @overload
+    async def export(
+        self,
+        job_id: str,
+        *,
+        format: ExportFormat = "jsonl",
+        path: None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> bytes: ...
+
+    @overload
+    async def export(
+        self,
+        job_id: str,
+        *,
+        format: ExportFormat = "jsonl",
+        path: str | os.PathLike[str],
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> Path: ...
+
+    async def export(
+        self,
+        job_id: str,
+        *,
+        format: ExportFormat = "jsonl",
+        path: str | os.PathLike[str] | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> bytes | Path:
+        spec = _export_spec(job_id, format, epoch, step)
+        if path is None:
+            return await self._transport.execute(spec)
+        return await self._transport.download(spec, _export_target(job_id, format, path))

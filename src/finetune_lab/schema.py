@@ -1,0 +1,304 @@
+"""Wire models: the one source of truth for request and response shapes.
+
+The server validates requests and documents responses with these models (they become
+`/openapi.json`); the Python SDK parses responses into them, and the TypeScript types follow
+the OpenAPI schema. Every response model allows extra fields so older clients keep working when
+the server grows a field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+MAX_BATCH_ITEMS = 5_000
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_TEXT_CHARS = 1_000_000
+MAX_PAGE_LIMIT = 1_000
+
+JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+Scope = Literal["training", "production", "testing", "all"]
+JOB_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
+SCOPES: tuple[str, ...] = ("training", "production", "testing", "all")
+
+Text = Field(max_length=MAX_TEXT_CHARS)
+
+
+class WireModel(BaseModel):
+    """Response models: tolerant of fields added by newer servers; `raw` keeps the JSON as sent."""
+
+    model_config = ConfigDict(extra="allow")
+    _raw: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def from_json_data(cls, data: Any) -> Any:
+        model = cls.model_validate(data)
+        model._raw = data
+        return model
+
+    @property
+    def raw(self) -> Any:
+        return self._raw if self._raw is not None else self.model_dump(mode="json")
+
+
+class StrictModel(BaseModel):
+    """Request models: unknown fields are a client bug, so they are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ErrorDetail(WireModel):
+    type: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(WireModel):
+    error: ErrorDetail
+
+
+# --- auth ---------------------------------------------------------------------------------
+
+
+class SessionResponse(WireModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    user: str
+    scopes: list[str]
+
+
+class WhoAmI(WireModel):
+    user: str
+    credential: Literal["api_key", "session", "job_token"]
+    scopes: list[str]
+    job_id: str | None = None
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+
+class ValidatorsConfig(StrictModel):
+    json_parse: bool = False
+    json_schema: dict[str, Any] | None = None
+
+
+class JobCreate(StrictModel):
+    id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    name: str | None = Field(default=None, max_length=512)
+    model_name: str | None = Field(default=None, max_length=512)
+    config: dict[str, Any] | None = None
+
+
+class JobPatch(StrictModel):
+    status: JobStatus | None = None
+    name: str | None = Field(default=None, max_length=512)
+
+
+class Job(WireModel):
+    id: str
+    name: str | None = None
+    model_name: str | None = None
+    status: JobStatus
+    config: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+    prediction_count: int = 0
+    round_count: int = 0
+    latest_epoch: int | None = None
+    latest_step: int | None = None
+    job_token: str | None = None
+
+
+class JobsPage(WireModel):
+    jobs: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobDeleted(WireModel):
+    job_id: str
+    deleted: bool
+    predictions_deleted: int
+
+
+# --- predictions --------------------------------------------------------------------------
+
+
+class PredictionIn(StrictModel):
+    epoch: int = Field(ge=0)
+    step: int = Field(ge=0)
+    sample_index: int = Field(ge=0)
+    prompt: str = Text
+    prediction: str = Text
+    ground_truth: str | None = Text
+    prompt_id: str | None = Field(default=None, max_length=256)
+    source_index: int | None = Field(default=None, ge=0)
+    sample_source: str | None = Field(default=None, max_length=1024)
+    sample_source_id: str | None = Field(default=None, max_length=1024)
+    prompt_tokens: int | None = Field(default=None, ge=0)
+    completion_tokens: int | None = Field(default=None, ge=0)
+    total_tokens: int | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0)
+    max_new_tokens: int | None = Field(default=None, ge=0)
+    do_sample: bool | None = None
+    metrics: dict[str, float] | None = Field(default=None, max_length=64)
+
+
+class PredictionsBatch(StrictModel):
+    predictions: list[PredictionIn] = Field(max_length=MAX_BATCH_ITEMS)
+
+
+class IngestResult(WireModel):
+    job_id: str
+    accepted: int
+    created: int
+    updated: int
+
+
+class ValidationErrorItem(WireModel):
+    validator: str
+    message: str
+    detail: Any = None
+
+
+class Prediction(WireModel):
+    id: int
+    job_id: str
+    epoch: int
+    step: int
+    sample_index: int
+    prompt: str
+    ground_truth: str | None = None
+    prediction: str
+    created_at: datetime
+    exact_match: float | None = None
+    char_error_rate: float | None = None
+    length_ratio: float | None = None
+    word_overlap: float | None = None
+    prompt_id: str | None = None
+    source_index: int | None = None
+    sample_source: str | None = None
+    sample_source_id: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    latency_ms: float | None = None
+    max_new_tokens: int | None = None
+    do_sample: bool | None = None
+    validation_pass: bool | None = None
+    validation_kind: str | None = None
+    validation_errors: list[ValidationErrorItem] | None = None
+    metrics: dict[str, float] | None = None
+
+
+class PredictionsPage(WireModel):
+    job_id: str
+    predictions: list[Prediction]
+    total_count: int
+    epoch_count: int
+    next_cursor: str | None = None
+
+
+class EpochSummary(WireModel):
+    epoch: int
+    prediction_count: int
+    latest_step: int
+
+
+class EpochsResponse(WireModel):
+    job_id: str
+    epochs: list[EpochSummary]
+
+
+class TrendPoint(WireModel):
+    epoch: int
+    step: int
+    sample_count: int
+    avg_exact_match: float | None = None
+    avg_char_error_rate: float | None = None
+    avg_length_ratio: float | None = None
+    avg_word_overlap: float | None = None
+    min_char_error_rate: float | None = None
+    max_char_error_rate: float | None = None
+    validation_pass_rate: float | None = None
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+
+
+class TrendsResponse(WireModel):
+    job_id: str
+    group_by: Literal["epoch", "step"] = "epoch"
+    trends: list[TrendPoint]
+    overall_improvement: float | None = None
+
+
+class SampleRound(WireModel):
+    epoch: int
+    step: int
+    prediction: str
+    exact_match: float | None = None
+    char_error_rate: float | None = None
+    length_ratio: float | None = None
+    word_overlap: float | None = None
+    validation_pass: bool | None = None
+    validation_kind: str | None = None
+    validation_errors: list[ValidationErrorItem] | None = None
+    metrics: dict[str, float] | None = None
+    latency_ms: float | None = None
+    completion_tokens: int | None = None
+    created_at: datetime
+
+
+class SampleHistory(WireModel):
+    job_id: str
+    sample_index: int
+    prompt: str
+    ground_truth: str | None = None
+    prompt_id: str | None = None
+    rounds: list[SampleRound]
+
+
+class CompareItem(WireModel):
+    sample_index: int
+    prompt: str
+    ground_truth: str | None = None
+    from_prediction: str
+    to_prediction: str
+    from_char_error_rate: float | None = None
+    to_char_error_rate: float | None = None
+    from_exact_match: float | None = None
+    to_exact_match: float | None = None
+
+
+class CompareSummary(WireModel):
+    improved: int
+    regressed: int
+    unchanged: int
+
+
+class CompareResponse(WireModel):
+    job_id: str
+    from_epoch: int
+    to_epoch: int
+    from_step: int
+    to_step: int
+    summary: CompareSummary
+    improved: list[CompareItem]
+    regressed: list[CompareItem]
+    unchanged: list[CompareItem]
+
+
+class SessionCreate(StrictModel):
+    ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+
+
+class Health(WireModel):
+    status: Literal["ok"]
+    version: str | None = None
+    database: str | None = None

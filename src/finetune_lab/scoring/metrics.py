@@ -1,0 +1,44 @@
+"""The four prediction scores, exactly as SPEC section 4 defines them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from rapidfuzz.distance import Levenshtein
+
+
+class Scores(NamedTuple):
+    exact_match: float | None
+    char_error_rate: float | None
+    length_ratio: float | None
+    word_overlap: float | None
+
+
+NO_SCORES = Scores(None, None, None, None)
+
+
+def _norm(text: str) -> str:
+    return text.strip().lower()
+
+
+def score(prediction: str, ground_truth: str | None) -> Scores:
+    """Scores of one prediction; all None when there is no (non-empty) ground truth."""
+    if not ground_truth:
+        return NO_SCORES
+    pred = _norm(prediction)
+    truth = _norm(ground_truth)
+    exact = 1.0 if pred == truth else 0.0
+    if truth:
+        cer = min(1.0, Levenshtein.distance(pred, truth) / len(truth))
+        ratio = len(pred) / len(truth)
+    else:
+        cer = 0.0 if not pred else 1.0
+        ratio = 0.0
+    pred_words = set(pred.split())
+    overlap = len(pred_words & set(truth.split())) / len(pred_words) if pred_words else 0.0
+    return Scores(exact, cer, ratio, overlap)
+
+
+def score_batch(pairs: Iterable[tuple[str, str | None]]) -> list[Scores]:
+    return [score(prediction, truth) for prediction, truth in pairs]

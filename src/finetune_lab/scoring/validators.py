@@ -1,0 +1,77 @@
+"""Output validators configured per job (`config.predictions.validators`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator, SchemaError
+from jsonschema.validators import validator_for
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    passed: bool
+    kind: str
+    errors: list[dict[str, Any]]
+
+
+class Validators:
+    """A compiled validator set; build once per batch, apply to every prediction."""
+
+    def __init__(self, json_parse: bool = False, json_schema: dict[str, Any] | None = None) -> None:
+        self.json_parse = json_parse or json_schema is not None
+        self._schema_validator = None
+        if json_schema is not None:
+            cls = validator_for(json_schema, default=Draft202012Validator)
+            cls.check_schema(json_schema)
+            self._schema_validator = cls(json_schema)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> Validators | None:
+        """Validators of a job config, or None when the job has none."""
+        spec = ((config or {}).get("predictions") or {}).get("validators") or {}
+        if not spec.get("json_parse") and spec.get("json_schema") is None:
+            return None
+        return cls(json_parse=bool(spec.get("json_parse")), json_schema=spec.get("json_schema"))
+
+    @property
+    def kind(self) -> str:
+        return "json_parse+json_schema" if self._schema_validator is not None else "json_parse"
+
+    def __call__(self, prediction: str) -> ValidationResult:
+        try:
+            value = orjson.loads(prediction)
+        except orjson.JSONDecodeError as exc:
+            error = {"validator": "json_parse", "message": "output is not valid JSON", "detail": str(exc)}
+            return ValidationResult(False, self.kind, [error])
+        if self._schema_validator is None:
+            return ValidationResult(True, self.kind, [])
+        # One error per failing validator, as the spec asks: report the most relevant one.
+        errors = sorted(self._schema_validator.iter_errors(value), key=lambda e: list(e.path))
+        if not errors:
+            return ValidationResult(True, self.kind, [])
+        first = errors[0]
+        detail = {
+            "path": "/" + "/".join(str(p) for p in first.absolute_path),
+            "schema_path": "/" + "/".join(str(p) for p in first.absolute_schema_path),
+            "error_count": len(errors),
+        }
+        error = {"validator": "json_schema", "message": first.message, "detail": detail}
+        return ValidationResult(False, self.kind, [error])
+
+
+def validate(prediction: str, validators: Validators | None) -> ValidationResult | None:
+    return None if validators is None else validators(prediction)
+
+
+def check_validators_config(config: dict[str, Any] | None) -> str | None:
+    """Why a job config's validators are unusable, or None when they are fine."""
+    try:
+        Validators.from_config(config)
+    except SchemaError as exc:
+        return f"config.predictions.validators.json_schema is not a valid JSON Schema: {exc.message}"
+    except (AttributeError, TypeError) as exc:
+        return f"config.predictions.validators is malformed: {exc}"
+    return None

@@ -1,0 +1,60 @@
+"""The ASGI application: routers, one error shape, and the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from finetune_lab import __version__
+from finetune_lab.schema import ErrorBody, PredictionIn, PredictionsBatch
+from finetune_lab.server.auth import Authenticator
+from finetune_lab.server.db import Database, upgrade
+from finetune_lab.server.errors import install_error_handlers
+from finetune_lab.server.routes import auth, health, jobs, predictions
+from finetune_lab.server.settings import Settings
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "Malformed body", 401: "Missing or invalid credentials", 403: "Missing scope",
+        404: "Unknown resource", 409: "Conflict", 413: "Too large", 422: "Invalid parameters",
+        429: "Rate limited",
+    }.items()
+}
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    db = Database(settings.database_url, pool_size=settings.pool_size)
+    if migrate:
+        upgrade(db.engine)
+    app = FastAPI(
+        title="FineTune Lab",
+        version=__version__,
+        summary="Predictions captured during fine-tuning, scored against ground truth.",
+        responses=ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.authenticator = Authenticator(db)
+    install_error_handlers(app)
+    for module in (health, auth, jobs, predictions):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """Add the ingest body schema: that route reads raw bytes for speed, so FastAPI can't see it."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        _, extra = models_json_schema(
+            [(PredictionsBatch, "validation"), (PredictionIn, "validation")],
+            ref_template="#/components/schemas/{model}",
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))
+        app.openapi_schema = schema
+    return app.openapi_schema

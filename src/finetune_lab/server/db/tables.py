@@ -1,0 +1,153 @@
+"""Table definitions (SQLAlchemy Core): the shape the migrations build, used by every query."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+# JSON on SQLite, JSONB on PostgreSQL; Python None is SQL NULL, not JSON 'null'.
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (autoincrement without a scan).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps come back timezone-aware from every backend (SQLite would drop the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+Timestamp = UTCDateTime()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", BigId, ForeignKey("users.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(32), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", Json, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_used_at", Timestamp),
+    Column("revoked_at", Timestamp),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("api_key_id", BigId, ForeignKey("api_keys.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("user_id", BigId, ForeignKey("users.id"), nullable=False),
+    Column("name", String(512)),
+    Column("model_name", String(512)),
+    Column("status", String(16), nullable=False),
+    Column("config", Json, nullable=False),
+    Column("job_token_hash", String(64), unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index("ix_jobs_user_created", "user_id", "created_at"),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", String(128), nullable=False),
+    Column("user_id", BigId, nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("sample_index", Integer, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("ground_truth", Text),
+    Column("prediction", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("exact_match", Float),
+    Column("char_error_rate", Float),
+    Column("length_ratio", Float),
+    Column("word_overlap", Float),
+    Column("prompt_id", String(256)),
+    Column("source_index", Integer),
+    Column("sample_source", String(1024)),
+    Column("sample_source_id", String(1024)),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("total_tokens", Integer),
+    Column("latency_ms", Float),
+    Column("max_new_tokens", Integer),
+    Column("do_sample", Boolean),
+    Column("validation_pass", Boolean),
+    Column("validation_kind", String(64)),
+    Column("validation_errors", Json),
+    Column("metrics", Json),
+    # Upsert key; its (job_id, step) prefix also serves round lookups and rollup refreshes.
+    UniqueConstraint("job_id", "step", "sample_index", name="uq_predictions_job_step_sample"),
+    Index("ix_predictions_read_order", "job_id", "epoch", "step", "sample_index"),
+)
+
+# Exact per-round sums and counts, refreshed at ingest: /epochs and /trends cost O(rounds).
+round_rollups = Table(
+    "round_rollups",
+    metadata,
+    Column("job_id", String(128), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    Column("sample_count", Integer, nullable=False),
+    Column("em_sum", Float),
+    Column("em_n", Integer, nullable=False),
+    Column("cer_sum", Float),
+    Column("cer_n", Integer, nullable=False),
+    Column("cer_min", Float),
+    Column("cer_max", Float),
+    Column("lr_sum", Float),
+    Column("lr_n", Integer, nullable=False),
+    Column("wo_sum", Float),
+    Column("wo_n", Integer, nullable=False),
+    Column("vp_pass", Integer, nullable=False),
+    Column("vp_n", Integer, nullable=False),
+    Column("metrics", Json),  # {name: [sum, count]}
+)

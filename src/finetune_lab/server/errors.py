@@ -1,0 +1,119 @@
+"""The one error shape of the API, and the handlers that give every failure that shape."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("finetune_lab.server")
+
+STATUS_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        type: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.type = type or STATUS_TYPES.get(status_code, "error")
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+def not_found(what: str = "job") -> APIError:
+    return APIError(404, f"{what} not found")
+
+
+def validation_error(message: str, details: Any = None) -> APIError:
+    return APIError(422, message, details=details)
+
+
+def error_response(
+    status_code: int,
+    type: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    error: dict[str, Any] = {"type": type, "message": message}
+    if details is not None:
+        error["details"] = details
+    return Response(
+        orjson.dumps({"error": error}, default=str),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """Readable message and plain details from pydantic errors (first error named in the message)."""
+    details = [
+        {"loc": list(err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type", "")}
+        for err in errors
+    ]
+    if not details:
+        return "invalid request", details
+    first = details[0]
+    where = ".".join(str(part) for part in first["loc"] if part not in ("body", "query", "path"))
+    message = f"{where}: {first['message']}" if where else first["message"]
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more)"
+    return message, details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, exc: APIError) -> Response:
+        return error_response(exc.status_code, exc.type, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if any(err.get("type") == "json_invalid" for err in errors):
+            return error_response(400, "bad_request", "request body is not valid JSON")
+        message, details = describe_validation_errors(errors)
+        return error_response(422, "validation_error", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such endpoint"
+        headers = dict(exc.headers) if exc.headers else None
+        kind = STATUS_TYPES.get(exc.status_code, "error")
+        return error_response(exc.status_code, kind, message, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        request_id = uuid.uuid4().hex[:12]
+        log.exception("unhandled error %s on %s %s", request_id, request.method, request.url.path)
+        return error_response(
+            500, "internal_error", f"internal server error (request id {request_id})"
+        )

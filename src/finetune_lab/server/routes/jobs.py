@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from finetune_lab.schema import Job, JobCreate, JobDeleted, JobPatch, JobsPage, JobStatus
+from finetune_lab.server.auth import Principal, require_scope
+from finetune_lab.server.db import Database
+from finetune_lab.server.responses import get_db
+from finetune_lab.server.services import jobs as service
+
+router = APIRouter(prefix="/api/training/jobs", tags=["jobs"])
+training = require_scope("training")
+
+
+@router.post("", status_code=201, response_model=Job, responses={200: {"model": Job, "description": "resumed an existing job"}})
+def create_job(
+    body: JobCreate,
+    response: Response,
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> dict[str, Any]:
+    job, created = service.create_job(db, principal, body)
+    if not created:
+        response.status_code = 200
+    return job
+
+
+@router.get("", response_model=JobsPage)
+def list_jobs(
+    status: JobStatus | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> dict[str, Any]:
+    return service.list_jobs(db, principal, status=status, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=Job)
+def get_job(job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)) -> dict[str, Any]:
+    return service.get_job(db, principal, job_id)
+
+
+@router.patch("/{job_id}", response_model=Job)
+def update_job(
+    job_id: str, body: JobPatch, principal: Principal = Depends(training), db: Database = Depends(get_db)
+) -> dict[str, Any]:
+    return service.update_job(db, principal, job_id, body)
+
+
+@router.delete("/{job_id}", response_model=JobDeleted)
+def delete_job(job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)) -> dict[str, Any]:
+    return service.delete_job(db, principal, job_id)

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from finetune_lab.schema import (
+    MAX_PAGE_LIMIT,
+    CompareResponse,
+    EpochsResponse,
+    IngestResult,
+    PredictionsPage,
+    SampleHistory,
+    TrendsResponse,
+)
+from finetune_lab.server.auth import Principal, require_scope
+from finetune_lab.server.db import Database
+from finetune_lab.server.errors import APIError
+from finetune_lab.server.responses import JSONBytesResponse, get_db
+from finetune_lab.server.services import export, ingest, queries
+from finetune_lab.server.services.queries import PredictionFilters
+
+router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
+training = require_scope("training")
+training_or_job_token = require_scope("training", job_token_ok=True)
+
+NonNegative = Query(None, ge=0)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body is over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"request body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/{job_id}",
+    response_model=IngestResult,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictionsBatch"}}},
+        }
+    },
+)
+async def create_predictions(
+    request: Request,
+    job_id: str,
+    principal: Principal = Depends(training_or_job_token),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    """Store a batch (≤ 5,000 items): scored, validated and upserted in one transaction."""
+    body = await read_body(request, request.app.state.settings.max_body_bytes)
+
+    def work() -> dict[str, Any]:
+        return ingest.ingest(db, principal, job_id, ingest.parse_batch(body))
+
+    return JSONBytesResponse(await run_in_threadpool(work))
+
+
+@router.get("/{job_id}", response_model=PredictionsPage)
+def list_predictions(
+    job_id: str,
+    epoch: int | None = NonNegative,
+    step: int | None = NonNegative,
+    sample_index: int | None = NonNegative,
+    prompt_id: str | None = Query(None, max_length=256),
+    validation_pass: bool | None = None,
+    limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
+    offset: int = Query(0, ge=0),
+    cursor: str | None = Query(None, max_length=512),
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass)
+    page = queries.list_predictions(db, principal, job_id, filters, limit=limit, offset=offset, cursor=cursor)
+    return JSONBytesResponse(page)
+
+
+@router.get("/{job_id}/epochs", response_model=EpochsResponse)
+def epochs(job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)) -> JSONBytesResponse:
+    return JSONBytesResponse(queries.epochs(db, principal, job_id))
+
+
+@router.get("/{job_id}/trends", response_model=TrendsResponse)
+def trends(
+    job_id: str,
+    group_by: Literal["epoch", "step"] = "epoch",
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    return JSONBytesResponse(queries.trends(db, principal, job_id, group_by=group_by))
+
+
+@router.get("/{job_id}/samples/{sample_index}", response_model=SampleHistory)
+def sample_history(
+    job_id: str,
+    sample_index: int = Path(ge=0),
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    return JSONBytesResponse(queries.sample_history(db, principal, job_id, sample_index))
+
+
+@router.get("/{job_id}/compare", response_model=CompareResponse)
+def compare(
+    job_id: str,
+    from_epoch: int = Query(ge=0),
+    to_epoch: int = Query(ge=0),
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    return JSONBytesResponse(queries.compare(db, principal, job_id, from_epoch, to_epoch))
+
+
+@router.get(
+    "/{job_id}/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {media: {} for media in export.MEDIA_TYPES.values()}}},
+)
+def export_predictions(
+    job_id: str,
+    format: Literal["jsonl", "csv", "parquet"] = "jsonl",
+    epoch: int | None = NonNegative,
+    step: int | None = NonNegative,
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> StreamingResponse:
+    queries.ensure_owned(db, principal, job_id)
+    filters = PredictionFilters(epoch=epoch, step=step)
+    filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in job_id) + f".{format}"
+    return StreamingResponse(
+        export.export_stream(db, job_id, filters, format),
+        media_type=export.MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,122 @@
+"""Streamed exports: JSONL, CSV and Parquet, read page by page so memory stays flat."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from finetune_lab.server.db import Database
+from finetune_lab.server.services.queries import PREDICTION_FIELDS, PredictionFilters, page_rows
+
+EXPORT_PAGE = 2_000
+MEDIA_TYPES = {
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
+JSON_FIELDS = ("validation_errors", "metrics")
+
+
+def _pages(db: Database, job_id: str, filters: PredictionFilters) -> Iterator[list[dict[str, Any]]]:
+    after = None
+    while True:
+        with db.read() as conn:
+            rows = page_rows(conn, job_id, filters, limit=EXPORT_PAGE, after=after)
+        if not rows:
+            return
+        yield rows
+        last = rows[-1]
+        after = (last["epoch"], last["step"], last["sample_index"])
+
+
+def _jsonl(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
+    for rows in pages:
+        yield b"".join(orjson.dumps(row, option=orjson.OPT_NAIVE_UTC | orjson.OPT_APPEND_NEWLINE) for row in rows)
+
+
+def _csv(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PREDICTION_FIELDS)
+    writer.writeheader()
+    for rows in pages:
+        for row in rows:
+            row = dict(row)
+            for name in JSON_FIELDS:
+                if row[name] is not None:
+                    row[name] = orjson.dumps(row[name]).decode()
+            row["created_at"] = row["created_at"].isoformat()
+            writer.writerow(row)
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+class _ChunkSink:
+    """A write-only file for pyarrow that hands back what was written since the last drain."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._position = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(bytes(data))
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def drain(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([
+        ("id", pa.int64()), ("job_id", pa.string()), ("epoch", pa.int64()), ("step", pa.int64()),
+        ("sample_index", pa.int64()), ("prompt", pa.string()), ("ground_truth", pa.string()),
+        ("prediction", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")),
+        ("exact_match", pa.float64()), ("char_error_rate", pa.float64()),
+        ("length_ratio", pa.float64()), ("word_overlap", pa.float64()), ("prompt_id", pa.string()),
+        ("source_index", pa.int64()), ("sample_source", pa.string()),
+        ("sample_source_id", pa.string()), ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()), ("total_tokens", pa.int64()),
+        ("latency_ms", pa.float64()), ("max_new_tokens", pa.int64()), ("do_sample", pa.bool_()),
+        ("validation_pass", pa.bool_()), ("validation_kind", pa.string()),
+        ("validation_errors", pa.string()), ("metrics", pa.string()),  # JSON text
+    ])
+    sink = _ChunkSink()
+    with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd") as writer:
+        for rows in pages:
+            columns: dict[str, list[Any]] = {name: [] for name in PREDICTION_FIELDS}
+            for row in rows:
+                for name in PREDICTION_FIELDS:
+                    value = row[name]
+                    if name in JSON_FIELDS and value is not None:
+                        value = orjson.dumps(value).decode()
+                    columns[name].append(value)
+            writer.write_table(pa.table(columns, schema=schema))
+            yield sink.drain()
+    yield sink.drain()
+
+
+def export_stream(db: Database, job_id: str, filters: PredictionFilters, fmt: str) -> Iterator[bytes]:
+    writer = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[fmt]
+    return writer(_pages(db, job_id, filters))

@@ -1,0 +1,146 @@
+"""Training jobs: create or resume, list, update, delete, each confined to its owner."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from finetune_lab.schema import JobCreate, JobPatch
+from finetune_lab.scoring.validators import check_validators_config
+from finetune_lab.server.auth import Principal
+from finetune_lab.server.db import Database
+from finetune_lab.server.db.tables import jobs, predictions, round_rollups
+from finetune_lab.server.errors import APIError, not_found, validation_error
+from finetune_lab.server.services.tokens import JOB_TOKEN_PREFIX, hash_secret, new_secret, utcnow
+
+JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.name,
+    jobs.c.model_name,
+    jobs.c.status,
+    jobs.c.config,
+    jobs.c.created_at,
+    jobs.c.updated_at,
+)
+
+
+def owned_job(conn: Connection, principal: Principal, job_id: str) -> Any:
+    """The job row if the caller owns it; 404 otherwise (never reveal that it exists)."""
+    row = conn.execute(
+        select(*JOB_COLUMNS).where(jobs.c.id == job_id, jobs.c.user_id == principal.user_id)
+    ).first()
+    if row is None:
+        raise not_found()
+    return row
+
+
+def _stats(conn: Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not job_ids:
+        return {}
+    query = (
+        select(
+            round_rollups.c.job_id,
+            func.sum(round_rollups.c.sample_count).label("prediction_count"),
+            func.count().label("round_count"),
+            func.max(round_rollups.c.epoch).label("latest_epoch"),
+            func.max(round_rollups.c.step).label("latest_step"),
+        )
+        .where(round_rollups.c.job_id.in_(job_ids))
+        .group_by(round_rollups.c.job_id)
+    )
+    return {row.job_id: dict(row._mapping) for row in conn.execute(query)}
+
+
+def _to_wire(row: Any, stats: dict[str, Any] | None, job_token: str | None = None) -> dict[str, Any]:
+    job = dict(row._mapping)
+    stats = stats or {}
+    job["prediction_count"] = int(stats.get("prediction_count") or 0)
+    job["round_count"] = int(stats.get("round_count") or 0)
+    job["latest_epoch"] = stats.get("latest_epoch")
+    job["latest_step"] = stats.get("latest_step")
+    job["job_token"] = job_token
+    return job
+
+
+def create_job(db: Database, principal: Principal, body: JobCreate) -> tuple[dict[str, Any], bool]:
+    """Returns (job, created). An existing id of the caller resumes; another user's is 409."""
+    config = body.config or {}
+    problem = check_validators_config(config)
+    if problem:
+        raise validation_error(problem, [{"loc": ["config", "predictions", "validators"], "message": problem, "type": "value_error"}])
+    job_id = body.id or f"job_{uuid.uuid4().hex}"
+    with db.write() as conn:
+        existing = conn.execute(select(jobs.c.user_id).where(jobs.c.id == job_id)).first()
+        if existing is not None:
+            if existing.user_id != principal.user_id:
+                raise APIError(409, f"job id {job_id!r} is taken")
+            row = owned_job(conn, principal, job_id)
+            return _to_wire(row, _stats(conn, [job_id]).get(job_id)), False
+        token = new_secret(JOB_TOKEN_PREFIX)
+        now = utcnow()
+        conn.execute(
+            insert(jobs).values(
+                id=job_id,
+                user_id=principal.user_id,
+                name=body.name,
+                model_name=body.model_name,
+                status="pending",
+                config=config,
+                job_token_hash=hash_secret(token),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        row = owned_job(conn, principal, job_id)
+    return _to_wire(row, None, token), True
+
+
+def get_job(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
+    with db.read() as conn:
+        row = owned_job(conn, principal, job_id)
+        return _to_wire(row, _stats(conn, [job_id]).get(job_id))
+
+
+def list_jobs(
+    db: Database, principal: Principal, *, status: str | None, limit: int, offset: int
+) -> dict[str, Any]:
+    where = [jobs.c.user_id == principal.user_id]
+    if status is not None:
+        where.append(jobs.c.status == status)
+    with db.read() as conn:
+        total = conn.scalar(select(func.count()).select_from(jobs).where(*where)) or 0
+        rows = conn.execute(
+            select(*JOB_COLUMNS)
+            .where(*where)
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        stats = _stats(conn, [row.id for row in rows])
+    return {
+        "jobs": [_to_wire(row, stats.get(row.id)) for row in rows],
+        "total": int(total),
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+def update_job(db: Database, principal: Principal, job_id: str, patch: JobPatch) -> dict[str, Any]:
+    values = patch.model_dump(exclude_unset=True, exclude_none=True)
+    with db.write() as conn:
+        owned_job(conn, principal, job_id)
+        if values:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values, updated_at=utcnow()))
+        row = owned_job(conn, principal, job_id)
+        return _to_wire(row, _stats(conn, [job_id]).get(job_id))
+
+
+def delete_job(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
+    with db.write() as conn:
+        owned_job(conn, principal, job_id)
+        removed = conn.execute(delete(predictions).where(predictions.c.job_id == job_id)).rowcount
+        conn.execute(delete(round_rollups).where(round_rollups.c.job_id == job_id))
+        conn.execute(delete(jobs).where(jobs.c.id == job_id))
+    return {"job_id": job_id, "deleted": True, "predictions_deleted": int(removed)}

@@ -1,0 +1,334 @@
+"""The read path: pages, counts, epochs, trends, per-sample history and epoch comparison.
+
+Counts, epochs and trends read the per-round rollups (O(rounds)); pages use the
+(job_id, epoch, step, sample_index) index with keyset cursors, so deep pages cost what the first does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, ColumnElement, func, select, tuple_
+
+from finetune_lab.server.auth import Principal
+from finetune_lab.server.db import Database
+from finetune_lab.server.db.tables import predictions, round_rollups
+from finetune_lab.server.errors import not_found, validation_error
+from finetune_lab.server.services.jobs import owned_job
+
+PREDICTION_FIELDS = (
+    "id", "job_id", "epoch", "step", "sample_index", "prompt", "ground_truth", "prediction",
+    "created_at", "exact_match", "char_error_rate", "length_ratio", "word_overlap", "prompt_id",
+    "source_index", "sample_source", "sample_source_id", "prompt_tokens", "completion_tokens",
+    "total_tokens", "latency_ms", "max_new_tokens", "do_sample", "validation_pass",
+    "validation_kind", "validation_errors", "metrics",
+)
+PREDICTION_COLUMNS = tuple(predictions.c[name] for name in PREDICTION_FIELDS)
+READ_ORDER = (predictions.c.epoch, predictions.c.step, predictions.c.sample_index)
+
+
+@dataclass(frozen=True)
+class PredictionFilters:
+    epoch: int | None = None
+    step: int | None = None
+    sample_index: int | None = None
+    prompt_id: str | None = None
+    validation_pass: bool | None = None
+
+    def clauses(self, job_id: str) -> list[ColumnElement[bool]]:
+        p = predictions.c
+        where = [p.job_id == job_id]
+        for name in ("epoch", "step", "sample_index", "prompt_id", "validation_pass"):
+            value = getattr(self, name)
+            if value is not None:
+                where.append(p[name] == value)
+        return where
+
+    @property
+    def rollup_countable(self) -> bool:
+        return self.sample_index is None and self.prompt_id is None and self.validation_pass is None
+
+
+def encode_cursor(epoch: int, step: int, sample_index: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([epoch, step, sample_index])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        if (
+            isinstance(value, list)
+            and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            return value[0], value[1], value[2]
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        pass
+    raise validation_error("cursor is not valid: pass next_cursor from a previous page unchanged",
+                           [{"loc": ["query", "cursor"], "message": "invalid cursor", "type": "value_error"}])
+
+
+def _count(conn: Connection, job_id: str, filters: PredictionFilters) -> int:
+    if filters.rollup_countable:
+        query = select(func.coalesce(func.sum(round_rollups.c.sample_count), 0)).where(round_rollups.c.job_id == job_id)
+        if filters.epoch is not None:
+            query = query.where(round_rollups.c.epoch == filters.epoch)
+        if filters.step is not None:
+            query = query.where(round_rollups.c.step == filters.step)
+    else:
+        query = select(func.count()).select_from(predictions).where(*filters.clauses(job_id))
+    return int(conn.scalar(query) or 0)
+
+
+def _epoch_count(conn: Connection, job_id: str) -> int:
+    return int(conn.scalar(select(func.count(func.distinct(round_rollups.c.epoch))).where(round_rollups.c.job_id == job_id)) or 0)
+
+
+def _rows_to_dicts(rows: Any) -> list[dict[str, Any]]:
+    return [dict(zip(PREDICTION_FIELDS, row, strict=True)) for row in rows]
+
+
+def page_rows(
+    conn: Connection,
+    job_id: str,
+    filters: PredictionFilters,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: tuple[int, int, int] | None = None,
+) -> list[dict[str, Any]]:
+    query = select(*PREDICTION_COLUMNS).where(*filters.clauses(job_id))
+    if after is not None:
+        query = query.where(tuple_(*READ_ORDER) > tuple_(*after))
+    query = query.order_by(*READ_ORDER).limit(limit).offset(offset)
+    return _rows_to_dicts(conn.execute(query))
+
+
+def list_predictions(
+    db: Database,
+    principal: Principal,
+    job_id: str,
+    filters: PredictionFilters,
+    *,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor) if cursor else None
+    with db.read() as conn:
+        owned_job(conn, principal, job_id)
+        rows = page_rows(conn, job_id, filters, limit=limit + 1, offset=offset, after=after)
+        total = _count(conn, job_id, filters)
+        epoch_count = _epoch_count(conn, job_id)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last["epoch"], last["step"], last["sample_index"])
+    return {
+        "job_id": job_id,
+        "predictions": rows,
+        "total_count": total,
+        "epoch_count": epoch_count,
+        "next_cursor": next_cursor,
+    }
+
+
+def _rollups(conn: Connection, job_id: str) -> list[Any]:
+    r = round_rollups.c
+    return conn.execute(select(round_rollups).where(r.job_id == job_id).order_by(r.epoch, r.step)).all()
+
+
+def epochs(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
+    r = round_rollups.c
+    query = (
+        select(r.epoch, func.sum(r.sample_count), func.max(r.step))
+        .where(r.job_id == job_id)
+        .group_by(r.epoch)
+        .order_by(r.epoch)
+    )
+    with db.read() as conn:
+        owned_job(conn, principal, job_id)
+        rows = conn.execute(query).all()
+    return {
+        "job_id": job_id,
+        "epochs": [
+            {"epoch": epoch, "prediction_count": int(count), "latest_step": latest}
+            for epoch, count, latest in rows
+        ],
+    }
+
+
+def _mean(total: float | None, n: int) -> float | None:
+    return None if not n or total is None else total / n
+
+
+class _Group:
+    """Sums and counts of several rounds, divided only at the end (no average of averages)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.step = -1
+        self.sample_count = 0
+        self.sums = {"em": [0.0, 0], "cer": [0.0, 0], "lr": [0.0, 0], "wo": [0.0, 0], "vp": [0.0, 0]}
+        self.cer_min: float | None = None
+        self.cer_max: float | None = None
+        self.metrics: dict[str, list[float]] = {}
+
+    def add(self, row: Any) -> None:
+        self.step = max(self.step, row.step)
+        self.sample_count += row.sample_count
+        for key in ("em", "cer", "lr", "wo"):
+            if row._mapping[f"{key}_n"]:
+                self.sums[key][0] += row._mapping[f"{key}_sum"]
+                self.sums[key][1] += row._mapping[f"{key}_n"]
+        self.sums["vp"][0] += row.vp_pass
+        self.sums["vp"][1] += row.vp_n
+        if row.cer_min is not None:
+            self.cer_min = row.cer_min if self.cer_min is None else min(self.cer_min, row.cer_min)
+            self.cer_max = row.cer_max if self.cer_max is None else max(self.cer_max, row.cer_max)
+        for name, (total, n) in (row.metrics or {}).items():
+            acc = self.metrics.setdefault(name, [0.0, 0])
+            acc[0] += total
+            acc[1] += n
+
+    def point(self) -> dict[str, Any]:
+        s = self.sums
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "sample_count": self.sample_count,
+            "avg_exact_match": _mean(s["em"][0], int(s["em"][1])),
+            "avg_char_error_rate": _mean(s["cer"][0], int(s["cer"][1])),
+            "avg_length_ratio": _mean(s["lr"][0], int(s["lr"][1])),
+            "avg_word_overlap": _mean(s["wo"][0], int(s["wo"][1])),
+            "min_char_error_rate": self.cer_min,
+            "max_char_error_rate": self.cer_max,
+            "validation_pass_rate": _mean(s["vp"][0], int(s["vp"][1])),
+            "metrics": {name: _mean(total, int(n)) for name, (total, n) in sorted(self.metrics.items())},
+        }
+
+
+def overall_improvement(points: list[dict[str, Any]]) -> float | None:
+    if len(points) < 2:
+        return None
+    first, last = points[0]["avg_char_error_rate"], points[-1]["avg_char_error_rate"]
+    if first is None or last is None or first <= 0:
+        return None
+    return float((first - last) / first * 100)
+
+
+def trends(db: Database, principal: Principal, job_id: str, *, group_by: str) -> dict[str, Any]:
+    with db.read() as conn:
+        owned_job(conn, principal, job_id)
+        rollups = _rollups(conn, job_id)
+    groups: list[_Group] = []
+    for row in rollups:
+        if group_by == "step" or not groups or groups[-1].epoch != row.epoch:
+            groups.append(_Group(row.epoch))
+        groups[-1].add(row)
+    points = [group.point() for group in groups]
+    return {
+        "job_id": job_id,
+        "group_by": group_by,
+        "trends": points,
+        "overall_improvement": overall_improvement(points),
+    }
+
+
+SAMPLE_ROUND_FIELDS = (
+    "epoch", "step", "prediction", "exact_match", "char_error_rate", "length_ratio",
+    "word_overlap", "validation_pass", "validation_kind", "validation_errors", "metrics",
+    "latency_ms", "completion_tokens", "created_at", "prompt", "ground_truth", "prompt_id",
+)
+
+
+def sample_history(db: Database, principal: Principal, job_id: str, sample_index: int) -> dict[str, Any]:
+    p = predictions.c
+    with db.read() as conn:
+        owned_job(conn, principal, job_id)
+        # Probe the unique (job_id, step, sample_index) index once per round: no job scan.
+        steps = sorted(set(conn.scalars(select(round_rollups.c.step).where(round_rollups.c.job_id == job_id))))
+        rows = conn.execute(
+            select(*(p[name] for name in SAMPLE_ROUND_FIELDS))
+            .where(p.job_id == job_id, p.step.in_(steps), p.sample_index == sample_index)
+            .order_by(p.epoch, p.step)
+        ).all() if steps else []
+    if not rows:
+        raise not_found(f"sample {sample_index} of this job")
+    rounds = [dict(zip(SAMPLE_ROUND_FIELDS[:-3], row[:-3], strict=True)) for row in rows]
+    last = rows[-1]
+    return {
+        "job_id": job_id,
+        "sample_index": sample_index,
+        "prompt": last.prompt,
+        "ground_truth": last.ground_truth,
+        "prompt_id": last.prompt_id,
+        "rounds": rounds,
+    }
+
+
+def _last_round(conn: Connection, job_id: str, epoch: int) -> tuple[int, dict[int, Any]]:
+    step = conn.scalar(
+        select(func.max(round_rollups.c.step)).where(round_rollups.c.job_id == job_id, round_rollups.c.epoch == epoch)
+    )
+    if step is None:
+        raise not_found(f"epoch {epoch} of this job")
+    p = predictions.c
+    rows = conn.execute(
+        select(p.sample_index, p.prompt, p.ground_truth, p.prediction, p.char_error_rate, p.exact_match)
+        .where(p.job_id == job_id, p.epoch == epoch, p.step == step)
+    ).all()
+    return int(step), {row.sample_index: row for row in rows}
+
+
+def _direction(before: Any, after: Any) -> str:
+    """improved / regressed / unchanged by CER; exact match breaks ties."""
+    for worse_is_higher, a, b in ((True, before.char_error_rate, after.char_error_rate),
+                                  (False, before.exact_match, after.exact_match)):
+        if a is None or b is None or a == b:
+            continue
+        better = b < a if worse_is_higher else b > a
+        return "improved" if better else "regressed"
+    return "unchanged"
+
+
+def compare(db: Database, principal: Principal, job_id: str, from_epoch: int, to_epoch: int) -> dict[str, Any]:
+    with db.read() as conn:
+        owned_job(conn, principal, job_id)
+        from_step, before = _last_round(conn, job_id, from_epoch)
+        to_step, after = _last_round(conn, job_id, to_epoch)
+    buckets: dict[str, list[dict[str, Any]]] = {"improved": [], "regressed": [], "unchanged": []}
+    for index in sorted(before.keys() & after.keys()):
+        a, b = before[index], after[index]
+        buckets[_direction(a, b)].append({
+            "sample_index": index,
+            "prompt": b.prompt,
+            "ground_truth": b.ground_truth,
+            "from_prediction": a.prediction,
+            "to_prediction": b.prediction,
+            "from_char_error_rate": a.char_error_rate,
+            "to_char_error_rate": b.char_error_rate,
+            "from_exact_match": a.exact_match,
+            "to_exact_match": b.exact_match,
+        })
+    return {
+        "job_id": job_id,
+        "from_epoch": from_epoch,
+        "to_epoch": to_epoch,
+        "from_step": from_step,
+        "to_step": to_step,
+        "summary": {name: len(items) for name, items in buckets.items()},
+        **buckets,
+    }
+
+
+def ensure_owned(db: Database, principal: Principal, job_id: str) -> None:
+    with db.read() as conn:
+        owned_job(conn, principal, job_id)
+

@@ -1,0 +1,26 @@
+"""Every FINETUNE_LAB_* setting of the server, read in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8484
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("FINETUNE_LAB_HOME") or Path.home() / ".finetune-lab")
+
+
+def default_database_url() -> str:
+    return os.environ.get("FINETUNE_LAB_DATABASE_URL") or f"sqlite:///{home_dir() / 'finetune-lab.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default_factory=default_database_url)
+    session_ttl_seconds: int = 3600
+    max_body_bytes: int = 32 * 1024 * 1024
+    # Postgres pool per server process; several processes share one database.
+    pool_size: int = int(os.environ.get("FINETUNE_LAB_POOL_SIZE", "10"))

@@ -19,18 +19,16 @@ from __future__ import annotations
 import atexit
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from _support.appserver import Backend, ServerHandle, ServerStartError
-from _support.infra import Infra
+from _support.infra import Infra, MakeServer
 from _support.postgres import EXTERNAL_URL_ENV, PostgresServer, PostgresUnavailable
 
 BACKENDS: list[Backend] = ["sqlite", "postgresql"]
-
-MakeServer = Callable[..., ServerHandle]
 
 
 def in_ci() -> bool:

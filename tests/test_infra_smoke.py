@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 import psycopg
+import pytest
 
-from _support.appserver import ServerHandle
+from _support.appserver import Backend, ServerHandle
+from _support.infra import MakeServer
 from _support.postgres import PostgresServer
 
 
@@ -55,3 +57,18 @@ def test_unique_job_ids_differ(unique_job_id: str) -> None:
     """Job ids are fresh per test and valid per the contract (``[A-Za-z0-9._:-]``, ≤128 chars)."""
     assert unique_job_id.startswith("t-")
     assert len(unique_job_id) <= 128
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_restart_keeps_port_and_data(make_server: MakeServer, backend: Backend) -> None:
+    """``restart()`` comes back on the same URL and database: keys made before still work."""
+    srv = make_server(backend)
+    key = srv.create_key("restart-user", scopes="training")
+    url, pid = srv.base_url, srv.pid
+    srv.restart()
+    assert srv.base_url == url
+    assert srv.pid != pid
+    with srv.client(key) as client:
+        resp = client.get("/api/auth/whoami")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["user"] == "restart-user"

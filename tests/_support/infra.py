@@ -7,12 +7,16 @@ not re-attempted (with a 60 s wait) by every test that needs it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from .appserver import Backend, ServerHandle, sqlite_url
 from .postgres import LocalCluster, PostgresServer, external_server
 
 ALICE = "alice"
+
+#: Type of the ``make_server`` fixture: ``make_server(backend="sqlite", extra_env=None)``.
+MakeServer = Callable[..., ServerHandle]
 
 
 class Infra:

@@ -2,56 +2,64 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
 import pydantic
-from sqlalchemy import Connection, case, delete, func, insert, literal, select, text, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    case,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import Insert
+from sqlalchemy.engine import Dialect
 
 from finetune_lab.schema import MAX_BATCH_ITEMS, PredictionIn, PredictionsBatch
 from finetune_lab.scoring import Validators, score
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
-from finetune_lab.server.db.tables import jobs, predictions, round_rollups
+from finetune_lab.server.db.tables import jobs, predictions
 from finetune_lab.server.errors import APIError, not_found
+from finetune_lab.server.services.rollups import refresh_rounds
 from finetune_lab.server.services.tokens import utcnow
 
 KEY_COLUMNS = ("job_id", "step", "sample_index")
-_UPSERTS: dict[str, Insert] = {}
+WRITE_COLUMNS = tuple(column.name for column in predictions.c if column.name != "id")
+JSON_COLUMNS = frozenset({"validation_errors", "metrics"})
+SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # the format SQLAlchemy's SQLite DateTime reads back
 
 
 def parse_batch(body: bytes) -> list[PredictionIn]:
     """Bytes → validated items; one bad item rejects the batch with its index in the message."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("predictions"), list):
-        raise APIError(422, 'body must be an object {"predictions": [...]}', details=[
-            {"loc": ["predictions"], "message": "a list is required", "type": "list_type"}
-        ])
-    count = len(data["predictions"])
-    if count > MAX_BATCH_ITEMS:
-        raise APIError(413, f"{count} predictions in one batch; at most {MAX_BATCH_ITEMS} allowed")
-    try:
-        return PredictionsBatch.model_validate(data).predictions
+        return PredictionsBatch.model_validate_json(body).predictions
     except pydantic.ValidationError as exc:
-        details = [
-            {"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False)
-        ]
-        first = details[0]["loc"]
-        if len(first) >= 2 and first[0] == "predictions" and isinstance(first[1], int):
-            field = ".".join(str(part) for part in first[2:]) or "item"
-            message = f"predictions[{first[1]}] {field}: {details[0]['message']}"
-        else:
-            message = f"{'.'.join(map(str, first))}: {details[0]['message']}"
-        if len(details) > 1:
-            message += f" (and {len(details) - 1} more errors)"
-        raise APIError(422, message, details=details) from None
+        raise _batch_error(exc.errors(include_url=False)) from None
+
+
+def _batch_error(errors: list[Any]) -> APIError:
+    first = errors[0]
+    loc = list(first["loc"])
+    if first["type"] == "json_invalid":
+        return APIError(400, f"request body is not valid JSON: {first['msg']}")
+    if loc == ["predictions"] and first["type"] == "too_long":
+        return APIError(413, f"too many predictions in one batch; at most {MAX_BATCH_ITEMS} allowed")
+    details = [{"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]} for err in errors]
+    if len(loc) >= 2 and loc[0] == "predictions" and isinstance(loc[1], int):
+        field = ".".join(str(part) for part in loc[2:]) or "item"
+        message = f"predictions[{loc[1]}] {field}: {first['msg']}"
+    else:
+        message = f"{'.'.join(map(str, loc)) or 'body'}: {first['msg']}"
+        if not loc:
+            message = 'body must be an object {"predictions": [...]}: ' + first["msg"]
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more errors)"
+    return APIError(422, message, details=details)
 
 
 def _scored_rows(
@@ -61,7 +69,6 @@ def _scored_rows(
     latest: dict[tuple[int, int], PredictionIn] = {}
     for item in items:
         latest[(item.step, item.sample_index)] = item
-    now = utcnow()
     rows = []
     for item in latest.values():
         row = dict(item.__dict__)
@@ -76,22 +83,62 @@ def _scored_rows(
             row["validation_errors"] = result.errors
         row["job_id"] = job_id
         row["user_id"] = user_id
-        row["created_at"] = now
+        row["created_at"] = None  # stamped once per batch by BulkUpsert
         rows.append(row)
     return rows
 
 
-def _upsert_statement(dialect: str) -> Insert:
-    if dialect not in _UPSERTS:
-        insert_fn = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        stmt = insert_fn(predictions)
-        changes = {
-            column.name: stmt.excluded[column.name]
-            for column in predictions.c
-            if column.name not in (*KEY_COLUMNS, "id")
-        }
-        _UPSERTS[dialect] = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=changes)
-    return _UPSERTS[dialect]
+class BulkUpsert:
+    """`INSERT ... ON CONFLICT (job_id, step, sample_index) DO UPDATE` run as one driver executemany.
+
+    SQLAlchemy builds the SQL once per dialect; the rows go straight to the driver, because
+    SQLAlchemy's per-row parameter processing cost more than the database's own insert work.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        insert_fn = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
+        stmt = insert_fn(predictions).values({name: bindparam(name) for name in WRITE_COLUMNS})
+        changes = {name: stmt.excluded[name] for name in WRITE_COLUMNS if name not in KEY_COLUMNS}
+        compiled = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=changes).compile(dialect=dialect)
+        self.sql = compiled.string
+        self.order = list(compiled.positiontup or []) if compiled.positional else None
+        self.is_sqlite = dialect.name == "sqlite"
+
+    def execute(self, conn: Connection, rows: list[dict[str, Any]], created_at: datetime) -> None:
+        stamp: Any = created_at.strftime(SQLITE_TIMESTAMP) if self.is_sqlite else created_at
+        dump_json = _sqlite_json if self.is_sqlite else _postgres_json
+        names = self.order if self.order is not None else list(WRITE_COLUMNS)
+        getter = itemgetter(*names)
+        json_slots = [i for i, name in enumerate(names) if name in JSON_COLUMNS]
+        stamp_slot = names.index("created_at")
+        params: list[Any] = []
+        for row in rows:
+            values = list(getter(row))
+            for i in json_slots:
+                if values[i] is not None:
+                    values[i] = dump_json(values[i])
+            values[stamp_slot] = stamp
+            params.append(tuple(values) if self.order is not None else dict(zip(names, values, strict=True)))
+        conn.exec_driver_sql(self.sql, params)
+
+
+def _sqlite_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _postgres_json(value: Any) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
+
+
+_UPSERTS: dict[str, BulkUpsert] = {}
+
+
+def _upsert_for(dialect: Dialect) -> BulkUpsert:
+    if dialect.name not in _UPSERTS:
+        _UPSERTS[dialect.name] = BulkUpsert(dialect)
+    return _UPSERTS[dialect.name]
 
 
 def _existing_keys(conn: Connection, job_id: str, rows: list[dict[str, Any]]) -> set[tuple[int, int]]:
@@ -114,53 +161,6 @@ def _existing_keys(conn: Connection, job_id: str, rows: list[dict[str, Any]]) ->
     return found
 
 
-def refresh_rollups(conn: Connection, job_id: str, steps: list[int]) -> None:
-    """Recompute the rollup rows of the given rounds from their predictions (exact sums)."""
-    p = predictions.c
-    in_rounds = (p.job_id == job_id, p.step.in_(steps))
-    conn.execute(delete(round_rollups).where(round_rollups.c.job_id == job_id, round_rollups.c.step.in_(steps)))
-    aggregate = (
-        select(
-            literal(job_id),
-            p.step,
-            p.epoch,
-            func.count(),
-            func.sum(p.exact_match),
-            func.count(p.exact_match),
-            func.sum(p.char_error_rate),
-            func.count(p.char_error_rate),
-            func.min(p.char_error_rate),
-            func.max(p.char_error_rate),
-            func.sum(p.length_ratio),
-            func.count(p.length_ratio),
-            func.sum(p.word_overlap),
-            func.count(p.word_overlap),
-            func.coalesce(func.sum(case((p.validation_pass.is_(True), 1), else_=0)), 0),
-            func.count(p.validation_pass),
-        )
-        .where(*in_rounds)
-        .group_by(p.step, p.epoch)
-    )
-    r = round_rollups.c
-    target = [r.job_id, r.step, r.epoch, r.sample_count, r.em_sum, r.em_n, r.cer_sum, r.cer_n,
-              r.cer_min, r.cer_max, r.lr_sum, r.lr_n, r.wo_sum, r.wo_n, r.vp_pass, r.vp_n]
-    conn.execute(insert(round_rollups).from_select(target, aggregate))
-
-    custom: dict[tuple[int, int], dict[str, list[float]]] = defaultdict(dict)
-    for step, epoch, metrics in conn.execute(select(p.step, p.epoch, p.metrics).where(*in_rounds, p.metrics.is_not(None))):
-        sums = custom[(step, epoch)]
-        for name, value in metrics.items():
-            total = sums.setdefault(name, [0.0, 0])
-            total[0] += value
-            total[1] += 1
-    for (step, epoch), sums in custom.items():
-        conn.execute(
-            update(round_rollups)
-            .where(r.job_id == job_id, r.step == step, r.epoch == epoch)
-            .values(metrics=sums)
-        )
-
-
 def ingest(db: Database, principal: Principal, job_id: str, items: list[PredictionIn]) -> dict[str, Any]:
     if principal.job_id is not None and principal.job_id != job_id:
         raise APIError(403, "this job token belongs to another job")
@@ -177,8 +177,8 @@ def ingest(db: Database, principal: Principal, job_id: str, items: list[Predicti
             return {"job_id": job_id, "accepted": 0, "created": 0, "updated": 0}
         rows = _scored_rows(items, job_id, principal.user_id, Validators.from_config(job.config))
         existing = _existing_keys(conn, job_id, rows)
-        conn.execute(_upsert_statement(conn.dialect.name), rows)
-        refresh_rollups(conn, job_id, sorted({row["step"] for row in rows}))
+        _upsert_for(conn.dialect).execute(conn, rows, utcnow())
+        refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})
         conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id)

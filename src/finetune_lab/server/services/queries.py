@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, ColumnElement, func, select, tuple_
+from sqlalchemy import ColumnElement, Connection, func, select, tuple_
 
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database

@@ -14,7 +14,9 @@ from rich.table import Table
 
 from finetune_lab.cli_predictions import predictions_app
 
-app = typer.Typer(help="FineTune Lab: watch what your model says while it fine-tunes.", no_args_is_help=True)
+app = typer.Typer(
+    help="FineTune Lab: watch what your model says while it fine-tunes.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -24,7 +26,10 @@ app.add_typer(predictions_app, name="predictions")
 console = Console()
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", help="Default: $FINETUNE_LAB_DATABASE_URL, else SQLite in $FINETUNE_LAB_HOME."),
+    typer.Option(
+        "--database-url",
+        help="Default: $FINETUNE_LAB_DATABASE_URL, else SQLite in $FINETUNE_LAB_HOME.",
+    ),
 ]
 
 
@@ -69,7 +74,10 @@ def serve(
         _exit_with_parent(parent_pid)
     settings = Settings(database_url=database_url or default_database_url())
     application = create_app(settings)
-    console.print(f"FineTune Lab on [bold]http://{host}:{port}[/] ({application.state.db.backend}); API docs at /docs")
+    console.print(
+        f"FineTune Lab on [bold]http://{host}:{port}[/] ({application.state.db.backend}); "
+        "API docs at /docs"
+    )
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 
 
@@ -77,7 +85,9 @@ def serve(
 def keys_create(
     user: Annotated[str, typer.Option(help="User name (created if new).")],
     name: Annotated[str, typer.Option(help="A label for this key.")] = "default",
-    scopes: Annotated[str, typer.Option(help="Comma-separated: training,production,testing or all.")] = "all",
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: training,production,testing or all.")
+    ] = "all",
     database_url: DatabaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -90,7 +100,17 @@ def keys_create(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     if as_json:
-        typer.echo(json.dumps({"key": new.key, "user": new.user, "scopes": new.scopes, "prefix": new.prefix, "id": new.id}))
+        typer.echo(
+            json.dumps(
+                {
+                    "key": new.key,
+                    "user": new.user,
+                    "scopes": new.scopes,
+                    "prefix": new.prefix,
+                    "id": new.id,
+                }
+            )
+        )
         return
     console.print(f"API key for [bold]{new.user}[/] ({', '.join(new.scopes)}), shown once:")
     typer.echo(new.key)
@@ -112,8 +132,14 @@ def keys_list(
     table = Table("id", "user", "name", "prefix", "scopes", "created", "last used", "revoked")
     for row in rows:
         table.add_row(
-            str(row["id"]), row["user"], row["name"], row["prefix"] + "…", ",".join(row["scopes"]),
-            str(row["created_at"])[:19], str(row["last_used_at"] or "")[:19], str(row["revoked_at"] or "")[:19],
+            str(row["id"]),
+            row["user"],
+            row["name"],
+            row["prefix"] + "…",
+            ",".join(row["scopes"]),
+            str(row["created_at"])[:19],
+            str(row["last_used_at"] or "")[:19],
+            str(row["revoked_at"] or "")[:19],
         )
     console.print(table)
 
@@ -138,6 +164,20 @@ def db_upgrade(database_url: DatabaseUrl = None) -> None:
     """Apply pending migrations."""
     db = _database(database_url)
     console.print(f"database at head ({db.backend})")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (another free one if taken).")] = 8484,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving when done.")
+    ] = True,
+) -> None:
+    """Start the server on SQLite with a key and a sample job, and print where to look."""
+    from finetune_lab.demo import run_demo
+
+    run_demo(host=host, port=port, serve=serve, console=console)
 
 
 def main() -> None:

@@ -89,7 +89,9 @@ class ValidatorsConfig(StrictModel):
 
 
 class JobCreate(StrictModel):
-    id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
     name: str | None = Field(default=None, max_length=512)
     model_name: str | None = Field(default=None, max_length=512)
     config: dict[str, Any] | None = None

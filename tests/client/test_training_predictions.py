@@ -82,7 +82,9 @@ def test_validation_pass_filter_sends_booleans(
     config = {"predictions": {"validators": {"json_parse": True}}}
     client.jobs.create(id=unique_job_id, config=config)
     items = [
-        PredictionIn(epoch=1, step=1, sample_index=i, prompt="p", prediction=pred)
+        PredictionIn(
+            epoch=1, step=1, sample_index=i, prompt="p", prediction=pred, ground_truth=None
+        )
         for i, pred in enumerate(['{"a": 1}', "not json", "[1, 2]"])
     ]
     assert client.training_predictions.create(unique_job_id, items).created == 3
@@ -94,6 +96,19 @@ def test_validation_pass_filter_sends_booleans(
     assert bad.validation_pass is False
     assert bad.validation_kind == "json_parse"
     assert bad.validation_errors and bad.validation_errors[0].validator == "json_parse"
+
+
+def test_create_without_ground_truth(client: FinetuneLabClient, unique_job_id: str) -> None:
+    """SPEC: ground_truth is optional; such rows are stored unscored."""
+    client.jobs.create(id=unique_job_id)
+    as_mapping = {"epoch": 0, "step": 0, "sample_index": 0, "prompt": "p", "prediction": "x"}
+    as_model = PredictionIn(epoch=0, step=0, sample_index=1, prompt="p", prediction="y")
+    assert client.training_predictions.create(unique_job_id, [as_mapping, as_model]).created == 2
+    page = client.training_predictions.get(unique_job_id)
+    assert [(p.ground_truth, p.char_error_rate, p.exact_match) for p in page.predictions] == [
+        (None, None, None),
+        (None, None, None),
+    ]
 
 
 def test_epochs(client: FinetuneLabClient, seeded_job: str) -> None:

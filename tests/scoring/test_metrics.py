@@ -259,7 +259,7 @@ def _reference(prediction: str, truth: str | None):
 
 def test_random_strings_match_reference_implementation():
     rng = random.Random(20240601)
-    alphabet = list("abcAB ") + ["é", "e\u0301", "\U0001F44D", "猫", "\t", "İ", "ß", "\u3000"]
+    alphabet = [*"abcAB ", "é", "e\u0301", "\U0001F44D", "猫", "\t", "İ", "ß", "\u3000"]
     for _ in range(500):
         pred = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         truth = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))

@@ -46,7 +46,9 @@ def test_openapi_json(server):
     assert {"get", "patch", "delete"} <= set(paths["/api/training/jobs/{job_id}"])
 
 
-@pytest.mark.parametrize("path", ["/nope", "/api/nope", "/api/training/nope", "/api/training/jobs/a/b/c"])
+@pytest.mark.parametrize(
+    "path", ["/nope", "/api/nope", "/api/training/nope", "/api/training/jobs/a/b/c"]
+)
 def test_unknown_route_is_404_with_error_body(http, path):
     assert_error(http.get(path), 404)
 

@@ -258,7 +258,7 @@ def test_server_scores_match_scoring_module(http, job):
     ingest(http, job, items)
     rows = fetch_all(http, job)
     assert len(rows) == len(SCORING_CASES)
-    for got, (pred, truth) in zip(rows, SCORING_CASES):
+    for got, (pred, truth) in zip(rows, SCORING_CASES, strict=True):
         assert got["prediction"] == pred
         assert got["ground_truth"] == truth
         want = score(pred, truth)
@@ -314,7 +314,7 @@ def test_validators_from_job_config(http, validators):
     reference = Validators(**validators)
     rows = fetch_all(http, job_id)
     assert len(rows) == len(VALIDATION_CASES)
-    for got, prediction in zip(rows, VALIDATION_CASES):
+    for got, prediction in zip(rows, VALIDATION_CASES, strict=True):
         want = reference(prediction)
         assert got["validation_pass"] is want.passed, (prediction, got)
         assert got["validation_kind"] == want.kind

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator, SchemaError
+from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
 
@@ -44,15 +45,19 @@ class Validators:
         try:
             value = orjson.loads(prediction)
         except orjson.JSONDecodeError as exc:
-            error = {"validator": "json_parse", "message": "output is not valid JSON", "detail": str(exc)}
+            error: dict[str, Any] = {
+                "validator": "json_parse",
+                "message": "output is not valid JSON",
+                "detail": str(exc),
+            }
             return ValidationResult(False, self.kind, [error])
         if self._schema_validator is None:
             return ValidationResult(True, self.kind, [])
         # One error per failing validator, as the spec asks: report the most relevant one.
-        errors = sorted(self._schema_validator.iter_errors(value), key=lambda e: list(e.path))
+        errors = list(self._schema_validator.iter_errors(value))
         if not errors:
             return ValidationResult(True, self.kind, [])
-        first = errors[0]
+        first = best_match(errors)
         detail = {
             "path": "/" + "/".join(str(p) for p in first.absolute_path),
             "schema_path": "/" + "/".join(str(p) for p in first.absolute_schema_path),
@@ -71,7 +76,9 @@ def check_validators_config(config: dict[str, Any] | None) -> str | None:
     try:
         Validators.from_config(config)
     except SchemaError as exc:
-        return f"config.predictions.validators.json_schema is not a valid JSON Schema: {exc.message}"
+        return (
+            f"config.predictions.validators.json_schema is not a valid JSON Schema: {exc.message}"
+        )
     except (AttributeError, TypeError) as exc:
         return f"config.predictions.validators is malformed: {exc}"
     return None

@@ -19,8 +19,13 @@ from finetune_lab.server.settings import Settings
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in {
-        400: "Malformed body", 401: "Missing or invalid credentials", 403: "Missing scope",
-        404: "Unknown resource", 409: "Conflict", 413: "Too large", 422: "Invalid parameters",
+        400: "Malformed body",
+        401: "Missing or invalid credentials",
+        403: "Missing scope",
+        404: "Unknown resource",
+        409: "Conflict",
+        413: "Too large",
+        422: "Invalid parameters",
         429: "Rate limited",
     }.items()
 }
@@ -50,7 +55,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """Add the ingest body schema: that route reads raw bytes for speed, so FastAPI can't see it."""
     if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
         _, extra = models_json_schema(
             [(PredictionsBatch, "validation"), (PredictionIn, "validation")],
             ref_template="#/components/schemas/{model}",

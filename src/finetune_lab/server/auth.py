@@ -79,7 +79,9 @@ class Authenticator:
         if row is None:
             return None
         self._mark_used(int(row.id))
-        return Principal(int(row.uid), row.name, "api_key", tuple(row.scopes), api_key_id=int(row.id))
+        return Principal(
+            int(row.uid), row.name, "api_key", tuple(row.scopes), api_key_id=int(row.id)
+        )
 
     def _session(self, digest: str) -> Principal | None:
         query = (
@@ -98,7 +100,9 @@ class Authenticator:
             row = conn.execute(query).first()
         if row is None or row.expires_at <= utcnow():
             return None
-        return Principal(int(row.uid), row.name, "session", tuple(row.scopes), api_key_id=int(row.id))
+        return Principal(
+            int(row.uid), row.name, "session", tuple(row.scopes), api_key_id=int(row.id)
+        )
 
     def _job_token(self, digest: str) -> Principal | None:
         query = (
@@ -120,7 +124,9 @@ class Authenticator:
                 return
             self._last_used_marks[key_id] = now
         with self.db.write() as conn:
-            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=utcnow()))
+            conn.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=utcnow())
+            )
 
 
 def current_principal(request: Request) -> Principal:

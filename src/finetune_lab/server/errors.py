@@ -73,9 +73,13 @@ def error_response(
 
 
 def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """Readable message and plain details from pydantic errors (first error named in the message)."""
+    """A readable message (naming the first error) and plain details from pydantic errors."""
     details = [
-        {"loc": list(err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type", "")}
+        {
+            "loc": list(err.get("loc", ())),
+            "message": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
         for err in errors
     ]
     if not details:

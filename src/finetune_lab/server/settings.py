@@ -14,7 +14,9 @@ def home_dir() -> Path:
 
 
 def default_database_url() -> str:
-    return os.environ.get("FINETUNE_LAB_DATABASE_URL") or f"sqlite:///{home_dir() / 'finetune-lab.db'}"
+    return (
+        os.environ.get("FINETUNE_LAB_DATABASE_URL") or f"sqlite:///{home_dir() / 'finetune-lab.db'}"
+    )
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,12 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
         if not (self.is_sqlite or self.is_postgres):
-            raise ValueError(f"unsupported database URL {make_url(self.url).drivername!r}: use sqlite:/// or postgresql://")
-        self.engine = _sqlite_engine(self.url) if self.is_sqlite else _postgres_engine(self.url, pool_size)
+            raise ValueError(
+                f"unsupported database URL {make_url(self.url).drivername!r}: use sqlite:/// or postgresql://"
+            )
+        self.engine = (
+            _sqlite_engine(self.url) if self.is_sqlite else _postgres_engine(self.url, pool_size)
+        )
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.backend = "sqlite" if self.is_sqlite else "postgresql"
 

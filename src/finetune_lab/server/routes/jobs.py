@@ -14,7 +14,12 @@ router = APIRouter(prefix="/api/training/jobs", tags=["jobs"])
 training = require_scope("training")
 
 
-@router.post("", status_code=201, response_model=Job, responses={200: {"model": Job, "description": "resumed an existing job"}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=Job,
+    responses={200: {"model": Job, "description": "resumed an existing job"}},
+)
 def create_job(
     body: JobCreate,
     response: Response,
@@ -39,17 +44,24 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=Job)
-def get_job(job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)) -> dict[str, Any]:
+def get_job(
+    job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)
+) -> dict[str, Any]:
     return service.get_job(db, principal, job_id)
 
 
 @router.patch("/{job_id}", response_model=Job)
 def update_job(
-    job_id: str, body: JobPatch, principal: Principal = Depends(training), db: Database = Depends(get_db)
+    job_id: str,
+    body: JobPatch,
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
 ) -> dict[str, Any]:
     return service.update_job(db, principal, job_id, body)
 
 
 @router.delete("/{job_id}", response_model=JobDeleted)
-def delete_job(job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)) -> dict[str, Any]:
+def delete_job(
+    job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)
+) -> dict[str, Any]:
     return service.delete_job(db, principal, job_id)

@@ -49,7 +49,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictionsBatch"}}},
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PredictionsBatch"}}
+            },
         }
     },
 )
@@ -83,12 +85,16 @@ def list_predictions(
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
     filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass)
-    page = queries.list_predictions(db, principal, job_id, filters, limit=limit, offset=offset, cursor=cursor)
+    page = queries.list_predictions(
+        db, principal, job_id, filters, limit=limit, offset=offset, cursor=cursor
+    )
     return JSONBytesResponse(page)
 
 
 @router.get("/{job_id}/epochs", response_model=EpochsResponse)
-def epochs(job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)) -> JSONBytesResponse:
+def epochs(
+    job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)
+) -> JSONBytesResponse:
     return JSONBytesResponse(queries.epochs(db, principal, job_id))
 
 

@@ -35,7 +35,10 @@ def _pages(db: Database, job_id: str, filters: PredictionFilters) -> Iterator[li
 
 def _jsonl(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
     for rows in pages:
-        yield b"".join(orjson.dumps(row, option=orjson.OPT_NAIVE_UTC | orjson.OPT_APPEND_NEWLINE) for row in rows)
+        yield b"".join(
+            orjson.dumps(row, option=orjson.OPT_NAIVE_UTC | orjson.OPT_APPEND_NEWLINE)
+            for row in rows
+        )
 
 
 def _csv(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
@@ -89,19 +92,37 @@ def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([
-        ("id", pa.int64()), ("job_id", pa.string()), ("epoch", pa.int64()), ("step", pa.int64()),
-        ("sample_index", pa.int64()), ("prompt", pa.string()), ("ground_truth", pa.string()),
-        ("prediction", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")),
-        ("exact_match", pa.float64()), ("char_error_rate", pa.float64()),
-        ("length_ratio", pa.float64()), ("word_overlap", pa.float64()), ("prompt_id", pa.string()),
-        ("source_index", pa.int64()), ("sample_source", pa.string()),
-        ("sample_source_id", pa.string()), ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()), ("total_tokens", pa.int64()),
-        ("latency_ms", pa.float64()), ("max_new_tokens", pa.int64()), ("do_sample", pa.bool_()),
-        ("validation_pass", pa.bool_()), ("validation_kind", pa.string()),
-        ("validation_errors", pa.string()), ("metrics", pa.string()),  # JSON text
-    ])
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("job_id", pa.string()),
+            ("epoch", pa.int64()),
+            ("step", pa.int64()),
+            ("sample_index", pa.int64()),
+            ("prompt", pa.string()),
+            ("ground_truth", pa.string()),
+            ("prediction", pa.string()),
+            ("created_at", pa.timestamp("us", tz="UTC")),
+            ("exact_match", pa.float64()),
+            ("char_error_rate", pa.float64()),
+            ("length_ratio", pa.float64()),
+            ("word_overlap", pa.float64()),
+            ("prompt_id", pa.string()),
+            ("source_index", pa.int64()),
+            ("sample_source", pa.string()),
+            ("sample_source_id", pa.string()),
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+            ("total_tokens", pa.int64()),
+            ("latency_ms", pa.float64()),
+            ("max_new_tokens", pa.int64()),
+            ("do_sample", pa.bool_()),
+            ("validation_pass", pa.bool_()),
+            ("validation_kind", pa.string()),
+            ("validation_errors", pa.string()),
+            ("metrics", pa.string()),  # JSON text
+        ]
+    )
     sink = _ChunkSink()
     with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd") as writer:
         for rows in pages:
@@ -117,6 +138,8 @@ def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
     yield sink.drain()
 
 
-def export_stream(db: Database, job_id: str, filters: PredictionFilters, fmt: str) -> Iterator[bytes]:
+def export_stream(
+    db: Database, job_id: str, filters: PredictionFilters, fmt: str
+) -> Iterator[bytes]:
     writer = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[fmt]
     return writer(_pages(db, job_id, filters))

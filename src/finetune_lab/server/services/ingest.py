@@ -1,4 +1,4 @@
-"""The write path: validate a batch, score it, upsert it and refresh its rounds' rollups, atomically."""
+"""The write path: validate, score, upsert and refresh the rounds' rollups, in one transaction."""
 
 from __future__ import annotations
 
@@ -48,8 +48,12 @@ def _batch_error(errors: list[Any]) -> APIError:
     if first["type"] == "json_invalid":
         return APIError(400, f"request body is not valid JSON: {first['msg']}")
     if loc == ["predictions"] and first["type"] == "too_long":
-        return APIError(413, f"too many predictions in one batch; at most {MAX_BATCH_ITEMS} allowed")
-    details = [{"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]} for err in errors]
+        return APIError(
+            413, f"too many predictions in one batch; at most {MAX_BATCH_ITEMS} allowed"
+        )
+    details = [
+        {"loc": list(err["loc"]), "message": err["msg"], "type": err["type"]} for err in errors
+    ]
     if len(loc) >= 2 and loc[0] == "predictions" and isinstance(loc[1], int):
         field = ".".join(str(part) for part in loc[2:]) or "item"
         message = f"predictions[{loc[1]}] {field}: {first['msg']}"
@@ -73,7 +77,9 @@ def _scored_rows(
     for item in latest.values():
         row = dict(item.__dict__)
         scores = score(item.prediction, item.ground_truth)
-        row["exact_match"], row["char_error_rate"], row["length_ratio"], row["word_overlap"] = scores
+        row["exact_match"], row["char_error_rate"], row["length_ratio"], row["word_overlap"] = (
+            scores
+        )
         if validators is None:
             row["validation_pass"] = row["validation_kind"] = row["validation_errors"] = None
         else:
@@ -89,7 +95,7 @@ def _scored_rows(
 
 
 class BulkUpsert:
-    """`INSERT ... ON CONFLICT (job_id, step, sample_index) DO UPDATE` run as one driver executemany.
+    """`INSERT ... ON CONFLICT (job_id, step, sample_index) DO UPDATE` as one driver executemany.
 
     SQLAlchemy builds the SQL once per dialect; the rows go straight to the driver, because
     SQLAlchemy's per-row parameter processing cost more than the database's own insert work.
@@ -99,7 +105,9 @@ class BulkUpsert:
         insert_fn = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
         stmt = insert_fn(predictions).values({name: bindparam(name) for name in WRITE_COLUMNS})
         changes = {name: stmt.excluded[name] for name in WRITE_COLUMNS if name not in KEY_COLUMNS}
-        compiled = stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=changes).compile(dialect=dialect)
+        compiled = stmt.on_conflict_do_update(
+            index_elements=list(KEY_COLUMNS), set_=changes
+        ).compile(dialect=dialect)
         self.sql = compiled.string
         self.order = list(compiled.positiontup or []) if compiled.positional else None
         self.is_sqlite = dialect.name == "sqlite"
@@ -118,7 +126,9 @@ class BulkUpsert:
                 if values[i] is not None:
                     values[i] = dump_json(values[i])
             values[stamp_slot] = stamp
-            params.append(tuple(values) if self.order is not None else dict(zip(names, values, strict=True)))
+            params.append(
+                tuple(values) if self.order is not None else dict(zip(names, values, strict=True))
+            )
         conn.exec_driver_sql(self.sql, params)
 
 
@@ -141,7 +151,9 @@ def _upsert_for(dialect: Dialect) -> BulkUpsert:
     return _UPSERTS[dialect.name]
 
 
-def _existing_keys(conn: Connection, job_id: str, rows: list[dict[str, Any]]) -> set[tuple[int, int]]:
+def _existing_keys(
+    conn: Connection, job_id: str, rows: list[dict[str, Any]]
+) -> set[tuple[int, int]]:
     """Which of the batch's (step, sample_index) already exist: one index range per round."""
     bounds: dict[int, list[int]] = {}
     for row in rows:
@@ -161,13 +173,18 @@ def _existing_keys(conn: Connection, job_id: str, rows: list[dict[str, Any]]) ->
     return found
 
 
-def ingest(db: Database, principal: Principal, job_id: str, items: list[PredictionIn]) -> dict[str, Any]:
+def ingest(
+    db: Database, principal: Principal, job_id: str, items: list[PredictionIn]
+) -> dict[str, Any]:
     if principal.job_id is not None and principal.job_id != job_id:
         raise APIError(403, "this job token belongs to another job")
     with db.write() as conn:
         if db.is_postgres:
             # Writers of one job take turns, so the rollup refresh sees every committed row.
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:job_id, 0))"), {"job_id": job_id})
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:job_id, 0))"),
+                {"job_id": job_id},
+            )
         job = conn.execute(
             select(jobs.c.config).where(jobs.c.id == job_id, jobs.c.user_id == principal.user_id)
         ).first()
@@ -188,4 +205,9 @@ def ingest(db: Database, principal: Principal, job_id: str, items: list[Predicti
             )
         )
     updated = sum(1 for row in rows if (row["step"], row["sample_index"]) in existing)
-    return {"job_id": job_id, "accepted": len(items), "created": len(rows) - updated, "updated": updated}
+    return {
+        "job_id": job_id,
+        "accepted": len(items),
+        "created": len(rows) - updated,
+        "updated": updated,
+    }

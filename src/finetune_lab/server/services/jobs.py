@@ -53,7 +53,9 @@ def _stats(conn: Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:
     return {row.job_id: dict(row._mapping) for row in conn.execute(query)}
 
 
-def _to_wire(row: Any, stats: dict[str, Any] | None, job_token: str | None = None) -> dict[str, Any]:
+def _to_wire(
+    row: Any, stats: dict[str, Any] | None, job_token: str | None = None
+) -> dict[str, Any]:
     job = dict(row._mapping)
     stats = stats or {}
     job["prediction_count"] = int(stats.get("prediction_count") or 0)
@@ -69,7 +71,16 @@ def create_job(db: Database, principal: Principal, body: JobCreate) -> tuple[dic
     config = body.config or {}
     problem = check_validators_config(config)
     if problem:
-        raise validation_error(problem, [{"loc": ["config", "predictions", "validators"], "message": problem, "type": "value_error"}])
+        raise validation_error(
+            problem,
+            [
+                {
+                    "loc": ["config", "predictions", "validators"],
+                    "message": problem,
+                    "type": "value_error",
+                }
+            ],
+        )
     job_id = body.id or f"job_{uuid.uuid4().hex}"
     with db.write() as conn:
         existing = conn.execute(select(jobs.c.user_id).where(jobs.c.id == job_id)).first()
@@ -132,7 +143,9 @@ def update_job(db: Database, principal: Principal, job_id: str, patch: JobPatch)
     with db.write() as conn:
         owned_job(conn, principal, job_id)
         if values:
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values, updated_at=utcnow()))
+            conn.execute(
+                update(jobs).where(jobs.c.id == job_id).values(**values, updated_at=utcnow())
+            )
         row = owned_job(conn, principal, job_id)
         return _to_wire(row, _stats(conn, [job_id]).get(job_id))
 

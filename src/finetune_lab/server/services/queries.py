@@ -1,13 +1,14 @@
 """The read path: pages, counts, epochs, trends, per-sample history and epoch comparison.
 
 Counts, epochs and trends read the per-round rollups (O(rounds)); pages use the
-(job_id, epoch, step, sample_index) index with keyset cursors, so deep pages cost what the first does.
+(job_id, epoch, step, sample_index) index with keyset cursors: deep pages cost what the first does.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +20,36 @@ from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import predictions, round_rollups
 from finetune_lab.server.errors import not_found, validation_error
 from finetune_lab.server.services.jobs import owned_job
+from finetune_lab.server.services.rollups import RoundTotals
 
 PREDICTION_FIELDS = (
-    "id", "job_id", "epoch", "step", "sample_index", "prompt", "ground_truth", "prediction",
-    "created_at", "exact_match", "char_error_rate", "length_ratio", "word_overlap", "prompt_id",
-    "source_index", "sample_source", "sample_source_id", "prompt_tokens", "completion_tokens",
-    "total_tokens", "latency_ms", "max_new_tokens", "do_sample", "validation_pass",
-    "validation_kind", "validation_errors", "metrics",
+    "id",
+    "job_id",
+    "epoch",
+    "step",
+    "sample_index",
+    "prompt",
+    "ground_truth",
+    "prediction",
+    "created_at",
+    "exact_match",
+    "char_error_rate",
+    "length_ratio",
+    "word_overlap",
+    "prompt_id",
+    "source_index",
+    "sample_source",
+    "sample_source_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "latency_ms",
+    "max_new_tokens",
+    "do_sample",
+    "validation_pass",
+    "validation_kind",
+    "validation_errors",
+    "metrics",
 )
 PREDICTION_COLUMNS = tuple(predictions.c[name] for name in PREDICTION_FIELDS)
 READ_ORDER = (predictions.c.epoch, predictions.c.step, predictions.c.sample_index)
@@ -69,13 +93,17 @@ def decode_cursor(cursor: str) -> tuple[int, int, int]:
             return value[0], value[1], value[2]
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         pass
-    raise validation_error("cursor is not valid: pass next_cursor from a previous page unchanged",
-                           [{"loc": ["query", "cursor"], "message": "invalid cursor", "type": "value_error"}])
+    raise validation_error(
+        "cursor is not valid: pass next_cursor from a previous page unchanged",
+        [{"loc": ["query", "cursor"], "message": "invalid cursor", "type": "value_error"}],
+    )
 
 
 def _count(conn: Connection, job_id: str, filters: PredictionFilters) -> int:
     if filters.rollup_countable:
-        query = select(func.coalesce(func.sum(round_rollups.c.sample_count), 0)).where(round_rollups.c.job_id == job_id)
+        query = select(func.coalesce(func.sum(round_rollups.c.sample_count), 0)).where(
+            round_rollups.c.job_id == job_id
+        )
         if filters.epoch is not None:
             query = query.where(round_rollups.c.epoch == filters.epoch)
         if filters.step is not None:
@@ -86,7 +114,14 @@ def _count(conn: Connection, job_id: str, filters: PredictionFilters) -> int:
 
 
 def _epoch_count(conn: Connection, job_id: str) -> int:
-    return int(conn.scalar(select(func.count(func.distinct(round_rollups.c.epoch))).where(round_rollups.c.job_id == job_id)) or 0)
+    return int(
+        conn.scalar(
+            select(func.count(func.distinct(round_rollups.c.epoch))).where(
+                round_rollups.c.job_id == job_id
+            )
+        )
+        or 0
+    )
 
 
 def _rows_to_dicts(rows: Any) -> list[dict[str, Any]]:
@@ -139,9 +174,11 @@ def list_predictions(
     }
 
 
-def _rollups(conn: Connection, job_id: str) -> list[Any]:
+def _rollups(conn: Connection, job_id: str) -> Sequence[Any]:
     r = round_rollups.c
-    return conn.execute(select(round_rollups).where(r.job_id == job_id).order_by(r.epoch, r.step)).all()
+    return conn.execute(
+        select(round_rollups).where(r.job_id == job_id).order_by(r.epoch, r.step)
+    ).all()
 
 
 def epochs(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
@@ -164,54 +201,20 @@ def epochs(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
     }
 
 
-def _mean(total: float | None, n: int) -> float | None:
-    return None if not n or total is None else total / n
-
-
-class _Group:
-    """Sums and counts of several rounds, divided only at the end (no average of averages)."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.step = -1
-        self.sample_count = 0
-        self.sums = {"em": [0.0, 0], "cer": [0.0, 0], "lr": [0.0, 0], "wo": [0.0, 0], "vp": [0.0, 0]}
-        self.cer_min: float | None = None
-        self.cer_max: float | None = None
-        self.metrics: dict[str, list[float]] = {}
-
-    def add(self, row: Any) -> None:
-        self.step = max(self.step, row.step)
-        self.sample_count += row.sample_count
-        for key in ("em", "cer", "lr", "wo"):
-            if row._mapping[f"{key}_n"]:
-                self.sums[key][0] += row._mapping[f"{key}_sum"]
-                self.sums[key][1] += row._mapping[f"{key}_n"]
-        self.sums["vp"][0] += row.vp_pass
-        self.sums["vp"][1] += row.vp_n
-        if row.cer_min is not None:
-            self.cer_min = row.cer_min if self.cer_min is None else min(self.cer_min, row.cer_min)
-            self.cer_max = row.cer_max if self.cer_max is None else max(self.cer_max, row.cer_max)
-        for name, (total, n) in (row.metrics or {}).items():
-            acc = self.metrics.setdefault(name, [0.0, 0])
-            acc[0] += total
-            acc[1] += n
-
-    def point(self) -> dict[str, Any]:
-        s = self.sums
-        return {
-            "epoch": self.epoch,
-            "step": self.step,
-            "sample_count": self.sample_count,
-            "avg_exact_match": _mean(s["em"][0], int(s["em"][1])),
-            "avg_char_error_rate": _mean(s["cer"][0], int(s["cer"][1])),
-            "avg_length_ratio": _mean(s["lr"][0], int(s["lr"][1])),
-            "avg_word_overlap": _mean(s["wo"][0], int(s["wo"][1])),
-            "min_char_error_rate": self.cer_min,
-            "max_char_error_rate": self.cer_max,
-            "validation_pass_rate": _mean(s["vp"][0], int(s["vp"][1])),
-            "metrics": {name: _mean(total, int(n)) for name, (total, n) in sorted(self.metrics.items())},
-        }
+def _trend_point(epoch: int, step: int, totals: RoundTotals) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "step": step,
+        "sample_count": totals.sample_count,
+        "avg_exact_match": totals.mean("em"),
+        "avg_char_error_rate": totals.mean("cer"),
+        "avg_length_ratio": totals.mean("lr"),
+        "avg_word_overlap": totals.mean("wo"),
+        "min_char_error_rate": totals.cer_min,
+        "max_char_error_rate": totals.cer_max,
+        "validation_pass_rate": totals.validation_pass_rate,
+        "metrics": totals.metric_means(),
+    }
 
 
 def overall_improvement(points: list[dict[str, Any]]) -> float | None:
@@ -227,12 +230,14 @@ def trends(db: Database, principal: Principal, job_id: str, *, group_by: str) ->
     with db.read() as conn:
         owned_job(conn, principal, job_id)
         rollups = _rollups(conn, job_id)
-    groups: list[_Group] = []
+    groups: list[tuple[int, int, RoundTotals]] = []  # (epoch, last step, totals)
     for row in rollups:
-        if group_by == "step" or not groups or groups[-1].epoch != row.epoch:
-            groups.append(_Group(row.epoch))
-        groups[-1].add(row)
-    points = [group.point() for group in groups]
+        if group_by == "step" or not groups or groups[-1][0] != row.epoch:
+            groups.append((row.epoch, row.step, RoundTotals()))
+        epoch, _, totals = groups[-1]
+        totals.merge(RoundTotals.from_row(row))
+        groups[-1] = (epoch, row.step, totals)  # rollups come in step order within an epoch
+    points = [_trend_point(epoch, step, totals) for epoch, step, totals in groups]
     return {
         "job_id": job_id,
         "group_by": group_by,
@@ -242,23 +247,45 @@ def trends(db: Database, principal: Principal, job_id: str, *, group_by: str) ->
 
 
 SAMPLE_ROUND_FIELDS = (
-    "epoch", "step", "prediction", "exact_match", "char_error_rate", "length_ratio",
-    "word_overlap", "validation_pass", "validation_kind", "validation_errors", "metrics",
-    "latency_ms", "completion_tokens", "created_at", "prompt", "ground_truth", "prompt_id",
+    "epoch",
+    "step",
+    "prediction",
+    "exact_match",
+    "char_error_rate",
+    "length_ratio",
+    "word_overlap",
+    "validation_pass",
+    "validation_kind",
+    "validation_errors",
+    "metrics",
+    "latency_ms",
+    "completion_tokens",
+    "created_at",
+    "prompt",
+    "ground_truth",
+    "prompt_id",
 )
 
 
-def sample_history(db: Database, principal: Principal, job_id: str, sample_index: int) -> dict[str, Any]:
+def sample_history(
+    db: Database, principal: Principal, job_id: str, sample_index: int
+) -> dict[str, Any]:
     p = predictions.c
     with db.read() as conn:
         owned_job(conn, principal, job_id)
         # Probe the unique (job_id, step, sample_index) index once per round: no job scan.
-        steps = sorted(set(conn.scalars(select(round_rollups.c.step).where(round_rollups.c.job_id == job_id))))
-        rows = conn.execute(
-            select(*(p[name] for name in SAMPLE_ROUND_FIELDS))
-            .where(p.job_id == job_id, p.step.in_(steps), p.sample_index == sample_index)
-            .order_by(p.epoch, p.step)
-        ).all() if steps else []
+        steps = sorted(
+            set(conn.scalars(select(round_rollups.c.step).where(round_rollups.c.job_id == job_id)))
+        )
+        rows = (
+            conn.execute(
+                select(*(p[name] for name in SAMPLE_ROUND_FIELDS))
+                .where(p.job_id == job_id, p.step.in_(steps), p.sample_index == sample_index)
+                .order_by(p.epoch, p.step)
+            ).all()
+            if steps
+            else []
+        )
     if not rows:
         raise not_found(f"sample {sample_index} of this job")
     rounds = [dict(zip(SAMPLE_ROUND_FIELDS[:-3], row[:-3], strict=True)) for row in rows]
@@ -275,22 +302,27 @@ def sample_history(db: Database, principal: Principal, job_id: str, sample_index
 
 def _last_round(conn: Connection, job_id: str, epoch: int) -> tuple[int, dict[int, Any]]:
     step = conn.scalar(
-        select(func.max(round_rollups.c.step)).where(round_rollups.c.job_id == job_id, round_rollups.c.epoch == epoch)
+        select(func.max(round_rollups.c.step)).where(
+            round_rollups.c.job_id == job_id, round_rollups.c.epoch == epoch
+        )
     )
     if step is None:
         raise not_found(f"epoch {epoch} of this job")
     p = predictions.c
     rows = conn.execute(
-        select(p.sample_index, p.prompt, p.ground_truth, p.prediction, p.char_error_rate, p.exact_match)
-        .where(p.job_id == job_id, p.epoch == epoch, p.step == step)
+        select(
+            p.sample_index, p.prompt, p.ground_truth, p.prediction, p.char_error_rate, p.exact_match
+        ).where(p.job_id == job_id, p.epoch == epoch, p.step == step)
     ).all()
     return int(step), {row.sample_index: row for row in rows}
 
 
 def _direction(before: Any, after: Any) -> str:
     """improved / regressed / unchanged by CER; exact match breaks ties."""
-    for worse_is_higher, a, b in ((True, before.char_error_rate, after.char_error_rate),
-                                  (False, before.exact_match, after.exact_match)):
+    for worse_is_higher, a, b in (
+        (True, before.char_error_rate, after.char_error_rate),
+        (False, before.exact_match, after.exact_match),
+    ):
         if a is None or b is None or a == b:
             continue
         better = b < a if worse_is_higher else b > a
@@ -298,7 +330,9 @@ def _direction(before: Any, after: Any) -> str:
     return "unchanged"
 
 
-def compare(db: Database, principal: Principal, job_id: str, from_epoch: int, to_epoch: int) -> dict[str, Any]:
+def compare(
+    db: Database, principal: Principal, job_id: str, from_epoch: int, to_epoch: int
+) -> dict[str, Any]:
     with db.read() as conn:
         owned_job(conn, principal, job_id)
         from_step, before = _last_round(conn, job_id, from_epoch)
@@ -306,17 +340,19 @@ def compare(db: Database, principal: Principal, job_id: str, from_epoch: int, to
     buckets: dict[str, list[dict[str, Any]]] = {"improved": [], "regressed": [], "unchanged": []}
     for index in sorted(before.keys() & after.keys()):
         a, b = before[index], after[index]
-        buckets[_direction(a, b)].append({
-            "sample_index": index,
-            "prompt": b.prompt,
-            "ground_truth": b.ground_truth,
-            "from_prediction": a.prediction,
-            "to_prediction": b.prediction,
-            "from_char_error_rate": a.char_error_rate,
-            "to_char_error_rate": b.char_error_rate,
-            "from_exact_match": a.exact_match,
-            "to_exact_match": b.exact_match,
-        })
+        buckets[_direction(a, b)].append(
+            {
+                "sample_index": index,
+                "prompt": b.prompt,
+                "ground_truth": b.ground_truth,
+                "from_prediction": a.prediction,
+                "to_prediction": b.prediction,
+                "from_char_error_rate": a.char_error_rate,
+                "to_char_error_rate": b.char_error_rate,
+                "from_exact_match": a.exact_match,
+                "to_exact_match": b.exact_match,
+            }
+        )
     return {
         "job_id": job_id,
         "from_epoch": from_epoch,
@@ -331,4 +367,3 @@ def compare(db: Database, principal: Principal, job_id: str, from_epoch: int, to
 def ensure_owned(db: Database, principal: Principal, job_id: str) -> None:
     with db.read() as conn:
         owned_job(conn, principal, job_id)
-

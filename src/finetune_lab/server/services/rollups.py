@@ -13,7 +13,12 @@ from sqlalchemy import Connection, delete, insert, select
 
 from finetune_lab.server.db.tables import predictions, round_rollups
 
-SCORE_KEYS = (("em", "exact_match"), ("cer", "char_error_rate"), ("lr", "length_ratio"), ("wo", "word_overlap"))
+SCORE_KEYS = (
+    ("em", "exact_match"),
+    ("cer", "char_error_rate"),
+    ("lr", "length_ratio"),
+    ("wo", "word_overlap"),
+)
 
 
 @dataclass
@@ -27,7 +32,7 @@ class RoundTotals:
     vp_n: int = 0
     metrics: dict[str, list[float]] = field(default_factory=dict)  # name -> [sum, count]
 
-    def add_prediction(self, row: Mapping[str, Any]) -> None:
+    def add_prediction(self, row: Mapping[str, Any] | Any) -> None:
         """Fold one scored prediction in."""
         self.sample_count += 1
         for key, column in SCORE_KEYS:
@@ -71,7 +76,9 @@ class RoundTotals:
         return self.vp_pass / self.vp_n if self.vp_n else None
 
     def metric_means(self) -> dict[str, float | None]:
-        return {name: (total / n if n else None) for name, (total, n) in sorted(self.metrics.items())}
+        return {
+            name: (total / n if n else None) for name, (total, n) in sorted(self.metrics.items())
+        }
 
     @classmethod
     def from_row(cls, row: Any) -> RoundTotals:
@@ -88,18 +95,36 @@ class RoundTotals:
         )
 
     def to_row(self, job_id: str, step: int, epoch: int) -> dict[str, Any]:
-        row: dict[str, Any] = {"job_id": job_id, "step": step, "epoch": epoch, "sample_count": self.sample_count}
+        row: dict[str, Any] = {
+            "job_id": job_id,
+            "step": step,
+            "epoch": epoch,
+            "sample_count": self.sample_count,
+        }
         for key, _ in SCORE_KEYS:
             row[f"{key}_sum"] = self.sums[key] if self.counts[key] else None
             row[f"{key}_n"] = self.counts[key]
-        row.update(cer_min=self.cer_min, cer_max=self.cer_max, vp_pass=self.vp_pass, vp_n=self.vp_n,
-                   metrics=self.metrics or None)
+        row.update(
+            cer_min=self.cer_min,
+            cer_max=self.cer_max,
+            vp_pass=self.vp_pass,
+            vp_n=self.vp_n,
+            metrics=self.metrics or None,
+        )
         return row
 
 
 RoundKey = tuple[int, int]  # (step, epoch)
-SCORED_COLUMNS = ("epoch", "step", "exact_match", "char_error_rate", "length_ratio", "word_overlap",
-                  "validation_pass", "metrics")
+SCORED_COLUMNS = (
+    "epoch",
+    "step",
+    "exact_match",
+    "char_error_rate",
+    "length_ratio",
+    "word_overlap",
+    "validation_pass",
+    "metrics",
+)
 
 
 def refresh_rounds(
@@ -123,16 +148,23 @@ def refresh_rounds(
         totals.setdefault((row["step"], row["epoch"]), RoundTotals()).add_prediction(row)
     r = round_rollups.c
     if added_steps:
-        stored = conn.execute(select(round_rollups).where(r.job_id == job_id, r.step.in_(added_steps)))
-        for row in stored:
-            totals.setdefault((row.step, row.epoch), RoundTotals()).merge(RoundTotals.from_row(row))
+        stored = conn.execute(
+            select(round_rollups).where(r.job_id == job_id, r.step.in_(added_steps))
+        )
+        for stored_row in stored:
+            key = (stored_row.step, stored_row.epoch)
+            totals.setdefault(key, RoundTotals()).merge(RoundTotals.from_row(stored_row))
     if rescan_steps:
         p = predictions.c
         columns = [p[name] for name in SCORED_COLUMNS]
         scanned = conn.execute(select(*columns).where(p.job_id == job_id, p.step.in_(rescan_steps)))
-        for row in scanned:
-            totals.setdefault((row.step, row.epoch), RoundTotals()).add_prediction(row._mapping)
+        for scanned_row in scanned:
+            key = (scanned_row.step, scanned_row.epoch)
+            totals.setdefault(key, RoundTotals()).add_prediction(scanned_row._mapping)
     touched = added_steps | rescan_steps
     conn.execute(delete(round_rollups).where(r.job_id == job_id, r.step.in_(touched)))
     if totals:
-        conn.execute(insert(round_rollups), [t.to_row(job_id, step, epoch) for (step, epoch), t in totals.items()])
+        conn.execute(
+            insert(round_rollups),
+            [t.to_row(job_id, step, epoch) for (step, epoch), t in totals.items()],
+        )

@@ -1,4 +1,4 @@
-"""Secrets: how keys and tokens are made and stored (only their SHA-256 ever reaches the database)."""
+"""How keys and tokens are made and stored (only their SHA-256 ever reaches the database)."""
 
 from __future__ import annotations
 
@@ -22,4 +22,3 @@ def hash_secret(secret: str) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-

@@ -23,7 +23,9 @@ def run_migrations_online() -> None:
             connection.commit()
         finally:
             if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID}
+                )
                 connection.commit()
 
 

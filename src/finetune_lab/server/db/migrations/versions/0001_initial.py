@@ -88,7 +88,9 @@ def upgrade() -> None:
         sa.Column("validation_kind", sa.String(64)),
         sa.Column("validation_errors", Json),
         sa.Column("metrics", Json),
-        sa.UniqueConstraint("job_id", "step", "sample_index", name="uq_predictions_job_step_sample"),
+        sa.UniqueConstraint(
+            "job_id", "step", "sample_index", name="uq_predictions_job_step_sample"
+        ),
     )
     op.create_index(
         "ix_predictions_read_order", "predictions", ["job_id", "epoch", "step", "sample_index"]

@@ -13,6 +13,7 @@ from finetune_lab.schema import ErrorBody, PredictionIn, PredictionsBatch
 from finetune_lab.server.auth import Authenticator
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.errors import install_error_handlers
+from finetune_lab.server.middleware import BodySizeLimit
 from finetune_lab.server.routes import auth, health, jobs, predictions
 from finetune_lab.server.settings import Settings
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.db = db
     app.state.authenticator = Authenticator(db)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     for module in (health, auth, jobs, predictions):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -109,7 +109,7 @@ def _export_target(job_id: str, format: str, path: str | os.PathLike[str]) -> Pa
 
 def _encode_item(item: PredictionItem) -> bytes:
     if isinstance(item, BaseModel):
-        return orjson.dumps(item.model_dump(mode="json", exclude_none=True))
+        return orjson.dumps(item.model_dump(mode="json", exclude_unset=True))
     if isinstance(item, Mapping):
         return orjson.dumps(dict(item), option=_ORJSON_OPTIONS)
     raise TypeError(f"predictions must be PredictionIn or mappings, got {type(item).__name__}")

@@ -17,7 +17,6 @@ from finetune_lab.schema import (
 )
 from finetune_lab.server.auth import Principal, require_scope
 from finetune_lab.server.db import Database
-from finetune_lab.server.errors import APIError
 from finetune_lab.server.responses import JSONBytesResponse, get_db
 from finetune_lab.server.services import export, ingest, queries
 from finetune_lab.server.services.queries import PredictionFilters
@@ -27,20 +26,6 @@ training = require_scope("training")
 training_or_job_token = require_scope("training", job_token_ok=True)
 
 NonNegative = Query(None, ge=0)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"request body is over {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"request body is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(
@@ -62,7 +47,7 @@ async def create_predictions(
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
     """Store a batch (≤ 5,000 items): scored, validated and upserted in one transaction."""
-    body = await read_body(request, request.app.state.settings.max_body_bytes)
+    body = await request.body()  # BodySizeLimit has already capped it
 
     def work() -> dict[str, Any]:
         return ingest.ingest(db, principal, job_id, ingest.parse_batch(body))

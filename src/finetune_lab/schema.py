@@ -23,7 +23,6 @@ Scope = Literal["training", "production", "testing", "all"]
 JOB_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
 SCOPES: tuple[str, ...] = ("training", "production", "testing", "all")
 
-Text = Field(max_length=MAX_TEXT_CHARS)
 
 
 class WireModel(BaseModel):
@@ -137,9 +136,9 @@ class PredictionIn(StrictModel):
     epoch: int = Field(ge=0)
     step: int = Field(ge=0)
     sample_index: int = Field(ge=0)
-    prompt: str = Text
-    prediction: str = Text
-    ground_truth: str | None = Text
+    prompt: str = Field(max_length=MAX_TEXT_CHARS)
+    prediction: str = Field(max_length=MAX_TEXT_CHARS)
+    ground_truth: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     prompt_id: str | None = Field(default=None, max_length=256)
     source_index: int | None = Field(default=None, ge=0)
     sample_source: str | None = Field(default=None, max_length=1024)

@@ -123,7 +123,7 @@ def test_422_bad_values(client: FinetuneLabClient, seeded_job: str) -> None:
     with pytest.raises(ValidationError):
         client.training_predictions.trends(seeded_job, group_by="hour")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
-        client.training_predictions.export(seeded_job, format="xlsx")  # type: ignore[arg-type]
+        client.training_predictions.export(seeded_job, format="xlsx")  # type: ignore[call-overload]
     with pytest.raises(ValidationError) as info:
         client.training_predictions.create(seeded_job, [{"epoch": 0, "step": 0}])
     assert info.value.response["error"]["details"][0]["loc"][:2] == ["predictions", 0]

@@ -13,7 +13,7 @@ import pytest
 
 from _support.appserver import ServerHandle
 from finetune_lab import FinetuneLabClient, ValidationError
-from finetune_lab.schema import PredictionIn
+from finetune_lab.schema import Prediction, PredictionIn
 
 from ._data import (
     CER,
@@ -31,8 +31,8 @@ from ._data import (
 ORDER = [(r["epoch"], r["step"], r["sample_index"]) for r in rows()]
 
 
-def _key(p: object) -> tuple[int, int, int]:
-    return (p.epoch, p.step, p.sample_index)  # type: ignore[attr-defined]
+def _key(p: Prediction) -> tuple[int, int, int]:
+    return (p.epoch, p.step, p.sample_index)
 
 
 def test_get_returns_scored_rows_in_order(client: FinetuneLabClient, seeded_job: str) -> None:

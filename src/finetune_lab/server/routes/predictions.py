@@ -25,7 +25,6 @@ router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
 training = require_scope("training")
 training_or_job_token = require_scope("training", job_token_ok=True)
 
-NonNegative = Query(None, ge=0)
 
 
 @router.post(
@@ -58,9 +57,9 @@ async def create_predictions(
 @router.get("/{job_id}", response_model=PredictionsPage)
 def list_predictions(
     job_id: str,
-    epoch: int | None = NonNegative,
-    step: int | None = NonNegative,
-    sample_index: int | None = NonNegative,
+    epoch: int | None = Query(None, ge=0),
+    step: int | None = Query(None, ge=0),
+    sample_index: int | None = Query(None, ge=0),
     prompt_id: str | None = Query(None, max_length=256),
     validation_pass: bool | None = None,
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
@@ -122,8 +121,8 @@ def compare(
 def export_predictions(
     job_id: str,
     format: Literal["jsonl", "csv", "parquet"] = "jsonl",
-    epoch: int | None = NonNegative,
-    step: int | None = NonNegative,
+    epoch: int | None = Query(None, ge=0),
+    step: int | None = Query(None, ge=0),
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> StreamingResponse:

@@ -28,8 +28,10 @@ lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
+# Every bench/*.py script; bench/_*.py are shared helpers, not benchmarks.
 bench: venv
 	@set -e; shopt -s nullglob; for f in bench/*.py; do \
+		case "$$(basename "$$f")" in _*) continue;; esac; \
 		echo "== $$f"; $(PY) "$$f"; \
 	done
 

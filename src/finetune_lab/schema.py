@@ -8,21 +8,56 @@ the server grows a field.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 MAX_BATCH_ITEMS = 5_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_TEXT_CHARS = 1_000_000
 MAX_PAGE_LIMIT = 1_000
+MAX_INT = 2**31 - 1  # integer columns are 32-bit on every backend
+JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 Scope = Literal["training", "production", "testing", "all"]
 JOB_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
 SCOPES: tuple[str, ...] = ("training", "production", "testing", "all")
 
+
+def is_valid_job_id(value: str) -> bool:
+    return re.fullmatch(JOB_ID_PATTERN, value) is not None
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store U+0000 in text; refuse it everywhere so both backends agree.
+    if "\x00" in value:
+        raise ValueError("text must not contain the NUL character (U+0000)")
+    return value
+
+
+def check_json_value(value: Any, where: str = "value") -> Any:
+    """Reject what JSON columns cannot store: NUL in strings, NaN and infinities."""
+    if isinstance(value, str):
+        _no_nul(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must not contain NaN or Infinity")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            check_json_value(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            check_json_value(item, where)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul), Field(max_length=MAX_TEXT_CHARS)]
+Label = Annotated[str, AfterValidator(_no_nul), Field(max_length=1024)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 class WireModel(BaseModel):
@@ -43,9 +78,9 @@ class WireModel(BaseModel):
 
 
 class StrictModel(BaseModel):
-    """Request models: unknown fields are a client bug, so they are rejected."""
+    """Request models: unknown fields are a client bug, so they are rejected; so is NaN."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -88,17 +123,20 @@ class ValidatorsConfig(StrictModel):
 
 
 class JobCreate(StrictModel):
-    id: str | None = Field(
-        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
-    )
-    name: str | None = Field(default=None, max_length=512)
-    model_name: str | None = Field(default=None, max_length=512)
+    id: str | None = Field(default=None, pattern=JOB_ID_PATTERN)
+    name: Label | None = None
+    model_name: Label | None = None
     config: dict[str, Any] | None = None
+
+    @field_validator("config")
+    @classmethod
+    def _storable_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_json_value(value, "config")  # type: ignore[no-any-return]
 
 
 class JobPatch(StrictModel):
     status: JobStatus | None = None
-    name: str | None = Field(default=None, max_length=512)
+    name: Label | None = None
 
 
 class Job(WireModel):
@@ -133,23 +171,26 @@ class JobDeleted(WireModel):
 
 
 class PredictionIn(StrictModel):
-    epoch: int = Field(ge=0)
-    step: int = Field(ge=0)
-    sample_index: int = Field(ge=0)
-    prompt: str = Field(max_length=MAX_TEXT_CHARS)
-    prediction: str = Field(max_length=MAX_TEXT_CHARS)
-    ground_truth: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
-    prompt_id: str | None = Field(default=None, max_length=256)
-    source_index: int | None = Field(default=None, ge=0)
-    sample_source: str | None = Field(default=None, max_length=1024)
-    sample_source_id: str | None = Field(default=None, max_length=1024)
-    prompt_tokens: int | None = Field(default=None, ge=0)
-    completion_tokens: int | None = Field(default=None, ge=0)
-    total_tokens: int | None = Field(default=None, ge=0)
+    epoch: Count
+    step: Count
+    sample_index: Count
+    prompt: Text
+    prediction: Text
+    ground_truth: Text | None = None
+    prompt_id: Annotated[str, AfterValidator(_no_nul), Field(max_length=256)] | None = None
+    source_index: Count | None = None
+    sample_source: Label | None = None
+    sample_source_id: Label | None = None
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    total_tokens: Count | None = None
     latency_ms: float | None = Field(default=None, ge=0)
-    max_new_tokens: int | None = Field(default=None, ge=0)
+    max_new_tokens: Count | None = None
     do_sample: bool | None = None
-    metrics: dict[str, float] | None = Field(default=None, max_length=64)
+    metrics: (
+        dict[Annotated[str, AfterValidator(_no_nul), Field(min_length=1, max_length=128)], float]
+        | None
+    ) = Field(default=None, max_length=64)
 
 
 class PredictionsBatch(StrictModel):

@@ -55,8 +55,18 @@ def test_empty_schema_still_counts_as_a_schema():
 
 @pytest.mark.parametrize(
     "prediction",
-    ['{"a": 1}', "[1, 2, 3]", "42", "-1.5e3", '"a string"', "true", "false", "null",
-     '  {"padded": true} \n', '{"unicode": "猫 👍"}'],
+    [
+        '{"a": 1}',
+        "[1, 2, 3]",
+        "42",
+        "-1.5e3",
+        '"a string"',
+        "true",
+        "false",
+        "null",
+        '  {"padded": true} \n',
+        '{"unicode": "猫 👍"}',
+    ],
 )
 def test_json_parse_passes(prediction):
     result = Validators(json_parse=True)(prediction)
@@ -68,8 +78,20 @@ def test_json_parse_passes(prediction):
 
 @pytest.mark.parametrize(
     "prediction",
-    ["", "   ", "not json", "{'single': 'quotes'}", '{"a": 1,}', '{"a": 1', "NaN",
-     "Infinity", "[1, 2] trailing", "None", "True", '{"a": 1}{"b": 2}'],
+    [
+        "",
+        "   ",
+        "not json",
+        "{'single': 'quotes'}",
+        '{"a": 1,}',
+        '{"a": 1',
+        "NaN",
+        "Infinity",
+        "[1, 2] trailing",
+        "None",
+        "True",
+        '{"a": 1}{"b": 2}',
+    ],
 )
 def test_json_parse_fails_with_one_error(prediction):
     result = Validators(json_parse=True)(prediction)
@@ -159,11 +181,17 @@ def test_result_is_json_serialisable():
 
 @pytest.mark.parametrize(
     "config",
-    [None, {}, {"predictions": None}, {"predictions": {}}, {"predictions": {"validators": None}},
-     {"predictions": {"validators": {}}},
-     {"predictions": {"validators": {"json_parse": False}}},
-     {"predictions": {"validators": {"json_parse": False, "json_schema": None}}},
-     {"other": {"validators": {"json_parse": True}}}],
+    [
+        None,
+        {},
+        {"predictions": None},
+        {"predictions": {}},
+        {"predictions": {"validators": None}},
+        {"predictions": {"validators": {}}},
+        {"predictions": {"validators": {"json_parse": False}}},
+        {"predictions": {"validators": {"json_parse": False, "json_schema": None}}},
+        {"other": {"validators": {"json_parse": True}}},
+    ],
 )
 def test_from_config_without_validators(config):
     assert Validators.from_config(config) is None
@@ -196,12 +224,14 @@ def test_invalid_schema_is_rejected_when_building():
 
 @pytest.mark.parametrize(
     "config",
-    [{"predictions": {"validators": {"json_schema": {"type": 12}}}},
-     {"predictions": {"validators": {"json_schema": {"type": "no-such-type"}}}},
-     {"predictions": {"validators": {"json_schema": {"required": "name"}}}},
-     {"predictions": {"validators": {"json_schema": "not a schema"}}},
-     {"predictions": {"validators": "yes"}},
-     {"predictions": "x"}],
+    [
+        {"predictions": {"validators": {"json_schema": {"type": 12}}}},
+        {"predictions": {"validators": {"json_schema": {"type": "no-such-type"}}}},
+        {"predictions": {"validators": {"json_schema": {"required": "name"}}}},
+        {"predictions": {"validators": {"json_schema": "not a schema"}}},
+        {"predictions": {"validators": "yes"}},
+        {"predictions": "x"},
+    ],
 )
 def test_check_validators_config_explains_bad_configs(config):
     reason = check_validators_config(config)
@@ -211,8 +241,12 @@ def test_check_validators_config_explains_bad_configs(config):
 
 @pytest.mark.parametrize(
     "config",
-    [None, {}, {"predictions": {"validators": {"json_parse": True}}},
-     {"predictions": {"validators": {"json_schema": PERSON_SCHEMA}}}],
+    [
+        None,
+        {},
+        {"predictions": {"validators": {"json_parse": True}}},
+        {"predictions": {"validators": {"json_schema": PERSON_SCHEMA}}},
+    ],
 )
 def test_check_validators_config_accepts_good_configs(config):
     assert check_validators_config(config) is None

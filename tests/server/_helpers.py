@@ -56,8 +56,15 @@ def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
-def row(epoch: int, step: int, sample_index: int, prediction: str = "p",
-        ground_truth: str | None = "g", prompt: str | None = None, **extra: Any) -> dict:
+def row(
+    epoch: int,
+    step: int,
+    sample_index: int,
+    prediction: str = "p",
+    ground_truth: str | None = "g",
+    prompt: str | None = None,
+    **extra: Any,
+) -> dict:
     item: dict[str, Any] = {
         "epoch": epoch,
         "step": step,
@@ -70,8 +77,9 @@ def row(epoch: int, step: int, sample_index: int, prediction: str = "p",
     return item
 
 
-def create_job(http: httpx.Client, job_id: str | None = None, expect: int = 201,
-               **body: Any) -> dict:
+def create_job(
+    http: httpx.Client, job_id: str | None = None, expect: int = 201, **body: Any
+) -> dict:
     if job_id is not None:
         body["id"] = job_id
     resp = http.post(JOBS, json=body)

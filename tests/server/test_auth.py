@@ -22,8 +22,19 @@ def bearer(token: str) -> dict[str, str]:
 def cli_key(server, user: str, scopes: str = "all") -> dict:
     """`keys create --json` through the CLI: {key, user, scopes, prefix, id}."""
     name = f"{user}-{uuid.uuid4().hex[:8]}"
-    res = server.cli("keys", "create", "--user", user, "--name", name, "--scopes", scopes,
-                     "--database-url", server.database_url, "--json")
+    res = server.cli(
+        "keys",
+        "create",
+        "--user",
+        user,
+        "--name",
+        name,
+        "--scopes",
+        scopes,
+        "--database-url",
+        server.database_url,
+        "--json",
+    )
     assert res.returncode == 0, res.stderr + res.stdout
     for line in reversed(res.stdout.strip().splitlines()):
         line = line.strip()
@@ -53,11 +64,22 @@ def anon(server):
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", JOBS), ("POST", JOBS), ("GET", f"{JOBS}/x"), ("PATCH", f"{JOBS}/x"),
-     ("DELETE", f"{JOBS}/x"), ("GET", f"{PRED}/x"), ("POST", f"{PRED}/x"),
-     ("GET", f"{PRED}/x/epochs"), ("GET", f"{PRED}/x/trends"), ("GET", f"{PRED}/x/samples/0"),
-     ("GET", f"{PRED}/x/compare?from_epoch=0&to_epoch=1"), ("GET", f"{PRED}/x/export"),
-     ("GET", WHOAMI), ("POST", SESSION)],
+    [
+        ("GET", JOBS),
+        ("POST", JOBS),
+        ("GET", f"{JOBS}/x"),
+        ("PATCH", f"{JOBS}/x"),
+        ("DELETE", f"{JOBS}/x"),
+        ("GET", f"{PRED}/x"),
+        ("POST", f"{PRED}/x"),
+        ("GET", f"{PRED}/x/epochs"),
+        ("GET", f"{PRED}/x/trends"),
+        ("GET", f"{PRED}/x/samples/0"),
+        ("GET", f"{PRED}/x/compare?from_epoch=0&to_epoch=1"),
+        ("GET", f"{PRED}/x/export"),
+        ("GET", WHOAMI),
+        ("POST", SESSION),
+    ],
 )
 def test_no_credentials_is_401(anon, method, path):
     kwargs: dict = {}
@@ -94,7 +116,8 @@ def test_key_format(api_key):
     assert api_key.startswith("flk_")
     assert len(api_key) == 4 + 43
     assert set(api_key[4:]) <= set(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
 
 
 def test_x_api_key_and_bearer_both_work(anon, api_key):
@@ -181,8 +204,9 @@ def test_session_ttl(anon, api_key):
     assert timedelta(seconds=30) < delta <= timedelta(seconds=65)
 
 
-@pytest.mark.parametrize("body", [{"ttl_seconds": 59}, {"ttl_seconds": 86_401},
-                                  {"ttl_seconds": "long"}, {"ttl": 100}])
+@pytest.mark.parametrize(
+    "body", [{"ttl_seconds": 59}, {"ttl_seconds": 86_401}, {"ttl_seconds": "long"}, {"ttl": 100}]
+)
 def test_session_bad_ttl_is_422(anon, api_key, body):
     assert_error(anon.post(SESSION, headers={"X-API-Key": api_key}, json=body), 422)
 
@@ -249,13 +273,19 @@ def test_job_token_writes_only_its_own_job(http, anon):
     assert resp.json()["created"] == 1
 
     # every other operation is forbidden
-    assert_error(anon.post(f"{PRED}/{other_id}", headers=headers,
-                           json={"predictions": [row(0, 0, 0)]}), 403)
+    assert_error(
+        anon.post(f"{PRED}/{other_id}", headers=headers, json={"predictions": [row(0, 0, 0)]}), 403
+    )
     for method, path in [
-        ("GET", f"{PRED}/{job_id}"), ("GET", f"{PRED}/{job_id}/epochs"),
-        ("GET", f"{PRED}/{job_id}/trends"), ("GET", f"{PRED}/{job_id}/samples/0"),
-        ("GET", f"{PRED}/{job_id}/export"), ("GET", f"{JOBS}/{job_id}"), ("GET", JOBS),
-        ("DELETE", f"{JOBS}/{job_id}"), ("GET", f"{PRED}/{other_id}"),
+        ("GET", f"{PRED}/{job_id}"),
+        ("GET", f"{PRED}/{job_id}/epochs"),
+        ("GET", f"{PRED}/{job_id}/trends"),
+        ("GET", f"{PRED}/{job_id}/samples/0"),
+        ("GET", f"{PRED}/{job_id}/export"),
+        ("GET", f"{JOBS}/{job_id}"),
+        ("GET", JOBS),
+        ("DELETE", f"{JOBS}/{job_id}"),
+        ("GET", f"{PRED}/{other_id}"),
     ]:
         assert_error(anon.request(method, path, headers=headers), 403)
     assert_error(anon.patch(f"{JOBS}/{job_id}", headers=headers, json={"status": "failed"}), 403)
@@ -280,16 +310,20 @@ def test_job_token_survives_resume(http, anon):
     token = create_job(http, job_id)["job_token"]
     resumed = create_job(http, job_id, expect=200)
     assert resumed["job_token"] is None
-    resp = anon.post(f"{PRED}/{job_id}", headers=bearer(token),
-                     json={"predictions": [row(0, 0, 0)]})
+    resp = anon.post(
+        f"{PRED}/{job_id}", headers=bearer(token), json={"predictions": [row(0, 0, 0)]}
+    )
     assert resp.status_code == 200, resp.text
 
 
 def test_job_token_of_deleted_job_cannot_write(http, anon):
     job = create_job(http, new_id())
     assert http.delete(f"{JOBS}/{job['id']}").status_code == 200
-    resp = anon.post(f"{PRED}/{job['id']}", headers=bearer(job["job_token"]),
-                     json={"predictions": [row(0, 0, 0)]})
+    resp = anon.post(
+        f"{PRED}/{job['id']}",
+        headers=bearer(job["job_token"]),
+        json={"predictions": [row(0, 0, 0)]},
+    )
     assert resp.status_code in (401, 403, 404), resp.text
     assert_error(resp, resp.status_code)
 
@@ -309,9 +343,12 @@ def test_bob_gets_404_for_alice_job_everywhere(http, bob):
     ingest(http, job_id, [row(0, 0, 0), row(1, 10, 0)])
 
     for method, path in [
-        ("GET", f"{JOBS}/{job_id}"), ("DELETE", f"{JOBS}/{job_id}"),
-        ("GET", f"{PRED}/{job_id}"), ("GET", f"{PRED}/{job_id}/epochs"),
-        ("GET", f"{PRED}/{job_id}/trends"), ("GET", f"{PRED}/{job_id}/trends?group_by=step"),
+        ("GET", f"{JOBS}/{job_id}"),
+        ("DELETE", f"{JOBS}/{job_id}"),
+        ("GET", f"{PRED}/{job_id}"),
+        ("GET", f"{PRED}/{job_id}/epochs"),
+        ("GET", f"{PRED}/{job_id}/trends"),
+        ("GET", f"{PRED}/{job_id}/trends?group_by=step"),
         ("GET", f"{PRED}/{job_id}/samples/0"),
         ("GET", f"{PRED}/{job_id}/compare?from_epoch=0&to_epoch=1"),
         ("GET", f"{PRED}/{job_id}/export?format=jsonl"),

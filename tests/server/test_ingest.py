@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -41,8 +43,11 @@ def test_counts_created_then_updated(http, job):
 
 
 def test_idempotent_resend_no_duplicates(http, job):
-    batch = [row(e, e * 5, i, prediction=f"e{e} s{i}", ground_truth=f"s{i}")
-             for e in range(2) for i in range(5)]
+    batch = [
+        row(e, e * 5, i, prediction=f"e{e} s{i}", ground_truth=f"s{i}")
+        for e in range(2)
+        for i in range(5)
+    ]
     assert ingest(http, job, batch)["created"] == 10
     before = fetch_all(http, job)
     result = ingest(http, job, batch)
@@ -52,7 +57,8 @@ def test_idempotent_resend_no_duplicates(http, job):
     assert [key_of(p) for p in after] == [key_of(p) for p in before]
     strip = ("id", "created_at")
     assert [{k: v for k, v in p.items() if k not in strip} for p in after] == [
-        {k: v for k, v in p.items() if k not in strip} for p in before]
+        {k: v for k, v in p.items() if k not in strip} for p in before
+    ]
     page = http.get(f"{PRED}/{job}").json()
     assert page["total_count"] == 10
     assert page["epoch_count"] == 2
@@ -74,8 +80,9 @@ def test_resend_replaces_content_and_rescores(http, job):
 
 
 def test_same_key_twice_in_one_batch_last_wins(http, job):
-    result = ingest(http, job, [row(0, 0, 0, prediction="first"), row(0, 0, 1),
-                                row(0, 0, 0, prediction="last")])
+    result = ingest(
+        http, job, [row(0, 0, 0, prediction="first"), row(0, 0, 1), row(0, 0, 0, prediction="last")]
+    )
     assert result["accepted"] == 3
     rows = fetch_all(http, job)
     assert [key_of(p) for p in rows] == [(0, 0, 0), (0, 0, 1)]
@@ -88,8 +95,11 @@ def test_empty_batch(http, job):
 
 
 def test_all_fields_round_trip(http, job):
-    ingest(http, job, [row(2, 30, 5, prompt="P ✓", prediction="pred", ground_truth="truth",
-                           **OPTIONAL)])
+    ingest(
+        http,
+        job,
+        [row(2, 30, 5, prompt="P ✓", prediction="pred", ground_truth="truth", **OPTIONAL)],
+    )
     [p] = fetch_all(http, job)
     assert p["job_id"] == job
     assert (p["epoch"], p["step"], p["sample_index"]) == (2, 30, 5)
@@ -111,8 +121,7 @@ def test_optional_fields_default_to_null(http, job):
 
 
 def test_unknown_job_is_404(http):
-    assert_error(http.post(f"{PRED}/{new_id('ghost')}", json={"predictions": [row(0, 0, 0)]}),
-                 404)
+    assert_error(http.post(f"{PRED}/{new_id('ghost')}", json={"predictions": [row(0, 0, 0)]}), 404)
 
 
 # --- atomic validation ------------------------------------------------------------------------
@@ -161,7 +170,8 @@ def test_invalid_item_in_the_middle_rejects_whole_batch(http, job, bad):
     assert [key_of(p) for p in rows] == [(0, 0, 100)]
     assert rows[0]["prediction"] == "existing"
     assert http.get(f"{PRED}/{job}/epochs").json()["epochs"] == [
-        {"epoch": 0, "prediction_count": 1, "latest_step": 0}]
+        {"epoch": 0, "prediction_count": 1, "latest_step": 0}
+    ]
 
 
 def test_error_names_the_right_index_late_in_a_large_batch(http, job):
@@ -174,9 +184,19 @@ def test_error_names_the_right_index_late_in_a_large_batch(http, job):
 
 
 @pytest.mark.parametrize(
-    "extra", [{"exact_match": 1.0}, {"char_error_rate": 0.0}, {"length_ratio": 1.0},
-              {"word_overlap": 1.0}, {"validation_pass": True}, {"validation_kind": "json_parse"},
-              {"validation_errors": []}, {"id": 5}, {"job_id": "other"}, {"created_at": "x"}],
+    "extra",
+    [
+        {"exact_match": 1.0},
+        {"char_error_rate": 0.0},
+        {"length_ratio": 1.0},
+        {"word_overlap": 1.0},
+        {"validation_pass": True},
+        {"validation_kind": "json_parse"},
+        {"validation_errors": []},
+        {"id": 5},
+        {"job_id": "other"},
+        {"created_at": "x"},
+    ],
 )
 def test_client_sent_scores_are_not_taken_as_truth(http, job, extra):
     item = row(0, 0, 0, prediction="completely wrong", ground_truth="right", **extra)
@@ -213,15 +233,18 @@ def test_body_over_32_mib_is_413(http, job):
     items = [row(0, 0, i, prompt=big, prediction="p") for i in range(38)]
     body = json.dumps({"predictions": items}).encode()
     assert len(body) > 32 * 1024 * 1024
-    resp = http.post(f"{PRED}/{job}", content=body, headers={"content-type": "application/json"},
-                     timeout=120)
+    resp = http.post(
+        f"{PRED}/{job}", content=body, headers={"content-type": "application/json"}, timeout=120
+    )
     assert_error(resp, 413)
     assert http.get(f"{PRED}/{job}").json()["total_count"] == 0
 
 
 def test_text_longer_than_limit_is_422(http, job):
-    resp = http.post(f"{PRED}/{job}", json={"predictions": [
-        row(0, 0, 0), row(0, 0, 1, prediction="y" * 1_000_001)]})
+    resp = http.post(
+        f"{PRED}/{job}",
+        json={"predictions": [row(0, 0, 0), row(0, 0, 1, prediction="y" * 1_000_001)]},
+    )
     error = assert_error(resp, 422)
     assert "1" in error["message"]
     assert fetch_all(http, job) == []
@@ -244,7 +267,7 @@ SCORING_CASES = [
     ("the the the cat", "the dog"),
     ("cafe\u0301", "caf\u00e9"),
     ("ok 👎", "ok 👍"),
-    ("\U0001F468", "\U0001F468\u200d\U0001F469\u200d\U0001F467"),
+    ("\U0001f468", "\U0001f468\u200d\U0001f469\u200d\U0001f467"),
     ("我喜欢狗", "我喜欢猫"),
     ("istanbul", "İstanbul"),
     ("hello   world", "hello world"),
@@ -273,8 +296,12 @@ def test_server_scores_match_scoring_module(http, job):
 def test_scores_null_without_ground_truth(http, job):
     ingest(http, job, [row(0, 0, 0, ground_truth=None), row(0, 0, 1, ground_truth="")])
     for p in fetch_all(http, job):
-        assert (p["exact_match"], p["char_error_rate"], p["length_ratio"],
-                p["word_overlap"]) == (None, None, None, None)
+        assert (p["exact_match"], p["char_error_rate"], p["length_ratio"], p["word_overlap"]) == (
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def test_no_validators_means_null_validation(http, job):
@@ -285,8 +312,7 @@ def test_no_validators_means_null_validation(http, job):
         assert p["validation_errors"] in (None, [])
 
 
-SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}},
-          "required": ["answer"]}
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 
 VALIDATION_CASES = [
     '{"answer": "yes"}',
@@ -302,9 +328,13 @@ VALIDATION_CASES = [
 
 
 @pytest.mark.parametrize(
-    "validators", [{"json_parse": True}, {"json_schema": SCHEMA},
-                   {"json_parse": True, "json_schema": SCHEMA},
-                   {"json_schema": {"type": ["object", "null"]}}],
+    "validators",
+    [
+        {"json_parse": True},
+        {"json_schema": SCHEMA},
+        {"json_parse": True, "json_schema": SCHEMA},
+        {"json_schema": {"type": ["object", "null"]}},
+    ],
     ids=["parse", "schema", "parse+schema", "nullable"],
 )
 def test_validators_from_job_config(http, validators):
@@ -320,7 +350,9 @@ def test_validators_from_job_config(http, validators):
         assert got["validation_kind"] == want.kind
         errors = got["validation_errors"] or []
         assert [e["validator"] for e in errors] == [e["validator"] for e in want.errors], (
-            prediction, errors)
+            prediction,
+            errors,
+        )
         for error in errors:
             assert {"validator", "message", "detail"} <= set(error)
             assert error["message"]
@@ -341,8 +373,10 @@ def test_validators_are_applied_with_job_token(http, anon_token_client):
     job_id = new_id()
     job = create_job(http, job_id, config={"predictions": {"validators": {"json_parse": True}}})
     with anon_token_client(job["job_token"]) as tok:
-        resp = tok.post(f"{PRED}/{job_id}", json={"predictions": [
-            row(0, 0, 0, prediction="{}"), row(0, 0, 1, prediction="{")]})
+        resp = tok.post(
+            f"{PRED}/{job_id}",
+            json={"predictions": [row(0, 0, 0, prediction="{}"), row(0, 0, 1, prediction="{")]},
+        )
         assert resp.status_code == 200, resp.text
     rows = fetch_all(http, job_id)
     assert [p["validation_pass"] for p in rows] == [True, False]
@@ -355,6 +389,7 @@ def anon_token_client(server):
         client = server.client(None)
         client.headers["Authorization"] = f"Bearer {token}"
         return client
+
     return make
 
 
@@ -371,3 +406,62 @@ def test_large_step_values_round_trip(http, job):
     assert [p["step"] for p in rows] == [2**33, 2**33 + 1]
     epochs = http.get(f"{PRED}/{job}/epochs").json()["epochs"]
     assert epochs == [{"epoch": 3, "prediction_count": 2, "latest_step": 2**33 + 1}]
+
+
+def test_concurrent_overlapping_batches_keep_rollups_exact(server, api_key, unique_job_id):
+    """Writers racing on the same rows: no 500, no duplicates, and /epochs and /trends still
+    equal what the stored rows say (the rollups are exact, not approximately maintained)."""
+    with server.client(api_key) as http:
+        create_job(http, unique_job_id)
+
+    def send(worker: int) -> list[int]:
+        codes = []
+        with server.client(api_key) as client:
+            for attempt in range(4):
+                items = [
+                    row(
+                        i % 3,
+                        (i % 3) * 10,
+                        i,
+                        prediction=f"w{worker}a{attempt}x" * (i % 4),
+                        ground_truth=None if (i + worker) % 5 == 0 else "w1a1x",
+                    )
+                    for i in range(worker % 3, 60, 2)
+                ]
+                resp = client.post(f"{PRED}/{unique_job_id}", json={"predictions": items})
+                codes.append(resp.status_code)
+        return codes
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = [c for result in pool.map(send, range(6)) for c in result]
+    assert set(codes) <= {200, 429, 503}, codes
+    assert codes.count(200) >= len(codes) // 2, codes
+
+    with server.client(api_key) as http:
+        stored = fetch_all(http, unique_job_id)
+        keys = [key_of(p) for p in stored]
+        assert len(keys) == len(set(keys))
+        assert keys == sorted(keys)
+        by_epoch = defaultdict(list)
+        for p in stored:
+            by_epoch[p["epoch"]].append(p)
+        epochs = http.get(f"{PRED}/{unique_job_id}/epochs").json()["epochs"]
+        assert epochs == [
+            {"epoch": e, "prediction_count": len(g), "latest_step": max(p["step"] for p in g)}
+            for e, g in sorted(by_epoch.items())
+        ]
+        trends = http.get(f"{PRED}/{unique_job_id}/trends").json()["trends"]
+        assert [t["sample_count"] for t in trends] == [len(g) for _, g in sorted(by_epoch.items())]
+        for point, (_, group) in zip(trends, sorted(by_epoch.items()), strict=True):
+            cers = [p["char_error_rate"] for p in group if p["char_error_rate"] is not None]
+            ems = [p["exact_match"] for p in group if p["exact_match"] is not None]
+            for p in group:  # each stored row's scores are those of its stored text
+                want = score(p["prediction"], p["ground_truth"])
+                assert p["char_error_rate"] == (
+                    None if want.char_error_rate is None else pytest.approx(want.char_error_rate)
+                )
+            if cers:
+                assert point["avg_char_error_rate"] == pytest.approx(sum(cers) / len(cers))
+                assert point["avg_exact_match"] == pytest.approx(sum(ems) / len(ems))
+            else:
+                assert point["avg_char_error_rate"] is None

@@ -18,8 +18,20 @@ def ts(value: str) -> datetime:
 
 
 def assert_job_shape(job: dict) -> None:
-    for field in ("id", "name", "model_name", "status", "config", "created_at", "updated_at",
-                  "prediction_count", "round_count", "latest_epoch", "latest_step", "job_token"):
+    for field in (
+        "id",
+        "name",
+        "model_name",
+        "status",
+        "config",
+        "created_at",
+        "updated_at",
+        "prediction_count",
+        "round_count",
+        "latest_epoch",
+        "latest_step",
+        "job_token",
+    ):
         assert field in job, (field, job)
     assert job["status"] in STATUSES
     assert isinstance(job["config"], dict)
@@ -56,10 +68,14 @@ def test_two_jobs_without_id_get_different_ids(http):
 
 
 def test_create_with_id_and_fields(http, unique_job_id):
-    config = {"predictions": {"sample_count": 4, "validators": {"json_parse": True}},
-              "lr": 0.0001, "nested": {"list": [1, "two", None]}}
-    resp = http.post(JOBS, json={"id": unique_job_id, "name": "My run ✓", "model_name": "gpt2",
-                                 "config": config})
+    config = {
+        "predictions": {"sample_count": 4, "validators": {"json_parse": True}},
+        "lr": 0.0001,
+        "nested": {"list": [1, "two", None]},
+    }
+    resp = http.post(
+        JOBS, json={"id": unique_job_id, "name": "My run ✓", "model_name": "gpt2", "config": config}
+    )
     assert resp.status_code == 201, resp.text
     job = resp.json()
     assert_job_shape(job)
@@ -78,21 +94,35 @@ def test_valid_ids(http, base):
     assert http.get(f"{JOBS}/{job_id}").json()["id"] == job_id
 
 
-@pytest.mark.parametrize("job_id", ["", "has space", "slash/inside", "x" * 129, "ünïcode",
-                                    "semi;colon", "quote'", 12])
+@pytest.mark.parametrize(
+    "job_id", ["", "has space", "slash/inside", "x" * 129, "ünïcode", "semi;colon", "quote'", 12]
+)
 def test_invalid_ids_are_422(http, job_id):
     assert_error(http.post(JOBS, json={"id": job_id}), 422)
 
 
-@pytest.mark.parametrize("body", [{"unknown": 1}, {"name": 5}, {"config": "not an object"},
-                                  {"config": [1, 2]}, {"name": "x" * 513}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"unknown": 1},
+        {"name": 5},
+        {"config": "not an object"},
+        {"config": [1, 2]},
+        {"name": "x" * 513},
+    ],
+)
 def test_bad_create_body_is_422(http, body):
     assert_error(http.post(JOBS, json=body), 422)
 
 
 def test_resume_returns_200_without_token(http, unique_job_id):
-    first = create_job(http, unique_job_id, name="run", model_name="m",
-                       config={"predictions": {"validators": {"json_parse": True}}})
+    first = create_job(
+        http,
+        unique_job_id,
+        name="run",
+        model_name="m",
+        config={"predictions": {"validators": {"json_parse": True}}},
+    )
     ingest(http, unique_job_id, [row(0, 0, 0), row(0, 0, 1)])
     resp = http.post(JOBS, json={"id": unique_job_id})
     assert resp.status_code == 200, resp.text
@@ -175,9 +205,18 @@ def test_patch_both(http, unique_job_id):
     assert (resp.json()["status"], resp.json()["name"]) == ("completed", "done")
 
 
-@pytest.mark.parametrize("body", [{"status": "done"}, {"status": "RUNNING"}, {"status": 1},
-                                  {"status": ""}, {"unknown": "x"}, {"config": {}},
-                                  {"id": "other"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "done"},
+        {"status": "RUNNING"},
+        {"status": 1},
+        {"status": ""},
+        {"unknown": "x"},
+        {"config": {}},
+        {"id": "other"},
+    ],
+)
 def test_patch_invalid_is_422(http, unique_job_id, body):
     create_job(http, unique_job_id)
     assert_error(http.patch(f"{JOBS}/{unique_job_id}", json=body), 422)
@@ -211,7 +250,11 @@ def test_list_total_status_filter_limit_offset(fresh_user):
     assert all(j["status"] == "running" for j in running["jobs"])
 
     assert http.get(JOBS, params={"status": "failed"}).json() == {
-        "jobs": [], "total": 0, "limit": 50, "offset": 0}
+        "jobs": [],
+        "total": 0,
+        "limit": 50,
+        "offset": 0,
+    }
 
     first = http.get(JOBS, params={"limit": 2}).json()
     second = http.get(JOBS, params={"limit": 2, "offset": 2}).json()
@@ -231,8 +274,17 @@ def test_list_total_status_filter_limit_offset(fresh_user):
         assert [j["id"] for j in page["jobs"]] == [ids[0]]
 
 
-@pytest.mark.parametrize("params", [{"status": "bogus"}, {"limit": 0}, {"limit": 1001},
-                                    {"limit": "ten"}, {"offset": -1}, {"offset": "x"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status": "bogus"},
+        {"limit": 0},
+        {"limit": 1001},
+        {"limit": "ten"},
+        {"offset": -1},
+        {"offset": "x"},
+    ],
+)
 def test_list_invalid_params_are_422(http, params):
     assert_error(http.get(JOBS, params=params), 422)
 
@@ -309,7 +361,8 @@ def test_bad_validators_config_is_422(http, config):
 
 
 def test_good_validators_config_is_kept(http, unique_job_id):
-    config = {"predictions": {"validators": {"json_parse": True,
-                                             "json_schema": {"type": "object"}}}}
+    config = {
+        "predictions": {"validators": {"json_parse": True, "json_schema": {"type": "object"}}}
+    }
     job = create_job(http, unique_job_id, config=config)
     assert job["config"] == config

@@ -60,8 +60,17 @@ def make_rows(data=DATA):
         extra = {"prompt_id": f"p{sample}", "latency_ms": float(step + sample)}
         if metrics is not None:
             extra["metrics"] = metrics
-        rows.append(row(epoch, step, sample, prediction=prediction, ground_truth=truth,
-                        prompt=f"Question {sample}?", **extra))
+        rows.append(
+            row(
+                epoch,
+                step,
+                sample,
+                prediction=prediction,
+                ground_truth=truth,
+                prompt=f"Question {sample}?",
+                **extra,
+            )
+        )
     return rows
 
 
@@ -74,7 +83,7 @@ def ingest_shuffled(http, job_id, rows, batches=3, seed=7):
     random.Random(seed).shuffle(shuffled)
     size = -(-len(shuffled) // batches)
     for i in range(0, len(shuffled), size):
-        ingest(http, job_id, shuffled[i:i + size])
+        ingest(http, job_id, shuffled[i : i + size])
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +110,9 @@ def scored(rows, validators=VALIDATORS):
     for r in rows:
         s = score(r["prediction"], r["ground_truth"])
         result = v(r["prediction"]) if v else None
-        out.append({**r, **s._asdict(),
-                    "validation_pass": None if result is None else result.passed})
+        out.append(
+            {**r, **s._asdict(), "validation_pass": None if result is None else result.passed}
+        )
     return out
 
 
@@ -121,25 +131,34 @@ def expected_trends(rows, validators=VALIDATORS, group_by="epoch"):
         cers = [r["char_error_rate"] for r in g if r["char_error_rate"] is not None]
         passes = [r["validation_pass"] for r in g if r["validation_pass"] is not None]
         names = {n for r in g for n in (r.get("metrics") or {})}
-        points.append({
-            "epoch": g[0]["epoch"] if group_by == "step" else key,
-            "step": max(r["step"] for r in g),
-            "sample_count": len(g),
-            "avg_exact_match": mean(r["exact_match"] for r in g),
-            "avg_char_error_rate": mean(cers),
-            "avg_length_ratio": mean(r["length_ratio"] for r in g),
-            "avg_word_overlap": mean(r["word_overlap"] for r in g),
-            "min_char_error_rate": min(cers) if cers else None,
-            "max_char_error_rate": max(cers) if cers else None,
-            "validation_pass_rate": sum(passes) / len(passes) if passes else None,
-            "metrics": {n: mean((r.get("metrics") or {}).get(n) for r in g) for n in names},
-        })
+        points.append(
+            {
+                "epoch": g[0]["epoch"] if group_by == "step" else key,
+                "step": max(r["step"] for r in g),
+                "sample_count": len(g),
+                "avg_exact_match": mean(r["exact_match"] for r in g),
+                "avg_char_error_rate": mean(cers),
+                "avg_length_ratio": mean(r["length_ratio"] for r in g),
+                "avg_word_overlap": mean(r["word_overlap"] for r in g),
+                "min_char_error_rate": min(cers) if cers else None,
+                "max_char_error_rate": max(cers) if cers else None,
+                "validation_pass_rate": sum(passes) / len(passes) if passes else None,
+                "metrics": {n: mean((r.get("metrics") or {}).get(n) for r in g) for n in names},
+            }
+        )
     first, last = (points[0], points[-1]) if points else (None, None)
     overall = None
-    if (len(points) >= 2 and first["avg_char_error_rate"] is not None
-            and last["avg_char_error_rate"] is not None and first["avg_char_error_rate"] > 0):
-        overall = ((first["avg_char_error_rate"] - last["avg_char_error_rate"])
-                   / first["avg_char_error_rate"] * 100)
+    if (
+        len(points) >= 2
+        and first["avg_char_error_rate"] is not None
+        and last["avg_char_error_rate"] is not None
+        and first["avg_char_error_rate"] > 0
+    ):
+        overall = (
+            (first["avg_char_error_rate"] - last["avg_char_error_rate"])
+            / first["avg_char_error_rate"]
+            * 100
+        )
     return points, overall
 
 
@@ -155,9 +174,15 @@ def assert_trends_equal(got, want_points, want_overall):
     for g, w in zip(points, want_points, strict=True):
         for field in ("epoch", "step", "sample_count"):
             assert g[field] == w[field], (field, g, w)
-        for field in ("avg_exact_match", "avg_char_error_rate", "avg_length_ratio",
-                      "avg_word_overlap", "min_char_error_rate", "max_char_error_rate",
-                      "validation_pass_rate"):
+        for field in (
+            "avg_exact_match",
+            "avg_char_error_rate",
+            "avg_length_ratio",
+            "avg_word_overlap",
+            "min_char_error_rate",
+            "max_char_error_rate",
+            "validation_pass_rate",
+        ):
             assert field in g, (field, g)
             assert close(g[field], w[field]), (field, g[field], w[field], g["epoch"])
         got_metrics = g.get("metrics") or {}
@@ -166,8 +191,10 @@ def assert_trends_equal(got, want_points, want_overall):
         for name, value in got_metrics.items():
             if name not in w["metrics"]:
                 assert value is None, (name, got_metrics)
-    assert close(got["overall_improvement"], want_overall), (got["overall_improvement"],
-                                                             want_overall)
+    assert close(got["overall_improvement"], want_overall), (
+        got["overall_improvement"],
+        want_overall,
+    )
 
 
 # --- list -----------------------------------------------------------------------------------
@@ -289,8 +316,7 @@ def test_cursor_is_keyset_not_offset(http, unique_job_id):
     create_job(http, unique_job_id)
     ingest(http, unique_job_id, [row(e, e, i) for e in range(3) for i in range(0, 10, 2)])
     first = list_page(http, unique_job_id, limit=4)
-    assert [key_of(p) for p in first["predictions"]] == [(0, 0, 0), (0, 0, 2), (0, 0, 4),
-                                                         (0, 0, 6)]
+    assert [key_of(p) for p in first["predictions"]] == [(0, 0, 0), (0, 0, 2), (0, 0, 4), (0, 0, 6)]
     # a row that sorts before the cursor appears: the next page must not repeat a row
     ingest(http, unique_job_id, [row(0, 0, 1)])
     rest = fetch_all(http, unique_job_id, limit=4, cursor=first["next_cursor"])
@@ -313,11 +339,24 @@ def test_default_limit_is_50(http, unique_job_id):
 
 
 BAD_PARAMS = [
-    {"cursor": "garbage"}, {"cursor": "eyJ4IjogMX0"}, {"cursor": "!!!"},
-    {"limit": 0}, {"limit": 1001}, {"limit": -1}, {"limit": "abc"},
-    {"epoch": -1}, {"epoch": "abc"}, {"epoch": 1.5}, {"step": -1}, {"step": "x"},
-    {"sample_index": -1}, {"sample_index": "one"}, {"offset": -1}, {"offset": "z"},
-    {"validation_pass": "maybe"}, {"validation_pass": "2"},
+    {"cursor": "garbage"},
+    {"cursor": "eyJ4IjogMX0"},
+    {"cursor": "!!!"},
+    {"limit": 0},
+    {"limit": 1001},
+    {"limit": -1},
+    {"limit": "abc"},
+    {"epoch": -1},
+    {"epoch": "abc"},
+    {"epoch": 1.5},
+    {"step": -1},
+    {"step": "x"},
+    {"sample_index": -1},
+    {"sample_index": "one"},
+    {"offset": -1},
+    {"offset": "z"},
+    {"validation_pass": "maybe"},
+    {"validation_pass": "2"},
 ]
 
 
@@ -357,8 +396,10 @@ def expected_epochs(rows):
     by_epoch = defaultdict(list)
     for r in rows:
         by_epoch[r["epoch"]].append(r)
-    return [{"epoch": e, "prediction_count": len(g), "latest_step": max(r["step"] for r in g)}
-            for e, g in sorted(by_epoch.items())]
+    return [
+        {"epoch": e, "prediction_count": len(g), "latest_step": max(r["step"] for r in g)}
+        for e, g in sorted(by_epoch.items())
+    ]
 
 
 def test_epochs(client, dataset):
@@ -388,13 +429,18 @@ def test_epochs_follow_more_rounds_and_resends(http, unique_job_id):
     assert http.get(f"{PRED}/{unique_job_id}/epochs").json()["epochs"] == expected_epochs(final)
     got_trends = http.get(f"{PRED}/{unique_job_id}/trends").json()
     assert [(t["epoch"], t["sample_count"], t["step"]) for t in got_trends["trends"]] == [
-        (0, 1, 0), (1, 5, 50), (2, 3, 100)]
+        (0, 1, 0),
+        (1, 5, 50),
+        (2, 3, 100),
+    ]
 
 
 def test_epochs_of_empty_job(http, unique_job_id):
     create_job(http, unique_job_id)
     assert http.get(f"{PRED}/{unique_job_id}/epochs").json() == {
-        "job_id": unique_job_id, "epochs": []}
+        "job_id": unique_job_id,
+        "epochs": [],
+    }
 
 
 def test_epochs_unknown_job_is_404(client):
@@ -429,8 +475,13 @@ def test_trends_group_by_step(client, dataset):
     body = resp.json()
     assert body["group_by"] == "step"
     points, overall = expected_trends(SENT, group_by="step")
-    assert [(p["epoch"], p["step"]) for p in body["trends"]] == [(0, 0), (1, 5), (1, 10),
-                                                                  (2, 20), (3, 30)]
+    assert [(p["epoch"], p["step"]) for p in body["trends"]] == [
+        (0, 0),
+        (1, 5),
+        (1, 10),
+        (2, 20),
+        (3, 30),
+    ]
     assert_trends_equal(body, points, overall)
 
 
@@ -454,23 +505,34 @@ def _trend_job(http, data, validators=None):
 
 def test_trends_without_ground_truth_are_null(http):
     data = [(0, 0, i, f"pred {i}", None, None) for i in range(3)] + [
-        (1, 10, i, "", None, None) for i in range(2)]
+        (1, 10, i, "", None, None) for i in range(2)
+    ]
     body, rows = _trend_job(http, data)
     assert [p["sample_count"] for p in body["trends"]] == [3, 2]
     for point in body["trends"]:
-        for field in ("avg_exact_match", "avg_char_error_rate", "avg_length_ratio",
-                      "avg_word_overlap", "min_char_error_rate", "max_char_error_rate",
-                      "validation_pass_rate"):
+        for field in (
+            "avg_exact_match",
+            "avg_char_error_rate",
+            "avg_length_ratio",
+            "avg_word_overlap",
+            "min_char_error_rate",
+            "max_char_error_rate",
+            "validation_pass_rate",
+        ):
             assert point[field] is None, (field, point)
     assert body["overall_improvement"] is None
     assert_trends_equal(body, *expected_trends(rows, validators=None))
 
 
 def test_trends_mixed_null_ground_truth_averages_only_scored_rows(http):
-    data = [(0, 0, 0, "abcd", "abcx", None), (0, 0, 1, "x", None, None),
-            (0, 0, 2, "zzzz", "abcd", None),
-            (1, 10, 0, "abcd", "abcd", None), (1, 10, 1, "y", None, None),
-            (1, 10, 2, "abzz", "abcd", None)]
+    data = [
+        (0, 0, 0, "abcd", "abcx", None),
+        (0, 0, 1, "x", None, None),
+        (0, 0, 2, "zzzz", "abcd", None),
+        (1, 10, 0, "abcd", "abcd", None),
+        (1, 10, 1, "y", None, None),
+        (1, 10, 2, "abzz", "abcd", None),
+    ]
     body, rows = _trend_job(http, data)
     first = body["trends"][0]
     assert first["sample_count"] == 3
@@ -520,15 +582,23 @@ def test_trends_regression_is_negative(http):
 
 def test_trends_improvement_uses_first_and_last_epoch_only(http):
     # epochs 0 / 1 / 2 with CER 0.5 / 1.0 / 0.25: (0.5 - 0.25) / 0.5 * 100 = 50
-    data = [(0, 0, 0, "abxx", "abcd", None), (1, 5, 0, "wxyz", "abcd", None),
-            (2, 9, 0, "abcx", "abcd", None)]
+    data = [
+        (0, 0, 0, "abxx", "abcd", None),
+        (1, 5, 0, "wxyz", "abcd", None),
+        (2, 9, 0, "abcx", "abcd", None),
+    ]
     body, _ = _trend_job(http, data)
     assert close(body["overall_improvement"], 50.0)
 
 
 def test_trends_validation_pass_rate(http):
-    data = [(0, 0, 0, "{}", "x", None), (0, 0, 1, "nope", "x", None), (0, 0, 2, "[]", None, None),
-            (0, 0, 3, "null", "x", None), (1, 4, 0, "}", "x", None)]
+    data = [
+        (0, 0, 0, "{}", "x", None),
+        (0, 0, 1, "nope", "x", None),
+        (0, 0, 2, "[]", None, None),
+        (0, 0, 3, "null", "x", None),
+        (1, 4, 0, "}", "x", None),
+    ]
     body, rows = _trend_job(http, data, validators={"json_parse": True})
     assert close(body["trends"][0]["validation_pass_rate"], 3 / 4)
     assert close(body["trends"][1]["validation_pass_rate"], 0.0)
@@ -536,9 +606,13 @@ def test_trends_validation_pass_rate(http):
 
 
 def test_trends_custom_metrics(http):
-    data = [(0, 0, 0, "a", "a", {"bleu": 0.2, "f1": 1.0}), (0, 0, 1, "a", "a", {"bleu": 0.4}),
-            (0, 0, 2, "a", "a", None), (1, 3, 0, "a", "a", {"f1": 0.5}),
-            (1, 6, 1, "a", "a", {"f1": 0.25, "bleu": 1})]
+    data = [
+        (0, 0, 0, "a", "a", {"bleu": 0.2, "f1": 1.0}),
+        (0, 0, 1, "a", "a", {"bleu": 0.4}),
+        (0, 0, 2, "a", "a", None),
+        (1, 3, 0, "a", "a", {"f1": 0.5}),
+        (1, 6, 1, "a", "a", {"f1": 0.25, "bleu": 1}),
+    ]
     body, rows = _trend_job(http, data)
     m0, m1 = body["trends"][0]["metrics"], body["trends"][1]["metrics"]
     assert close(m0["bleu"], 0.3)
@@ -549,15 +623,30 @@ def test_trends_custom_metrics(http):
 
 
 def test_trends_follow_resends_exactly(http, unique_job_id):
-    create_job(http, unique_job_id)
-    first = [row(0, 0, i, prediction="wrong answer", ground_truth="right") for i in range(4)]
+    validators = {"json_parse": True}
+    create_job(http, unique_job_id, config={"predictions": {"validators": validators}})
+    first = [
+        row(0, 0, i, prediction="wrong answer", ground_truth="right", metrics={"m": 1.0})
+        for i in range(4)
+    ] + [row(1, 10, i, prediction='"x"', ground_truth="x") for i in range(3)]
     ingest(http, unique_job_id, first)
-    fixed = [row(0, 0, i, prediction="right", ground_truth="right") for i in range(2)]
+    # re-send: two rows become correct (and valid JSON), one loses its ground truth and its
+    # metric, one round changes a row's validation result
+    fixed = [
+        row(0, 0, 0, prediction='"right"', ground_truth="right", metrics={"m": 3.0}),
+        row(0, 0, 1, prediction="right", ground_truth="right", metrics={"m": 5.0}),
+        row(0, 0, 2, prediction="wrong answer", ground_truth=None),
+        row(1, 10, 1, prediction="x", ground_truth="x"),
+    ]
     ingest(http, unique_job_id, fixed)
-    rows = fixed + first[2:]
+    rows = [*fixed, first[3], first[4], first[6]]
+    for group_by in ("epoch", "step"):
+        body = http.get(f"{PRED}/{unique_job_id}/trends", params={"group_by": group_by}).json()
+        assert_trends_equal(body, *expected_trends(rows, validators, group_by=group_by))
     body = http.get(f"{PRED}/{unique_job_id}/trends").json()
-    assert_trends_equal(body, *expected_trends(rows, validators=None))
-    assert close(body["trends"][0]["avg_exact_match"], 0.5)
+    assert close(body["trends"][0]["avg_exact_match"], 1 / 3)
+    assert close(body["trends"][0]["metrics"]["m"], 3.0)
+    assert close(body["trends"][1]["validation_pass_rate"], 2 / 3)
 
 
 def test_trends_of_empty_job(http, unique_job_id):
@@ -610,23 +699,31 @@ TRUTH = "abcdefghij"
 # (epoch, step, sample, prediction); the last round of epoch 1 is step 10, of epoch 2 step 20.
 COMPARE_DATA = [
     # decoy early rounds: if the server used them, buckets would flip
-    (1, 5, 0, TRUTH), (1, 5, 1, "zzzzzzzzzz"), (1, 5, 2, "zzzzzzzzzz"),
-    (1, 5, 3, TRUTH), (1, 5, 4, TRUTH), (1, 5, 5, TRUTH),
-    (1, 10, 0, "abcdezzzzz"),           # CER 0.5
-    (1, 10, 1, "abcdefghiz"),           # CER 0.1
-    (1, 10, 2, TRUTH),                  # CER 0 exact
-    (1, 10, 3, "z"),                    # CER 1.0 (capped: 10 edits)
-    (1, 10, 4, "zbcdefghij"),           # CER 0.1
-    (1, 10, 5, "abcdefghzz"),           # CER 0.2
-    (2, 15, 0, "zzzzzzzzzz"), (2, 15, 1, TRUTH), (2, 15, 2, "zzzzzzzzzz"),
-    (2, 15, 3, TRUTH), (2, 15, 4, "zzzzzzzzzz"), (2, 15, 5, "zzzzzzzzzz"),
-    (2, 20, 0, "abcdefghiz"),           # 0.5 -> 0.1 improved
-    (2, 20, 1, "abcdezzzzz"),           # 0.1 -> 0.5 regressed
-    (2, 20, 2, "  ABCDEFGHIJ "),        # exact -> exact: unchanged
+    (1, 5, 0, TRUTH),
+    (1, 5, 1, "zzzzzzzzzz"),
+    (1, 5, 2, "zzzzzzzzzz"),
+    (1, 5, 3, TRUTH),
+    (1, 5, 4, TRUTH),
+    (1, 5, 5, TRUTH),
+    (1, 10, 0, "abcdezzzzz"),  # CER 0.5
+    (1, 10, 1, "abcdefghiz"),  # CER 0.1
+    (1, 10, 2, TRUTH),  # CER 0 exact
+    (1, 10, 3, "z"),  # CER 1.0 (capped: 10 edits)
+    (1, 10, 4, "zbcdefghij"),  # CER 0.1
+    (1, 10, 5, "abcdefghzz"),  # CER 0.2
+    (2, 15, 0, "zzzzzzzzzz"),
+    (2, 15, 1, TRUTH),
+    (2, 15, 2, "zzzzzzzzzz"),
+    (2, 15, 3, TRUTH),
+    (2, 15, 4, "zzzzzzzzzz"),
+    (2, 15, 5, "zzzzzzzzzz"),
+    (2, 20, 0, "abcdefghiz"),  # 0.5 -> 0.1 improved
+    (2, 20, 1, "abcdezzzzz"),  # 0.1 -> 0.5 regressed
+    (2, 20, 2, "  ABCDEFGHIJ "),  # exact -> exact: unchanged
     (2, 20, 3, "qqqqqqqqqqqqqqqqqqqq"),  # 1.0 -> 1.0 (capped, other text): unchanged
-    (2, 20, 4, "abcdefghiz"),           # 0.1 -> 0.1 (other text): unchanged
-    (2, 20, 5, TRUTH),                  # 0.2 -> 0 and exact 0 -> 1: improved
-    (2, 20, 6, TRUTH),                  # only in epoch 2: not compared
+    (2, 20, 4, "abcdefghiz"),  # 0.1 -> 0.1 (other text): unchanged
+    (2, 20, 5, TRUTH),  # 0.2 -> 0 and exact 0 -> 1: improved
+    (2, 20, 6, TRUTH),  # only in epoch 2: not compared
 ]
 
 
@@ -634,8 +731,10 @@ COMPARE_DATA = [
 def compare_job(http):
     job_id = new_id("cmp")
     create_job(http, job_id)
-    rows = [row(e, s, i, prediction=p, ground_truth=TRUTH, prompt=f"q{i}")
-            for e, s, i, p in COMPARE_DATA]
+    rows = [
+        row(e, s, i, prediction=p, ground_truth=TRUTH, prompt=f"q{i}")
+        for e, s, i, p in COMPARE_DATA
+    ]
     ingest_shuffled(http, job_id, rows, batches=2)
     return job_id
 
@@ -646,8 +745,10 @@ def test_compare_buckets(http, compare_job):
     body = resp.json()
     assert (body["job_id"], body["from_epoch"], body["to_epoch"]) == (compare_job, 1, 2)
     assert (body["from_step"], body["to_step"]) == (10, 20)
-    buckets = {name: sorted(i["sample_index"] for i in body[name])
-               for name in ("improved", "regressed", "unchanged")}
+    buckets = {
+        name: sorted(i["sample_index"] for i in body[name])
+        for name in ("improved", "regressed", "unchanged")
+    }
     assert buckets == {"improved": [0, 5], "regressed": [1], "unchanged": [2, 3, 4]}
     assert body["summary"] == {"improved": 2, "regressed": 1, "unchanged": 3}
 
@@ -667,8 +768,7 @@ def test_compare_buckets(http, compare_job):
 
 
 def test_compare_reversed_swaps_buckets(http, compare_job):
-    body = http.get(f"{PRED}/{compare_job}/compare",
-                    params={"from_epoch": 2, "to_epoch": 1}).json()
+    body = http.get(f"{PRED}/{compare_job}/compare", params={"from_epoch": 2, "to_epoch": 1}).json()
     assert (body["from_step"], body["to_step"]) == (20, 10)
     assert sorted(i["sample_index"] for i in body["improved"]) == [1]
     assert sorted(i["sample_index"] for i in body["regressed"]) == [0, 5]
@@ -676,30 +776,45 @@ def test_compare_reversed_swaps_buckets(http, compare_job):
 
 
 def test_compare_same_epoch_is_all_unchanged(http, compare_job):
-    body = http.get(f"{PRED}/{compare_job}/compare",
-                    params={"from_epoch": 2, "to_epoch": 2}).json()
+    body = http.get(f"{PRED}/{compare_job}/compare", params={"from_epoch": 2, "to_epoch": 2}).json()
     assert body["summary"] == {"improved": 0, "regressed": 0, "unchanged": 7}
 
 
 @pytest.mark.parametrize(
     ("params", "status"),
-    [({"from_epoch": 1}, 422), ({"to_epoch": 2}, 422), ({}, 422),
-     ({"from_epoch": -1, "to_epoch": 2}, 422), ({"from_epoch": "abc", "to_epoch": 2}, 422),
-     ({"from_epoch": 1, "to_epoch": 9}, 404), ({"from_epoch": 0, "to_epoch": 2}, 404)],
+    [
+        ({"from_epoch": 1}, 422),
+        ({"to_epoch": 2}, 422),
+        ({}, 422),
+        ({"from_epoch": -1, "to_epoch": 2}, 422),
+        ({"from_epoch": "abc", "to_epoch": 2}, 422),
+        ({"from_epoch": 1, "to_epoch": 9}, 404),
+        ({"from_epoch": 0, "to_epoch": 2}, 404),
+    ],
 )
 def test_compare_errors(http, compare_job, params, status):
     assert_error(http.get(f"{PRED}/{compare_job}/compare", params=params), status)
 
 
 def test_compare_unknown_job_is_404(http):
-    assert_error(http.get(f"{PRED}/{new_id('none')}/compare",
-                          params={"from_epoch": 0, "to_epoch": 1}), 404)
+    assert_error(
+        http.get(f"{PRED}/{new_id('none')}/compare", params={"from_epoch": 0, "to_epoch": 1}), 404
+    )
 
 
 # --- export ---------------------------------------------------------------------------------
 
-INT_FIELDS = {"id", "epoch", "step", "sample_index", "source_index", "prompt_tokens",
-              "completion_tokens", "total_tokens", "max_new_tokens"}
+INT_FIELDS = {
+    "id",
+    "epoch",
+    "step",
+    "sample_index",
+    "source_index",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "max_new_tokens",
+}
 FLOAT_FIELDS = {"exact_match", "char_error_rate", "length_ratio", "word_overlap", "latency_ms"}
 BOOL_FIELDS = {"do_sample", "validation_pass"}
 JSON_FIELDS = {"validation_errors", "metrics"}
@@ -791,7 +906,8 @@ def test_export_filters(client, dataset, fmt):
     else:
         rows = pq.read_table(io.BytesIO(resp.content)).to_pylist()
     assert [(int(r["epoch"]), int(r["step"]), int(r["sample_index"])) for r in rows] == [
-        k for k in ORDER if k[0] == 1]
+        k for k in ORDER if k[0] == 1
+    ]
     resp = export(client, dataset, "jsonl", epoch=1, step=10)
     keys = [key_of(json.loads(line)) for line in resp.text.splitlines() if line.strip()]
     assert keys == [(1, 10, 0), (1, 10, 1)]
@@ -800,14 +916,20 @@ def test_export_filters(client, dataset, fmt):
 def test_export_awkward_text_round_trips(http, unique_job_id):
     create_job(http, unique_job_id)
     texts = ['comma, "quote"', "new\nline\r\nCRLF", "tab\tand ✓ 猫 👍", "", "=1+1", "\\N"]
-    ingest(http, unique_job_id, [
-        row(0, 0, i, prompt=t or " ", prediction=t, ground_truth=t or None,
-            metrics={"m": i}) for i, t in enumerate(texts)])
+    ingest(
+        http,
+        unique_job_id,
+        [
+            row(0, 0, i, prompt=t or " ", prediction=t, ground_truth=t or None, metrics={"m": i})
+            for i, t in enumerate(texts)
+        ],
+    )
     listed = fetch_all(http, unique_job_id)
     jsonl = export(http, unique_job_id, "jsonl").text
     assert_same_rows([json.loads(x) for x in jsonl.splitlines() if x.strip()], listed)
-    csv_rows = list(csv.DictReader(io.StringIO(export(http, unique_job_id, "csv").text,
-                                               newline="")))
+    csv_rows = list(
+        csv.DictReader(io.StringIO(export(http, unique_job_id, "csv").text, newline=""))
+    )
     assert [r["prediction"] for r in csv_rows] == texts
     pq_rows = pq.read_table(io.BytesIO(export(http, unique_job_id, "parquet").content))
     assert pq_rows.column("prediction").to_pylist() == texts
@@ -816,15 +938,20 @@ def test_export_awkward_text_round_trips(http, unique_job_id):
 def test_export_of_large_job_streams_all_rows(http, unique_job_id):
     create_job(http, unique_job_id)
     n = 3000
-    ingest(http, unique_job_id, [row(i // 1000, i // 1000, i % 1000, prediction=f"p{i}")
-                                 for i in range(n)])
+    ingest(
+        http,
+        unique_job_id,
+        [row(i // 1000, i // 1000, i % 1000, prediction=f"p{i}") for i in range(n)],
+    )
     for fmt in ("jsonl", "csv", "parquet"):
         resp = export(http, unique_job_id, fmt)
         if fmt == "jsonl":
             keys = [key_of(json.loads(x)) for x in resp.text.splitlines() if x.strip()]
         elif fmt == "csv":
-            keys = [(int(r["epoch"]), int(r["step"]), int(r["sample_index"]))
-                    for r in csv.DictReader(io.StringIO(resp.text))]
+            keys = [
+                (int(r["epoch"]), int(r["step"]), int(r["sample_index"]))
+                for r in csv.DictReader(io.StringIO(resp.text))
+            ]
         else:
             keys = [key_of(r) for r in pq.read_table(io.BytesIO(resp.content)).to_pylist()]
         assert keys == sorted((i // 1000, i // 1000, i % 1000) for i in range(n)), fmt

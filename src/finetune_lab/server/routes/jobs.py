@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from finetune_lab.schema import Job, JobCreate, JobDeleted, JobPatch, JobsPage, JobStatus
+from finetune_lab.schema import MAX_INT, Job, JobCreate, JobDeleted, JobPatch, JobsPage, JobStatus
 from finetune_lab.server.auth import Principal, require_scope
 from finetune_lab.server.db import Database
 from finetune_lab.server.responses import get_db
@@ -36,7 +36,7 @@ def create_job(
 def list_jobs(
     status: JobStatus | None = None,
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from finetune_lab.schema import (
+    MAX_INT,
     MAX_PAGE_LIMIT,
     CompareResponse,
     EpochsResponse,
@@ -24,7 +25,6 @@ from finetune_lab.server.services.queries import PredictionFilters
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
 training = require_scope("training")
 training_or_job_token = require_scope("training", job_token_ok=True)
-
 
 
 @router.post(
@@ -57,13 +57,13 @@ async def create_predictions(
 @router.get("/{job_id}", response_model=PredictionsPage)
 def list_predictions(
     job_id: str,
-    epoch: int | None = Query(None, ge=0),
-    step: int | None = Query(None, ge=0),
-    sample_index: int | None = Query(None, ge=0),
-    prompt_id: str | None = Query(None, max_length=256),
+    epoch: int | None = Query(None, ge=0, le=MAX_INT),
+    step: int | None = Query(None, ge=0, le=MAX_INT),
+    sample_index: int | None = Query(None, ge=0, le=MAX_INT),
+    prompt_id: str | None = Query(None, max_length=256, pattern=r"^[^\x00]*$"),
     validation_pass: bool | None = None,
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
     cursor: str | None = Query(None, max_length=512),
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
@@ -95,7 +95,7 @@ def trends(
 @router.get("/{job_id}/samples/{sample_index}", response_model=SampleHistory)
 def sample_history(
     job_id: str,
-    sample_index: int = Path(ge=0),
+    sample_index: int = Path(ge=0, le=MAX_INT),
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
@@ -105,8 +105,8 @@ def sample_history(
 @router.get("/{job_id}/compare", response_model=CompareResponse)
 def compare(
     job_id: str,
-    from_epoch: int = Query(ge=0),
-    to_epoch: int = Query(ge=0),
+    from_epoch: int = Query(ge=0, le=MAX_INT),
+    to_epoch: int = Query(ge=0, le=MAX_INT),
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
@@ -121,8 +121,8 @@ def compare(
 def export_predictions(
     job_id: str,
     format: Literal["jsonl", "csv", "parquet"] = "jsonl",
-    epoch: int | None = Query(None, ge=0),
-    step: int | None = Query(None, ge=0),
+    epoch: int | None = Query(None, ge=0, le=MAX_INT),
+    step: int | None = Query(None, ge=0, le=MAX_INT),
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> StreamingResponse:

@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from finetune_lab.schema import MAX_BATCH_ITEMS, PredictionIn, PredictionsBatch
+from finetune_lab.schema import MAX_BATCH_ITEMS, PredictionIn, PredictionsBatch, is_valid_job_id
 from finetune_lab.scoring import Validators, score
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
@@ -178,6 +178,8 @@ def ingest(
 ) -> dict[str, Any]:
     if principal.job_id is not None and principal.job_id != job_id:
         raise APIError(403, "this job token belongs to another job")
+    if not is_valid_job_id(job_id):
+        raise not_found()
     with db.write() as conn:
         if db.is_postgres:
             # Writers of one job take turns, so the rollup refresh sees every committed row.

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from finetune_lab.schema import JobCreate, JobPatch
+from finetune_lab.schema import JobCreate, JobPatch, is_valid_job_id
 from finetune_lab.scoring.validators import check_validators_config
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
@@ -28,6 +28,8 @@ JOB_COLUMNS = (
 
 def owned_job(conn: Connection, principal: Principal, job_id: str) -> Any:
     """The job row if the caller owns it; 404 otherwise (never reveal that it exists)."""
+    if not is_valid_job_id(job_id):
+        raise not_found()
     row = conn.execute(
         select(*JOB_COLUMNS).where(jobs.c.id == job_id, jobs.c.user_id == principal.user_id)
     ).first()

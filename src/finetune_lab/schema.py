@@ -131,7 +131,7 @@ class JobCreate(StrictModel):
     @field_validator("config")
     @classmethod
     def _storable_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return check_json_value(value, "config")  # type: ignore[no-any-return]
+        return check_json_value(value, "config")
 
 
 class JobPatch(StrictModel):

@@ -19,7 +19,7 @@ MAX_BATCH_ITEMS = 5_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_TEXT_CHARS = 1_000_000
 MAX_PAGE_LIMIT = 1_000
-MAX_INT = 2**31 - 1  # integer columns are 32-bit on every backend
+MAX_INT = 2**63 - 1  # counters are 64-bit on every backend (steps may count tokens)
 JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -57,6 +57,7 @@ def check_json_value(value: Any, where: str = "value") -> Any:
 
 Text = Annotated[str, AfterValidator(_no_nul), Field(max_length=MAX_TEXT_CHARS)]
 Label = Annotated[str, AfterValidator(_no_nul), Field(max_length=1024)]
+Name = Annotated[str, AfterValidator(_no_nul), Field(max_length=512)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
@@ -124,8 +125,8 @@ class ValidatorsConfig(StrictModel):
 
 class JobCreate(StrictModel):
     id: str | None = Field(default=None, pattern=JOB_ID_PATTERN)
-    name: Label | None = None
-    model_name: Label | None = None
+    name: Name | None = None
+    model_name: Name | None = None
     config: dict[str, Any] | None = None
 
     @field_validator("config")
@@ -136,7 +137,7 @@ class JobCreate(StrictModel):
 
 class JobPatch(StrictModel):
     status: JobStatus | None = None
-    name: Label | None = None
+    name: Name | None = None
 
 
 class Job(WireModel):

@@ -32,8 +32,10 @@ def is_valid_job_id(value: str) -> bool:
     return re.fullmatch(JOB_ID_PATTERN, value) is not None
 
 
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store U+0000 in text: refused on every backend
+
+
 def _no_nul(value: str) -> str:
-    # PostgreSQL cannot store U+0000 in text; refuse it everywhere so both backends agree.
     if "\x00" in value:
         raise ValueError("text must not contain the NUL character (U+0000)")
     return value
@@ -55,8 +57,14 @@ def check_json_value(value: Any, where: str = "value") -> Any:
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul), Field(max_length=MAX_TEXT_CHARS)]
-Label = Annotated[str, AfterValidator(_no_nul), Field(max_length=1024)]
+# Prediction texts: lengths are checked in pydantic-core; NUL is checked by the ingest service on
+# the raw body (a per-string pattern or Python validator would slow ingest by a third).
+BatchText = Annotated[str, Field(max_length=MAX_TEXT_CHARS, json_schema_extra={"pattern": NO_NUL})]
+BatchLabel = Annotated[str, Field(max_length=1024, json_schema_extra={"pattern": NO_NUL})]
+BatchKey = Annotated[str, Field(max_length=256, json_schema_extra={"pattern": NO_NUL})]
+MetricName = Annotated[
+    str, Field(min_length=1, max_length=128, json_schema_extra={"pattern": NO_NUL})
+]
 Name = Annotated[str, AfterValidator(_no_nul), Field(max_length=512)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
@@ -175,23 +183,20 @@ class PredictionIn(StrictModel):
     epoch: Count
     step: Count
     sample_index: Count
-    prompt: Text
-    prediction: Text
-    ground_truth: Text | None = None
-    prompt_id: Annotated[str, AfterValidator(_no_nul), Field(max_length=256)] | None = None
+    prompt: BatchText
+    prediction: BatchText
+    ground_truth: BatchText | None = None
+    prompt_id: BatchKey | None = None
     source_index: Count | None = None
-    sample_source: Label | None = None
-    sample_source_id: Label | None = None
+    sample_source: BatchLabel | None = None
+    sample_source_id: BatchLabel | None = None
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
     total_tokens: Count | None = None
     latency_ms: float | None = Field(default=None, ge=0)
     max_new_tokens: Count | None = None
     do_sample: bool | None = None
-    metrics: (
-        dict[Annotated[str, AfterValidator(_no_nul), Field(min_length=1, max_length=128)], float]
-        | None
-    ) = Field(default=None, max_length=64)
+    metrics: dict[MetricName, float] | None = Field(default=None, max_length=64)
 
 
 class PredictionsBatch(StrictModel):

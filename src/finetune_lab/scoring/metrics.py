@@ -16,6 +16,9 @@ class Scores(NamedTuple):
 
 
 NO_SCORES = Scores(None, None, None, None)
+# norm(pred) == norm(truth) != "": a non-empty stripped string always has words.
+PERFECT = Scores(1.0, 0.0, 1.0, 1.0)
+EMPTY_BOTH = Scores(1.0, 0.0, 0.0, 0.0)  # truth is whitespace only and so is the prediction
 
 
 def score(prediction: str, ground_truth: str | None) -> Scores:
@@ -27,16 +30,16 @@ def score(prediction: str, ground_truth: str | None) -> Scores:
         return NO_SCORES
     pred = prediction.strip().lower()
     truth = ground_truth.strip().lower()
-    exact = 1.0 if pred == truth else 0.0
+    if pred == truth:  # the common case once a model has learned its task
+        return PERFECT if truth else EMPTY_BOTH
     if truth:
         cer = min(1.0, Levenshtein.distance(pred, truth) / len(truth))
         ratio = len(pred) / len(truth)
     else:
-        cer = 0.0 if not pred else 1.0
-        ratio = 0.0
+        cer, ratio = 1.0, 0.0
     pred_words = set(pred.split())
     overlap = len(pred_words & set(truth.split())) / len(pred_words) if pred_words else 0.0
-    return Scores(exact, cer, ratio, overlap)
+    return Scores(0.0, cer, ratio, overlap)
 
 
 def score_batch(pairs: Iterable[tuple[str, str | None]]) -> list[Scores]:

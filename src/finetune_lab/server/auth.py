@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
@@ -140,10 +140,10 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
-def require_scope(scope: str, *, job_token_ok: bool = False) -> Callable[..., Principal]:
+def require_scope(scope: str, *, job_token_ok: bool = False) -> Callable[..., Awaitable[Principal]]:
     """Dependency: a caller with `scope`; job tokens only where the route says so."""
 
-    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if principal.credential == "job_token" and not job_token_ok:
             raise APIError(403, "a job token may only write predictions into its own job")
         if not principal.allows(scope):

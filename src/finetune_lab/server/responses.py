@@ -20,6 +20,7 @@ class JSONBytesResponse(Response):
         return orjson.dumps(content, option=JSON_OPTIONS)
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
+    """Async on purpose: a sync dependency costs a thread hop per request."""
     db: Database = request.app.state.db
     return db

@@ -11,5 +11,5 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-def healthz(db: Database = Depends(get_db)) -> dict[str, str]:
+async def healthz(db: Database = Depends(get_db)) -> dict[str, str]:
     return {"status": "ok", "version": __version__, "database": db.backend}

@@ -37,9 +37,38 @@ SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # the format SQLAlchemy's SQLite Date
 def parse_batch(body: bytes) -> list[PredictionIn]:
     """Bytes → validated items; one bad item rejects the batch with its index in the message."""
     try:
-        return PredictionsBatch.model_validate_json(body).predictions
+        items = PredictionsBatch.model_validate_json(body).predictions
     except pydantic.ValidationError as exc:
         raise _batch_error(exc.errors(include_url=False)) from None
+    # JSON can only carry U+0000 as the escape \u0000: most bodies skip the per-field check.
+    if b"\\u0000" in body:
+        _reject_nul(items)
+    return items
+
+
+TEXT_FIELDS = (
+    "prompt",
+    "prediction",
+    "ground_truth",
+    "prompt_id",
+    "sample_source",
+    "sample_source_id",
+)
+
+
+def _reject_nul(items: list[PredictionIn]) -> None:
+    for index, item in enumerate(items):
+        texts = [(name, getattr(item, name)) for name in TEXT_FIELDS]
+        texts += [(f"metrics.{name}", name) for name in item.metrics or {}]
+        for field, value in texts:
+            if value is not None and "\x00" in value:
+                message = "text must not contain the NUL character (U+0000)"
+                detail = {
+                    "loc": ["predictions", index, *field.split(".")],
+                    "message": message,
+                    "type": "string_pattern_mismatch",
+                }
+                raise APIError(422, f"predictions[{index}] {field}: {message}", details=[detail])
 
 
 def _batch_error(errors: list[Any]) -> APIError:
@@ -180,6 +209,16 @@ def ingest(
         raise APIError(403, "this job token belongs to another job")
     if not is_valid_job_id(job_id):
         raise not_found()
+    owner = (jobs.c.id == job_id, jobs.c.user_id == principal.user_id)
+    with db.read() as conn:
+        config = conn.scalar(select(jobs.c.config).where(*owner))
+    if config is None:
+        raise not_found()
+    if not items:
+        return {"job_id": job_id, "accepted": 0, "created": 0, "updated": 0}
+    # Scoring happens before the write lock: concurrent writers only queue for the database part.
+    # (A job's config never changes after creation, so scoring with it early is safe.)
+    rows = _scored_rows(items, job_id, principal.user_id, Validators.from_config(config))
     with db.write() as conn:
         if db.is_postgres:
             # Writers of one job take turns, so the rollup refresh sees every committed row.
@@ -187,25 +226,20 @@ def ingest(
                 text("SELECT pg_advisory_xact_lock(hashtextextended(:job_id, 0))"),
                 {"job_id": job_id},
             )
-        job = conn.execute(
-            select(jobs.c.config).where(jobs.c.id == job_id, jobs.c.user_id == principal.user_id)
-        ).first()
-        if job is None:
-            raise not_found()
-        if not items:
-            return {"job_id": job_id, "accepted": 0, "created": 0, "updated": 0}
-        rows = _scored_rows(items, job_id, principal.user_id, Validators.from_config(job.config))
-        existing = _existing_keys(conn, job_id, rows)
-        _upsert_for(conn.dialect).execute(conn, rows, utcnow())
-        refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})
-        conn.execute(
+        now = utcnow()
+        still_there = conn.execute(
             update(jobs)
-            .where(jobs.c.id == job_id)
+            .where(*owner)
             .values(
-                updated_at=utcnow(),
+                updated_at=now,
                 status=case((jobs.c.status == "pending", "running"), else_=jobs.c.status),
             )
-        )
+        ).rowcount
+        if not still_there:  # deleted since the read above
+            raise not_found()
+        existing = _existing_keys(conn, job_id, rows)
+        _upsert_for(conn.dialect).execute(conn, rows, now)
+        refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})
     updated = sum(1 for row in rows if (row["step"], row["sample_index"]) in existing)
     return {
         "job_id": job_id,

@@ -5,7 +5,8 @@ Averages are divided only at the very end, so merging rounds into epochs never a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,22 +33,25 @@ class RoundTotals:
     vp_n: int = 0
     metrics: dict[str, list[float]] = field(default_factory=dict)  # name -> [sum, count]
 
-    def add_prediction(self, row: Mapping[str, Any] | Any) -> None:
-        """Fold one scored prediction in."""
-        self.sample_count += 1
+    @classmethod
+    def of_predictions(cls, rows: Sequence[Mapping[str, Any]]) -> RoundTotals:
+        """Totals of scored predictions, one column at a time (this runs on every ingest)."""
+        totals = cls(sample_count=len(rows))
         for key, column in SCORE_KEYS:
-            value = row[column]
-            if value is not None:
-                self.sums[key] += value
-                self.counts[key] += 1
-        self._extend_cer(row["char_error_rate"], row["char_error_rate"])
-        if row["validation_pass"] is not None:
-            self.vp_n += 1
-            self.vp_pass += bool(row["validation_pass"])
-        for name, value in (row["metrics"] or {}).items():
-            acc = self.metrics.setdefault(name, [0.0, 0])
-            acc[0] += value
-            acc[1] += 1
+            values = [value for row in rows if (value := row[column]) is not None]
+            totals.sums[key] = sum(values)
+            totals.counts[key] = len(values)
+            if key == "cer" and values:
+                totals.cer_min, totals.cer_max = min(values), max(values)
+        flags = [flag for row in rows if (flag := row["validation_pass"]) is not None]
+        totals.vp_n = len(flags)
+        totals.vp_pass = sum(1 for flag in flags if flag)
+        for row in rows:
+            for name, value in (row["metrics"] or {}).items():
+                acc = totals.metrics.setdefault(name, [0.0, 0])
+                acc[0] += value
+                acc[1] += 1
+        return totals
 
     def merge(self, other: RoundTotals) -> None:
         self.sample_count += other.sample_count
@@ -139,14 +143,19 @@ def refresh_rounds(
     Rounds where it replaced rows (`rescan_steps`): recomputed from their stored predictions,
     since a replaced row's old scores must leave the totals.
     """
-    totals: dict[RoundKey, RoundTotals] = {}
+    groups: dict[RoundKey, list[Any]] = defaultdict(list)  # dicts and RowMappings
     added_steps: set[int] = set()
     for row in new_rows:
-        if row["step"] in rescan_steps:
-            continue
-        added_steps.add(row["step"])
-        totals.setdefault((row["step"], row["epoch"]), RoundTotals()).add_prediction(row)
-    r = round_rollups.c
+        if row["step"] not in rescan_steps:
+            added_steps.add(row["step"])
+            groups[(row["step"], row["epoch"])].append(row)
+    p, r = predictions.c, round_rollups.c
+    if rescan_steps:
+        columns = [p[name] for name in SCORED_COLUMNS]
+        scanned = conn.execute(select(*columns).where(p.job_id == job_id, p.step.in_(rescan_steps)))
+        for scanned_row in scanned.mappings():
+            groups[(scanned_row["step"], scanned_row["epoch"])].append(scanned_row)
+    totals = {key: RoundTotals.of_predictions(rows) for key, rows in groups.items()}
     if added_steps:
         stored = conn.execute(
             select(round_rollups).where(r.job_id == job_id, r.step.in_(added_steps))
@@ -154,13 +163,6 @@ def refresh_rounds(
         for stored_row in stored:
             key = (stored_row.step, stored_row.epoch)
             totals.setdefault(key, RoundTotals()).merge(RoundTotals.from_row(stored_row))
-    if rescan_steps:
-        p = predictions.c
-        columns = [p[name] for name in SCORED_COLUMNS]
-        scanned = conn.execute(select(*columns).where(p.job_id == job_id, p.step.in_(rescan_steps)))
-        for scanned_row in scanned:
-            key = (scanned_row.step, scanned_row.epoch)
-            totals.setdefault(key, RoundTotals()).add_prediction(scanned_row._mapping)
     touched = added_steps | rescan_steps
     conn.execute(delete(round_rollups).where(r.job_id == job_id, r.step.in_(touched)))
     if totals:

@@ -96,6 +96,9 @@ def main() -> None:
     http_rate = BATCH / statistics.median(http_times)
     ratio = http_rate / raw_rate
     print(f"ingest: {BATCHES} batches x {BATCH} predictions, interleaved, medians")
+    for name, times in (("raw", raw_times), ("http", http_times)):
+        q1, q2, q3 = statistics.quantiles(times, n=4)
+        print(f"  {name:4} batch ms: p25 {q1 * 1e3:6.2f}  p50 {q2 * 1e3:6.2f}  p75 {q3 * 1e3:6.2f}")
     print(f"  raw SQLite executemany : {raw_rate:10,.0f} predictions/s (baseline)")
     print(f"  SDK over HTTP          : {http_rate:10,.0f} predictions/s")
     print(f"  ratio HTTP/raw         : {ratio:10.2f}x   target >= 0.25    {verdict(ratio >= 0.25)}")

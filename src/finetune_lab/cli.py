@@ -68,12 +68,14 @@ def serve(
     import uvicorn
 
     from finetune_lab.server.app import create_app
+    from finetune_lab.server.runner import tune_gc_for_serving
     from finetune_lab.server.settings import Settings, default_database_url
 
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
     settings = Settings(database_url=database_url or default_database_url())
     application = create_app(settings)
+    tune_gc_for_serving()
     console.print(
         f"FineTune Lab on [bold]http://{host}:{port}[/] ({application.state.db.backend}); "
         "API docs at /docs"

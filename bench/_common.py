@@ -105,15 +105,24 @@ def prediction_rows(step: int, epoch: int, count: int, start: int = 0) -> list[d
     ]
 
 
-def median_seconds(call: Callable[[], Any], repeat: int, warmup: int = 3) -> float:
+def paired_medians(
+    baseline: Callable[[], Any], measured: Callable[[], Any], repeat: int, warmup: int = 3
+) -> tuple[float, float]:
+    """Median seconds of two calls, alternated call by call.
+
+    This machine's CPU speed drifts by up to 2x within seconds; alternating makes both
+    medians see the same machine, so their ratio means something.
+    """
     for _ in range(warmup):
-        call()
-    samples = []
+        baseline()
+        measured()
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        for call, times in ((baseline, samples[0]), (measured, samples[1])):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def verdict(ok: bool) -> str:

@@ -10,11 +10,12 @@ own ingest service (the same code the HTTP route runs) to keep the setup short.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 import orjson
 
-from _common import median_seconds, prediction_rows, running_server, verdict
+from _common import paired_medians, prediction_rows, running_server, verdict
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.services import ingest
@@ -56,15 +57,18 @@ def main() -> None:
             f"reads: filled 1,000,000 + 1,000 predictions in {time.perf_counter() - started:.0f} s"
         )
 
-        def timed(path: str, **params: object) -> float:
+        def getter(path: str, **params: object) -> Callable[[], None]:
             def call() -> None:
                 http.get(path, params=params).raise_for_status()
 
-            return median_seconds(call, REPEAT)
+            return call
 
         for endpoint in ("trends", "epochs"):
-            small = timed(f"/api/training/predictions/small/{endpoint}")
-            big = timed(f"/api/training/predictions/big/{endpoint}")
+            small, big = paired_medians(
+                getter(f"/api/training/predictions/small/{endpoint}"),
+                getter(f"/api/training/predictions/big/{endpoint}"),
+                REPEAT,
+            )
             ratio = big / small
             print(
                 f"  /{endpoint:<7} 1k job {small * 1e3:7.2f} ms (baseline)"
@@ -74,20 +78,23 @@ def main() -> None:
 
         last_epoch, last_step = (ROUNDS - 1) // 2, (ROUNDS - 1) * 10
         deep = encode_cursor(last_epoch, last_step, BIG_PER_ROUND - 51)
-        first = timed("/api/training/predictions/big", limit=50)
-        end = timed("/api/training/predictions/big", limit=50, cursor=deep)
         page = http.get(
             "/api/training/predictions/big", params={"limit": 50, "cursor": deep}
         ).json()
         assert len(page["predictions"]) == 50 and page["next_cursor"] is None
+        first_page = getter("/api/training/predictions/big", limit=50)
+        first, end = paired_medians(
+            first_page, getter("/api/training/predictions/big", limit=50, cursor=deep), REPEAT
+        )
         ratio = end / first
         print(
             f"  cursor page: first {first * 1e3:7.2f} ms (baseline)"
             f"  at row 999,950 {end * 1e3:7.2f} ms"
             f"  ratio {ratio:5.2f}x  target <= 2  {verdict(ratio <= 2)}"
         )
-        offset = timed(
-            "/api/training/predictions/big", limit=50, offset=ROUNDS * BIG_PER_ROUND - 50
+        last_offset = ROUNDS * BIG_PER_ROUND - 50
+        first, offset = paired_medians(
+            first_page, getter("/api/training/predictions/big", limit=50, offset=last_offset), 10
         )
         print(
             f"  (for contrast) offset page at row 999,950: {offset * 1e3:7.2f} ms"

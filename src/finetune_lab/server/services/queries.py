@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import predictions, round_rollups
 from finetune_lab.server.errors import not_found, validation_error
 from finetune_lab.server.services.jobs import owned_job
-from finetune_lab.server.services.rollups import RoundTotals
+from finetune_lab.server.services.rollups import TOTAL_COLUMNS, RoundTotals
 
 PREDICTION_FIELDS = (
     "id",
@@ -174,13 +173,6 @@ def list_predictions(
     }
 
 
-def _rollups(conn: Connection, job_id: str) -> Sequence[Any]:
-    r = round_rollups.c
-    return conn.execute(
-        select(round_rollups).where(r.job_id == job_id).order_by(r.epoch, r.step)
-    ).all()
-
-
 def epochs(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
     r = round_rollups.c
     query = (
@@ -226,17 +218,44 @@ def overall_improvement(points: list[dict[str, Any]]) -> float | None:
     return float((first - last) / first * 100)
 
 
+def _grouped_totals(
+    conn: Connection, job_id: str, group_by: str
+) -> list[tuple[int, int, RoundTotals]]:
+    """(epoch, last step, totals) per epoch or per round: summed in SQL over the rollups."""
+    r = round_rollups.c
+    keys = [r.epoch] if group_by == "epoch" else [r.epoch, r.step]
+    sums = [func.sum(r[name]).label(name) for name in TOTAL_COLUMNS]
+    query = (
+        select(
+            r.epoch,
+            func.max(r.step).label("step"),
+            *sums,
+            func.min(r.cer_min).label("cer_min"),
+            func.max(r.cer_max).label("cer_max"),
+        )
+        .where(r.job_id == job_id)
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    groups = {
+        (row.epoch if group_by == "epoch" else (row.epoch, row.step)): (
+            row.epoch,
+            row.step,
+            RoundTotals.from_row(row),
+        )
+        for row in conn.execute(query)
+    }
+    custom = select(r.epoch, r.step, r.metrics).where(r.job_id == job_id, r.metrics.is_not(None))
+    for row in conn.execute(custom):
+        key = row.epoch if group_by == "epoch" else (row.epoch, row.step)
+        groups[key][2].merge(RoundTotals(metrics=row.metrics))
+    return list(groups.values())
+
+
 def trends(db: Database, principal: Principal, job_id: str, *, group_by: str) -> dict[str, Any]:
     with db.read() as conn:
         owned_job(conn, principal, job_id)
-        rollups = _rollups(conn, job_id)
-    groups: list[tuple[int, int, RoundTotals]] = []  # (epoch, last step, totals)
-    for row in rollups:
-        if group_by == "step" or not groups or groups[-1][0] != row.epoch:
-            groups.append((row.epoch, row.step, RoundTotals()))
-        epoch, _, totals = groups[-1]
-        totals.merge(RoundTotals.from_row(row))
-        groups[-1] = (epoch, row.step, totals)  # rollups come in step order within an epoch
+        groups = _grouped_totals(conn, job_id, group_by)
     points = [_trend_point(epoch, step, totals) for epoch, step, totals in groups]
     return {
         "job_id": job_id,

@@ -86,16 +86,17 @@ class RoundTotals:
 
     @classmethod
     def from_row(cls, row: Any) -> RoundTotals:
+        """From a rollup row, or a SUM() over several (PostgreSQL sums integers as numeric)."""
         m = row._mapping
         return cls(
-            sample_count=m["sample_count"],
-            sums={key: m[f"{key}_sum"] or 0.0 for key, _ in SCORE_KEYS},
-            counts={key: m[f"{key}_n"] for key, _ in SCORE_KEYS},
+            sample_count=int(m["sample_count"]),
+            sums={key: float(m[f"{key}_sum"] or 0.0) for key, _ in SCORE_KEYS},
+            counts={key: int(m[f"{key}_n"]) for key, _ in SCORE_KEYS},
             cer_min=m["cer_min"],
             cer_max=m["cer_max"],
-            vp_pass=m["vp_pass"],
-            vp_n=m["vp_n"],
-            metrics={name: list(acc) for name, acc in (m["metrics"] or {}).items()},
+            vp_pass=int(m["vp_pass"]),
+            vp_n=int(m["vp_n"]),
+            metrics={name: list(acc) for name, acc in (m.get("metrics") or {}).items()},
         )
 
     def to_row(self, job_id: str, step: int, epoch: int) -> dict[str, Any]:
@@ -118,6 +119,13 @@ class RoundTotals:
         return row
 
 
+# The additive columns of a rollup row (everything but keys, min/max and metrics).
+TOTAL_COLUMNS = (
+    "sample_count",
+    *(f"{key}_{part}" for key, _ in SCORE_KEYS for part in ("sum", "n")),
+    "vp_pass",
+    "vp_n",
+)
 RoundKey = tuple[int, int]  # (step, epoch)
 SCORED_COLUMNS = (
     "epoch",

@@ -43,7 +43,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class BackgroundServer:
     def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 8484) -> None:
         self.host = host
-        self.port = port if port_is_free(host, port) else free_port(host)
+        self.port = port if port and port_is_free(host, port) else free_port(host)
         config = uvicorn.Config(
             create_app(settings), host=host, port=self.port, log_level="warning"
         )

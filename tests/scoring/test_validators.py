@@ -173,7 +173,8 @@ def test_array_schema_items():
 
 def test_result_is_json_serialisable():
     result = Validators(json_schema=PERSON_SCHEMA)('{"name": 1, "age": "x"}')
-    json.dumps({"passed": result.passed, "kind": result.kind, "errors": result.errors})
+    encoded = json.dumps({"passed": result.passed, "kind": result.kind, "errors": result.errors})
+    assert json.loads(encoded)["errors"][0]["validator"] == "json_schema"
 
 
 # --- configuration ---------------------------------------------------------------------------

@@ -123,60 +123,88 @@ def _scored_rows(
     return rows
 
 
-class BulkUpsert:
-    """`INSERT ... ON CONFLICT (job_id, step, sample_index) DO UPDATE` as one driver executemany.
+def _conflict_update(stmt: Any) -> Any:
+    """The upsert clause both backends share: a re-sent row replaces the stored one."""
+    changes = {name: stmt.excluded[name] for name in WRITE_COLUMNS if name not in KEY_COLUMNS}
+    return stmt.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=changes)
 
-    SQLAlchemy builds the SQL once per dialect; the rows go straight to the driver, because
-    SQLAlchemy's per-row parameter processing cost more than the database's own insert work.
+
+class SQLiteUpsert:
+    """`INSERT ... ON CONFLICT DO UPDATE` as one driver-level executemany.
+
+    SQLAlchemy builds the SQL once; the rows go straight to the driver, because SQLAlchemy's
+    per-row parameter processing cost more than SQLite's own insert work.
     """
 
     def __init__(self, dialect: Dialect) -> None:
-        insert_fn = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
-        stmt = insert_fn(predictions).values({name: bindparam(name) for name in WRITE_COLUMNS})
-        changes = {name: stmt.excluded[name] for name in WRITE_COLUMNS if name not in KEY_COLUMNS}
-        compiled = stmt.on_conflict_do_update(
-            index_elements=list(KEY_COLUMNS), set_=changes
-        ).compile(dialect=dialect)
+        stmt = sqlite.insert(predictions).values({name: bindparam(name) for name in WRITE_COLUMNS})
+        compiled = _conflict_update(stmt).compile(dialect=dialect)
         self.sql = compiled.string
-        self.order = list(compiled.positiontup or []) if compiled.positional else None
-        self.is_sqlite = dialect.name == "sqlite"
+        self.order = list(compiled.positiontup or [])
 
     def execute(self, conn: Connection, rows: list[dict[str, Any]], created_at: datetime) -> None:
-        stamp: Any = created_at.strftime(SQLITE_TIMESTAMP) if self.is_sqlite else created_at
-        dump_json = _sqlite_json if self.is_sqlite else _postgres_json
-        names = self.order if self.order is not None else list(WRITE_COLUMNS)
-        getter = itemgetter(*names)
-        json_slots = [i for i, name in enumerate(names) if name in JSON_COLUMNS]
-        stamp_slot = names.index("created_at")
-        params: list[Any] = []
-        for row in rows:
-            values = list(getter(row))
-            for i in json_slots:
-                if values[i] is not None:
-                    values[i] = dump_json(values[i])
-            values[stamp_slot] = stamp
-            params.append(
-                tuple(values) if self.order is not None else dict(zip(names, values, strict=True))
-            )
+        stamp = created_at.strftime(SQLITE_TIMESTAMP)
+        params = _row_tuples(rows, self.order, stamp, lambda value: orjson.dumps(value).decode())
         conn.exec_driver_sql(self.sql, params)
 
 
-def _sqlite_json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+class PostgresUpsert:
+    """COPY the batch into a session-local staging table, then one `INSERT ... SELECT ... ON
+    CONFLICT DO UPDATE`: twice the rows per second of an executemany on PostgreSQL."""
+
+    STAGING = "predictions_incoming"
+
+    def __init__(self, dialect: Dialect) -> None:
+        columns = ", ".join(WRITE_COLUMNS)
+        self.create_staging = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.STAGING} ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM predictions WITH NO DATA"
+        )
+        self.copy = f"COPY {self.STAGING} ({columns}) FROM STDIN"
+        staged = text(f"SELECT {columns} FROM {self.STAGING}").columns(
+            *(predictions.c[name] for name in WRITE_COLUMNS)
+        )
+        stmt = postgresql.insert(predictions).from_select(list(WRITE_COLUMNS), staged.subquery())
+        self.sql = _conflict_update(stmt).compile(dialect=dialect).string
+
+    def execute(self, conn: Connection, rows: list[dict[str, Any]], created_at: datetime) -> None:
+        from psycopg.types.json import Jsonb
+
+        params = _row_tuples(rows, list(WRITE_COLUMNS), created_at, Jsonb)
+        with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            # Every time, not once per connection: a rolled-back transaction takes the
+            # CREATE with it. When the table exists this is a catalog lookup.
+            cursor.execute(self.create_staging)
+            with cursor.copy(self.copy) as copy:
+                for values in params:
+                    copy.write_row(values)
+            cursor.execute(self.sql)
 
 
-def _postgres_json(value: Any) -> Any:
-    from psycopg.types.json import Jsonb
+def _row_tuples(
+    rows: list[dict[str, Any]], names: list[str], stamp: Any, dump_json: Any
+) -> list[tuple[Any, ...]]:
+    getter = itemgetter(*names)
+    json_slots = [i for i, name in enumerate(names) if name in JSON_COLUMNS]
+    stamp_slot = names.index("created_at")
+    params = []
+    for row in rows:
+        values = list(getter(row))
+        for i in json_slots:
+            if values[i] is not None:
+                values[i] = dump_json(values[i])
+        values[stamp_slot] = stamp
+        params.append(tuple(values))
+    return params
 
-    return Jsonb(value)
+
+_UPSERTS: dict[str, SQLiteUpsert | PostgresUpsert] = {}
 
 
-_UPSERTS: dict[str, BulkUpsert] = {}
-
-
-def _upsert_for(dialect: Dialect) -> BulkUpsert:
+def _upsert_for(dialect: Dialect) -> SQLiteUpsert | PostgresUpsert:
     if dialect.name not in _UPSERTS:
-        _UPSERTS[dialect.name] = BulkUpsert(dialect)
+        kind = SQLiteUpsert if dialect.name == "sqlite" else PostgresUpsert
+        _UPSERTS[dialect.name] = kind(dialect)
     return _UPSERTS[dialect.name]
 
 

@@ -192,22 +192,32 @@ def test_out_of_range_float_never_500(http, number):
         assert got.status_code in (200, 404), (path, got.status_code, got.text[:300])
 
 
-def test_nul_character_in_text_never_500(http):
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prompt", "nul\x00here"),
+        ("prediction", "a\x00b"),
+        ("ground_truth", "\x00"),
+        ("prompt_id", "id\x00"),
+        ("sample_source", "src\x00"),
+        ("metrics", {"bad\x00key": 1.0}),
+    ],
+)
+def test_nul_character_is_refused_on_both_backends(http, field, value):
+    # PostgreSQL cannot store U+0000 in text, so both backends refuse it the same way: a 422
+    # naming the item, and nothing of the batch stored.
     job_id = new_id()
     create_job(http, job_id)
-    resp = http.post(
-        f"{PRED}/{job_id}",
-        json={
-            "predictions": [
-                row(0, 0, 0, prediction="a\x00b", ground_truth="a\x00b", prompt="nul\x00here")
-            ]
-        },
-    )
-    assert_not_500(resp)
-    if resp.status_code == 200:
-        got = http.get(f"{PRED}/{job_id}").json()["predictions"]
-        assert got[0]["prompt"] == "nul\x00here"
-        assert got[0]["prediction"] == "a\x00b"
+    batch = [row(0, 0, 0), row(0, 0, 1, **{field: value})]
+    err = assert_error(http.post(f"{PRED}/{job_id}", json={"predictions": batch}), 422)
+    assert err["message"].startswith("predictions[1] "), err
+    assert err["details"][0]["loc"][:3] == ["predictions", 1, field]
+    assert http.get(f"{PRED}/{job_id}").json()["total_count"] == 0
+
+
+def test_nul_character_in_job_fields_is_refused(http):
+    assert_error(http.post(JOBS, json={"name": "run\x00"}), 422)
+    assert_error(http.post(JOBS, json={"config": {"note": "x\x00"}}), 422)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The write path: validate, score, upsert and refresh the rounds' rollups, in one transaction."""
+"""The write path: validate and score a batch, then upsert it and refresh its rounds' rollups
+in one transaction."""
 
 from __future__ import annotations
 
@@ -57,18 +58,20 @@ TEXT_FIELDS = (
 
 
 def _reject_nul(items: list[PredictionIn]) -> None:
+    message = "text must not contain the NUL character (U+0000)"
     for index, item in enumerate(items):
-        texts = [(name, getattr(item, name)) for name in TEXT_FIELDS]
-        texts += [(f"metrics.{name}", name) for name in item.metrics or {}]
-        for field, value in texts:
+        texts: list[tuple[tuple[str, ...], str | None]]
+        texts = [((name,), getattr(item, name)) for name in TEXT_FIELDS]
+        texts += [(("metrics", name), name) for name in item.metrics or {}]
+        for loc, value in texts:
             if value is not None and "\x00" in value:
-                message = "text must not contain the NUL character (U+0000)"
                 detail = {
-                    "loc": ["predictions", index, *field.split(".")],
+                    "loc": ["predictions", index, *loc],
                     "message": message,
                     "type": "string_pattern_mismatch",
                 }
-                raise APIError(422, f"predictions[{index}] {field}: {message}", details=[detail])
+                where = loc[0] if len(loc) == 1 else "metrics key"
+                raise APIError(422, f"predictions[{index}] {where}: {message}", details=[detail])
 
 
 def _batch_error(errors: list[Any]) -> APIError:
@@ -118,7 +121,7 @@ def _scored_rows(
             row["validation_errors"] = result.errors
         row["job_id"] = job_id
         row["user_id"] = user_id
-        row["created_at"] = None  # stamped once per batch by BulkUpsert
+        row["created_at"] = None  # stamped once per batch by the upsert
         rows.append(row)
     return rows
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Connection, func, select, tuple_
 
+from finetune_lab.schema import Prediction
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import predictions, round_rollups
@@ -21,35 +22,8 @@ from finetune_lab.server.errors import not_found, validation_error
 from finetune_lab.server.services.jobs import owned_job
 from finetune_lab.server.services.rollups import TOTAL_COLUMNS, RoundTotals
 
-PREDICTION_FIELDS = (
-    "id",
-    "job_id",
-    "epoch",
-    "step",
-    "sample_index",
-    "prompt",
-    "ground_truth",
-    "prediction",
-    "created_at",
-    "exact_match",
-    "char_error_rate",
-    "length_ratio",
-    "word_overlap",
-    "prompt_id",
-    "source_index",
-    "sample_source",
-    "sample_source_id",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "latency_ms",
-    "max_new_tokens",
-    "do_sample",
-    "validation_pass",
-    "validation_kind",
-    "validation_errors",
-    "metrics",
-)
+# What a page returns is exactly the wire model's fields, read straight from their columns.
+PREDICTION_FIELDS = tuple(Prediction.model_fields)
 PREDICTION_COLUMNS = tuple(predictions.c[name] for name in PREDICTION_FIELDS)
 READ_ORDER = (predictions.c.epoch, predictions.c.step, predictions.c.sample_index)
 

@@ -89,10 +89,12 @@ def run_demo(*, host: str, port: int, serve: bool, console: Console) -> None:
         )
     console.print(table)
     console.print(f"Overall CER improvement: [bold]{trends.overall_improvement or 0:.1f}%[/]")
-    console.print(f"\nAPI: {server.url}/docs   API key (shown once): [bold]{key}[/]")
     console.print(
-        f'Try: curl -H "X-API-Key: {key}" {server.url}/api/training/predictions/{job.id}/trends'
+        f"\nAPI: {server.url}/docs   API key (shown once): [bold]{key}[/]", soft_wrap=True
     )
+    trends_url = f"{server.url}/api/training/predictions/{job.id}/trends"
+    # soft_wrap: long lines stay whole, so they can be copied and pasted.
+    console.print(f'Try: curl -H "X-API-Key: {key}" {trends_url}', soft_wrap=True)
     if not serve:
         server.stop()
         return

@@ -259,3 +259,13 @@ def test_huge_integers_in_body_never_500(http, field, value):
 def test_not_found_job_error_body(http):
     assert_error(http.get(f"{JOBS}/{new_id('missing')}"), 404)
     assert_error(http.get(f"{PRED}/{new_id('missing')}"), 404)
+
+
+def test_docs_are_served_without_a_cdn(server):
+    with server.client() as anon:
+        page = anon.get("/docs")
+        assert page.status_code == 200
+        assert "cdn." not in page.text and "/docs/assets/swagger-ui-bundle.js" in page.text
+        script = anon.get("/docs/assets/swagger-ui-bundle.js")
+        assert script.status_code == 200 and len(script.content) > 100_000
+        assert anon.get("/openapi.json").json()["info"]["title"] == "FineTune Lab"

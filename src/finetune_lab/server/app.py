@@ -12,6 +12,7 @@ from finetune_lab import __version__
 from finetune_lab.schema import ErrorBody, PredictionIn, PredictionsBatch
 from finetune_lab.server.auth import Authenticator
 from finetune_lab.server.db import Database, upgrade
+from finetune_lab.server.docs import install_docs
 from finetune_lab.server.errors import install_error_handlers
 from finetune_lab.server.middleware import BodySizeLimit
 from finetune_lab.server.routes import auth, health, jobs, predictions
@@ -42,11 +43,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         version=__version__,
         summary="Predictions captured during fine-tuning, scored against ground truth.",
         responses=ERROR_RESPONSES,
+        docs_url=None,  # served from the package by install_docs: no CDN needed
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
     app.state.authenticator = Authenticator(db)
     install_error_handlers(app)
+    install_docs(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     for module in (health, auth, jobs, predictions):
         app.include_router(module.router)

@@ -6,8 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_PORT = 8484
-
+from finetune_lab.schema import MAX_BODY_BYTES
 
 def home_dir() -> Path:
     return Path(os.environ.get("FINETUNE_LAB_HOME") or Path.home() / ".finetune-lab")
@@ -22,7 +21,8 @@ def default_database_url() -> str:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=default_database_url)
-    session_ttl_seconds: int = 3600
-    max_body_bytes: int = 32 * 1024 * 1024
-    # Postgres pool per server process; several processes share one database.
-    pool_size: int = int(os.environ.get("FINETUNE_LAB_POOL_SIZE", "10"))
+    max_body_bytes: int = MAX_BODY_BYTES
+    # PostgreSQL connections per server process; several processes share one database.
+    pool_size: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_POOL_SIZE", "10"))
+    )

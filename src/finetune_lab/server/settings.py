@@ -8,6 +8,7 @@ from pathlib import Path
 
 from finetune_lab.schema import MAX_BODY_BYTES
 
+
 def home_dir() -> Path:
     return Path(os.environ.get("FINETUNE_LAB_HOME") or Path.home() / ".finetune-lab")
 

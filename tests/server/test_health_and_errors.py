@@ -269,3 +269,17 @@ def test_docs_are_served_without_a_cdn(server):
         script = anon.get("/docs/assets/swagger-ui-bundle.js")
         assert script.status_code == 200 and len(script.content) > 100_000
         assert anon.get("/openapi.json").json()["info"]["title"] == "FineTune Lab"
+
+
+def test_openapi_schema_is_valid_and_documents_auth(server):
+    from openapi_spec_validator import validate
+
+    with server.client() as anon:
+        schema = anon.get("/openapi.json").json()
+    validate(schema)
+    assert set(schema["components"]["securitySchemes"]) == {"apiKey", "bearer"}
+    assert schema["paths"]["/healthz"]["get"]["security"] == []
+    ingest = schema["paths"]["/api/training/predictions/{job_id}"]["post"]
+    body = ingest["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PredictionsBatch"}
+    assert "PredictionIn" in schema["components"]["schemas"]

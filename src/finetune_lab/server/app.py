@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """Add the ingest body schema: that route reads raw bytes for speed, so FastAPI can't see it."""
+    """Add what FastAPI cannot see: the ingest body (that route reads raw bytes for speed) and
+    the credentials every /api route takes."""
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
@@ -68,6 +69,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             [(PredictionsBatch, "validation"), (PredictionIn, "validation")],
             ref_template="#/components/schemas/{model}",
         )
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {}).update(extra.get("$defs", {}))
+        components["securitySchemes"] = {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "API key, session token or job token",
+            },
+        }
+        schema["security"] = [{"apiKey": []}, {"bearer": []}]
         app.openapi_schema = schema
     return app.openapi_schema

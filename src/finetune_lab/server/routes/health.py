@@ -10,6 +10,6 @@ from finetune_lab.server.responses import get_db
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, openapi_extra={"security": []})
 async def healthz(db: Database = Depends(get_db)) -> dict[str, str]:
     return {"status": "ok", "version": __version__, "database": db.backend}

@@ -24,7 +24,6 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 Scope = Literal["training", "production", "testing", "all"]
-JOB_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "cancelled")
 SCOPES: tuple[str, ...] = ("training", "production", "testing", "all")
 
 

@@ -34,11 +34,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[Server]:
-    """`finetune-lab serve` on a temp SQLite database, with an all-scope key."""
+def running_server(database_url: str | None = None) -> Iterator[Server]:
+    """`finetune-lab serve` on `database_url` (default: a temp SQLite file), with a key."""
     with tempfile.TemporaryDirectory(prefix="flbench-") as tmp:
         home = Path(tmp)
-        database_url = f"sqlite:///{home / 'bench.db'}"
+        database_url = database_url or f"sqlite:///{home / 'bench.db'}"
         env = {**os.environ, "FINETUNE_LAB_HOME": str(home)}
         cli = [sys.executable, "-m", "finetune_lab"]
         made = subprocess.run(
@@ -79,6 +79,24 @@ def running_server() -> Iterator[Server]:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A fresh database on a throwaway PostgreSQL 15 cluster (the test suite's own harness),
+    or None where the PostgreSQL binaries are not installed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _support.postgres import LocalCluster, PostgresUnavailable
+
+    try:
+        cluster = LocalCluster()
+    except PostgresUnavailable:
+        yield None
+        return
+    try:
+        yield cluster.create_database()
+    finally:
+        cluster.close()
 
 
 def prediction_rows(step: int, epoch: int, count: int, start: int = 0) -> list[dict[str, Any]]:

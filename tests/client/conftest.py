@@ -8,6 +8,7 @@ import pytest
 
 from _support.appserver import ServerHandle
 from finetune_lab import AsyncFinetuneLabClient, FinetuneLabClient
+from finetune_lab.client import _transport
 
 from ._data import rows
 
@@ -36,3 +37,11 @@ def seeded_job(client: FinetuneLabClient, unique_job_id: str) -> str:
     result = client.training_predictions.create(unique_job_id, rows())
     assert (result.accepted, result.created, result.updated) == (16, 16, 0)
     return unique_job_id
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Records the SDK's retry pauses instead of sleeping them."""
+    slept: list[float] = []
+    monkeypatch.setattr(_transport, "_sleep", slept.append)
+    return slept

@@ -22,7 +22,6 @@ from finetune_lab import (
     PermissionDeniedError,
     ValidationError,
 )
-from finetune_lab.client import _transport
 
 
 def _assert_error_body(err: APIStatusError, status: int, error_type: str) -> None:
@@ -145,13 +144,6 @@ class CountingTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self.inner.close()
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    slept: list[float] = []
-    monkeypatch.setattr(_transport, "_sleep", slept.append)
-    return slept
 
 
 @pytest.fixture

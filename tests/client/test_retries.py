@@ -59,13 +59,6 @@ def sync_client(handler: Handler, max_retries: int = 2) -> FinetuneLabClient:
 
 
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    slept: list[float] = []
-    monkeypatch.setattr(_transport, "_sleep", slept.append)
-    return slept
-
-
-@pytest.fixture
 def async_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
 

@@ -168,21 +168,24 @@ def close(a, b):
     return a is not None and a == pytest.approx(b, rel=1e-9, abs=1e-12)
 
 
+SCORE_AGGREGATES = (
+    "avg_exact_match",
+    "avg_char_error_rate",
+    "avg_length_ratio",
+    "avg_word_overlap",
+    "min_char_error_rate",
+    "max_char_error_rate",
+    "validation_pass_rate",
+)
+
+
 def assert_trends_equal(got, want_points, want_overall):
     points = got["trends"]
     assert len(points) == len(want_points), points
     for g, w in zip(points, want_points, strict=True):
         for field in ("epoch", "step", "sample_count"):
             assert g[field] == w[field], (field, g, w)
-        for field in (
-            "avg_exact_match",
-            "avg_char_error_rate",
-            "avg_length_ratio",
-            "avg_word_overlap",
-            "min_char_error_rate",
-            "max_char_error_rate",
-            "validation_pass_rate",
-        ):
+        for field in SCORE_AGGREGATES:
             assert field in g, (field, g)
             assert close(g[field], w[field]), (field, g[field], w[field], g["epoch"])
         got_metrics = g.get("metrics") or {}
@@ -510,15 +513,7 @@ def test_trends_without_ground_truth_are_null(http):
     body, rows = _trend_job(http, data)
     assert [p["sample_count"] for p in body["trends"]] == [3, 2]
     for point in body["trends"]:
-        for field in (
-            "avg_exact_match",
-            "avg_char_error_rate",
-            "avg_length_ratio",
-            "avg_word_overlap",
-            "min_char_error_rate",
-            "max_char_error_rate",
-            "validation_pass_rate",
-        ):
+        for field in SCORE_AGGREGATES:
             assert point[field] is None, (field, point)
     assert body["overall_improvement"] is None
     assert_trends_equal(body, *expected_trends(rows, validators=None))

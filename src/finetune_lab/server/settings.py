@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from finetune_lab.paths import home_dir
 from finetune_lab.schema import MAX_BODY_BYTES
-
-
-def home_dir() -> Path:
-    return Path(os.environ.get("FINETUNE_LAB_HOME") or Path.home() / ".finetune-lab")
 
 
 def default_database_url() -> str:
@@ -26,4 +22,12 @@ class Settings:
     # PostgreSQL connections per server process; several processes share one database.
     pool_size: int = field(
         default_factory=lambda: int(os.environ.get("FINETUNE_LAB_POOL_SIZE", "10"))
+    )
+    # SSE stream: a heartbeat after this many idle seconds; a re-read of the job's events at
+    # least this often even without a wake-up (the safety net under NOTIFY).
+    stream_heartbeat_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_STREAM_HEARTBEAT_S", "15"))
+    )
+    stream_poll_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_STREAM_POLL_S", "5"))
     )

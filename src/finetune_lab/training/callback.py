@@ -1,0 +1,151 @@
+"""`PredictionsCallback`: a `transformers.TrainerCallback` that records rounds while training.
+
+It works unchanged with TRL trainers (they are Trainers) and PEFT models (they generate like
+any causal LM). Nothing it does may stop training: errors are logged, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Literal
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from finetune_lab.client import FinetuneLabClient
+from finetune_lab.training.recorder import PredictionsRecorder
+from finetune_lab.training.samples import SampleSource
+
+logger = logging.getLogger("finetune_lab.training")
+
+Frequency = Literal["epoch", "eval", "steps"]
+FREQUENCIES = ("epoch", "eval", "steps")
+
+
+def _tokenizer_of(processing_class: Any) -> Any:
+    """Trainers hand over a tokenizer or a processor that wraps one."""
+    inner = getattr(processing_class, "tokenizer", None)
+    return processing_class if inner is None else inner
+
+
+def _epoch_label(state: TrainerState) -> int:
+    """The epoch a round belongs to: N at the end of epoch N, N while epoch N runs."""
+    if state.global_step == 0:
+        return 0
+    return max(1, math.ceil((state.epoch or 0) - 1e-6))
+
+
+class PredictionsCallback(TrainerCallback):
+    """Generate answers for a fixed sample set each round and ship them to FineTune Lab.
+
+    `frequency`: "epoch" (end of every epoch), "eval" (after every evaluation) or "steps"
+    (every `step_interval` optimizer steps). With `baseline`, a round at step 0 (epoch 0) runs
+    before training. `client` defaults to one built from FINETUNE_LAB_API_KEY/_URL; without
+    `job_id` a new job is made (`callback.job_id`). Pass `tokenizer` when the trainer has none.
+    """
+
+    def __init__(
+        self,
+        samples: SampleSource,
+        *,
+        client: FinetuneLabClient | None = None,
+        job_id: str | None = None,
+        job_name: str | None = None,
+        sample_count: int = 8,
+        frequency: Frequency = "epoch",
+        step_interval: int | None = None,
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+        validators: dict[str, Any] | None = None,
+        baseline: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        tokenizer: Any = None,
+        seed: int = 0,
+    ) -> None:
+        if frequency not in FREQUENCIES:
+            raise ValueError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
+        if frequency == "steps" and (step_interval is None or step_interval < 1):
+            raise ValueError('frequency="steps" needs step_interval >= 1')
+        self.frequency = frequency
+        self.step_interval = step_interval
+        self.baseline = baseline
+        self.tokenizer = tokenizer
+        self.recorder = PredictionsRecorder(
+            samples,
+            client=client,
+            job_id=job_id,
+            job_name=job_name,
+            sample_count=sample_count,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            validators=validators,
+            spool_dir=spool_dir,
+            seed=seed,
+            settings={
+                "frequency": frequency,
+                "step_interval": step_interval,
+                "baseline": baseline,
+            },
+        )
+        self._recorded_steps: set[int] = set()
+
+    @property
+    def job_id(self) -> str:
+        return self.recorder.job_id
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        return self.recorder.flush(timeout)
+
+    # -- Trainer events ---------------------------------------------------------------------------
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if self.baseline and state.global_step == 0:
+            self._round(state, kw, epoch=0)
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if self.frequency == "epoch":
+            self._round(state, kw, epoch=round(state.epoch or 0))
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        interval = self.step_interval
+        if self.frequency == "steps" and interval and state.global_step % interval == 0:
+            self._round(state, kw, epoch=_epoch_label(state))
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if self.frequency == "eval":
+            self._round(state, kw, epoch=_epoch_label(state))
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if not state.is_world_process_zero:
+            return
+        try:
+            self.recorder.close()
+        except Exception:
+            logger.exception("finetune-lab: closing the recorder failed")
+
+    # -- internals --------------------------------------------------------------------------------
+    def _round(self, state: TrainerState, kw: dict[str, Any], *, epoch: int) -> None:
+        if not state.is_world_process_zero or state.global_step in self._recorded_steps:
+            return
+        model = kw.get("model")
+        tokenizer = self.tokenizer or _tokenizer_of(
+            kw.get("processing_class") or kw.get("tokenizer")
+        )
+        if model is None or tokenizer is None:
+            logger.error("finetune-lab: no model or tokenizer to generate with; pass tokenizer=")
+            return
+        self._recorded_steps.add(state.global_step)
+        try:
+            self.recorder.round(model, tokenizer, step=state.global_step, epoch=epoch)
+        except Exception:
+            logger.exception("finetune-lab: the round at step %d failed", state.global_step)

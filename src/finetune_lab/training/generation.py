@@ -1,0 +1,115 @@
+"""Greedy, batched, left-padded generation that leaves the model as it found it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+
+
+@contextmanager
+def _generation_mode(model: Any, tokenizer: Any) -> Iterator[None]:
+    """Eval mode and a left-padding tokenizer for the duration; both restored afterwards."""
+    was_training = bool(getattr(model, "training", False))
+    padding_side = tokenizer.padding_side
+    pad_token = tokenizer.pad_token
+    tokenizer.padding_side = "left"
+    if pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = padding_side
+        if pad_token is None:
+            tokenizer.pad_token = pad_token
+        if was_training:
+            model.train()
+
+
+def _device(model: Any) -> Any:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        return "cpu"
+
+
+def _completion_length(tokens: Sequence[int], stop_ids: set[int]) -> int:
+    """Generated tokens up to and including the first stop token (the rest is padding)."""
+    for position, token in enumerate(tokens):
+        if token in stop_ids:
+            return position + 1
+    return len(tokens)
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list):
+            ids.update(v for v in value if isinstance(v, int))
+    return ids
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[Generation]:
+    """One greedy answer per prompt, `batch_size` prompts per `generate` call.
+
+    Inputs go to the model's device; the model runs in its own dtype. Greedy decoding draws no
+    random numbers, so recording a round does not change what training does afterwards.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    results: list[Generation] = []
+    stop_ids = _stop_ids(model, tokenizer)
+    device = _device(model)
+    with _generation_mode(model, tokenizer), torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(prompts[start : start + batch_size])
+            encoded = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
+            began = time.perf_counter()
+            output = model.generate(
+                input_ids=encoded["input_ids"],
+                attention_mask=encoded["attention_mask"],
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            latency_ms = (time.perf_counter() - began) * 1000 / len(chunk)
+            width = encoded["input_ids"].shape[1]
+            prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+            for row, prompt_tokens in zip(output[:, width:].tolist(), prompt_lengths, strict=True):
+                length = _completion_length(row, stop_ids)
+                answer = row[:length]
+                if answer and answer[-1] in stop_ids:
+                    answer = answer[:-1]
+                results.append(
+                    Generation(
+                        text=tokenizer.decode(answer, skip_special_tokens=True),
+                        prompt_tokens=int(prompt_tokens),
+                        completion_tokens=length,
+                        latency_ms=round(latency_ms, 3),
+                    )
+                )
+    return results

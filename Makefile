@@ -8,8 +8,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+NPM ?= npm
+NODE_SDK := sdk/node
+NODE_STAMP := $(NODE_SDK)/node_modules/.installed
 
-.PHONY: venv test lint bench demo serve
+.PHONY: venv test test-node lint bench demo serve
 
 # The stamp makes `venv` a no-op until pyproject.toml or constraints.txt change.
 venv: $(STAMP)
@@ -23,6 +26,15 @@ $(STAMP): pyproject.toml constraints.txt
 # Without PostgreSQL installed the PG-backed tests skip locally; with CI=true they fail instead.
 test: venv
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(MAKE) test-node
+
+# The TypeScript SDK: builds it, then node's test runner against the real server from the venv.
+$(NODE_STAMP): $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
+	cd $(NODE_SDK) && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+test-node: venv $(NODE_STAMP)
+	cd $(NODE_SDK) && FINETUNE_LAB_PYTHON="$(abspath $(PY))" $(NPM) test
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

@@ -1,0 +1,230 @@
+/**
+ * `client.trainingPredictions`: ingest, browse, aggregate, compare, export and stream a job's
+ * predictions (`/api/training/predictions`).
+ */
+import { ValidationError } from "../errors.js";
+import { pathSegment, type RequestOptions, type RequestSpec, type Transport } from "../http.js";
+import type {
+  CamelKeys,
+  CompareQuery,
+  CompareResponse,
+  EpochsResponse,
+  ExportFormat,
+  ExportQuery,
+  IngestResult,
+  ListPredictionsQuery,
+  Prediction,
+  PredictionIn,
+  PredictionsPage,
+  SampleHistory,
+  TrendsQuery,
+  TrendsResponse,
+} from "../types.js";
+import { type AllKeys, requestOptions } from "./_shared.js";
+
+const PREFIX = "/api/training/predictions";
+/** The server's limits (schema.py MAX_BATCH_ITEMS, MAX_BODY_BYTES). */
+export const MAX_BATCH_ITEMS = 5_000;
+export const MAX_BODY_BYTES = 32 * 1024 * 1024;
+// Room for the `{"predictions":[...]}` wrapper under the server's body limit.
+const BODY_BUDGET = MAX_BODY_BYTES - 64 * 1024;
+
+function path(jobId: string, ...rest: (string | number)[]): string {
+  return [PREFIX, pathSegment(jobId), ...rest.map(pathSegment)].join("/");
+}
+
+/** `get()` options: the list endpoint's filters and paging, camelCase. */
+export interface ListPredictionsOptions extends CamelKeys<ListPredictionsQuery>, RequestOptions {}
+
+/** `iter()` options: the filters of `get()`; paging is done for you, `pageSize` rows at a time. */
+export interface IterPredictionsOptions
+  extends Omit<ListPredictionsOptions, "limit" | "offset" | "cursor"> {
+  /** Rows per request (1..1000), default 500. */
+  pageSize?: number;
+}
+
+export interface TrendsOptions extends CamelKeys<TrendsQuery>, RequestOptions {}
+export interface CompareOptions extends CamelKeys<CompareQuery>, RequestOptions {
+  fromEpoch: number;
+  toEpoch: number;
+}
+export interface ExportOptions extends CamelKeys<ExportQuery>, RequestOptions {}
+
+export interface CreatePredictionsOptions extends RequestOptions {
+  /** Items per request (1..5000), default 5000; a batch over the body limit is split further. */
+  chunkSize?: number;
+}
+
+type Filters = Omit<AllKeys<ListPredictionsQuery>, "limit" | "offset" | "cursor">;
+
+function filters(options: IterPredictionsOptions): Filters {
+  return {
+    epoch: options.epoch,
+    step: options.step,
+    sample_index: options.sampleIndex,
+    prompt_id: options.promptId,
+    validation_pass: options.validationPass,
+  };
+}
+
+const encoder = new TextEncoder();
+
+/** One body per batch; a batch over the body limit is split in halves until each half fits. */
+function* encodeBatches(
+  items: readonly PredictionIn[],
+  start: number,
+): Generator<[number, Uint8Array]> {
+  const body = encoder.encode(JSON.stringify({ predictions: items }));
+  if (body.byteLength <= BODY_BUDGET || items.length <= 1) {
+    yield [start, body];
+    return;
+  }
+  const half = Math.floor(items.length / 2);
+  yield* encodeBatches(items.slice(0, half), start);
+  yield* encodeBatches(items.slice(half), start + half);
+}
+
+/** Point a 422 from a later batch at the caller's own item numbering. */
+function inBatch(error: ValidationError, start: number): ValidationError {
+  if (start === 0) return error;
+  return new ValidationError(
+    `${error.message} (in the batch starting at item ${start}; items before ${start} were stored)`,
+    {
+      status: error.status,
+      body: error.body,
+      errorType: error.errorType,
+      headers: error.headers,
+      cause: error,
+    },
+  );
+}
+
+export class TrainingPredictions {
+  constructor(private readonly transport: Transport) {}
+
+  /** One page of predictions in `epoch, step, sample_index` order. */
+  get(jobId: string, options: ListPredictionsOptions = {}): Promise<PredictionsPage> {
+    const query: AllKeys<ListPredictionsQuery> = {
+      ...filters(options),
+      limit: options.limit,
+      offset: options.offset,
+      cursor: options.cursor,
+    };
+    return this.transport.json({ method: "GET", path: path(jobId), query }, requestOptions(options));
+  }
+
+  /**
+   * Every matching prediction, page by page through the cursor (constant cost per page):
+   * `for await (const p of client.trainingPredictions.iter(jobId)) ...`.
+   */
+  async *iter(jobId: string, options: IterPredictionsOptions = {}): AsyncGenerator<Prediction> {
+    const pageSize = options.pageSize ?? 500;
+    let cursor: string | null | undefined;
+    for (;;) {
+      const query: AllKeys<ListPredictionsQuery> = {
+        ...filters(options),
+        limit: pageSize,
+        offset: undefined,
+        cursor,
+      };
+      const page: PredictionsPage = await this.transport.json(
+        { method: "GET", path: path(jobId), query },
+        requestOptions(options),
+      );
+      yield* page.predictions;
+      if (!page.next_cursor || page.predictions.length === 0) return;
+      cursor = page.next_cursor;
+    }
+  }
+
+  /** Per-epoch counts: `{epoch, prediction_count, latest_step}`, ascending. */
+  epochs(jobId: string, options?: RequestOptions): Promise<EpochsResponse> {
+    return this.transport.json(
+      { method: "GET", path: path(jobId, "epochs") },
+      requestOptions(options),
+    );
+  }
+
+  /** Score averages per epoch (or per round with `groupBy: "step"`) and the overall change. */
+  trends(jobId: string, options: TrendsOptions = {}): Promise<TrendsResponse> {
+    const query: AllKeys<TrendsQuery> = { group_by: options.groupBy };
+    return this.transport.json(
+      { method: "GET", path: path(jobId, "trends"), query },
+      requestOptions(options),
+    );
+  }
+
+  /** One prompt's answer in every round: how it evolved over training. */
+  sample(jobId: string, sampleIndex: number, options?: RequestOptions): Promise<SampleHistory> {
+    return this.transport.json(
+      { method: "GET", path: path(jobId, "samples", sampleIndex) },
+      requestOptions(options),
+    );
+  }
+
+  /** Which samples improved, regressed or stayed the same between two epochs. */
+  compare(jobId: string, options: CompareOptions): Promise<CompareResponse> {
+    const query: AllKeys<CompareQuery> = {
+      from_epoch: options.fromEpoch,
+      to_epoch: options.toEpoch,
+    };
+    return this.transport.json(
+      { method: "GET", path: path(jobId, "compare"), query },
+      requestOptions(options),
+    );
+  }
+
+  /**
+   * Store predictions (an upsert on `(step, sample_index)`, so retries never duplicate), in
+   * batches the server accepts. Each batch is atomic; if a later batch is rejected, earlier
+   * ones stay stored and the error names the caller's item numbering.
+   */
+  async create(
+    jobId: string,
+    predictions: readonly PredictionIn[],
+    options: CreatePredictionsOptions = {},
+  ): Promise<IngestResult> {
+    const chunkSize = options.chunkSize ?? MAX_BATCH_ITEMS;
+    if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_BATCH_ITEMS) {
+      throw new RangeError(`chunkSize must be an integer between 1 and ${MAX_BATCH_ITEMS}`);
+    }
+    const totals: IngestResult = { job_id: jobId, accepted: 0, created: 0, updated: 0 };
+    // Always at least one request: an empty list still asks the server (which checks the job).
+    for (let chunk = 0; chunk < Math.max(predictions.length, 1); chunk += chunkSize) {
+      for (const [start, body] of encodeBatches(predictions.slice(chunk, chunk + chunkSize), chunk)) {
+        const spec: RequestSpec = { method: "POST", path: path(jobId), body, idempotent: true };
+        let result: IngestResult;
+        try {
+          result = await this.transport.json<IngestResult>(spec, requestOptions(options));
+        } catch (err) {
+          throw err instanceof ValidationError ? inBatch(err, start) : err;
+        }
+        totals.job_id = result.job_id;
+        totals.accepted += result.accepted;
+        totals.created += result.created;
+        totals.updated += result.updated;
+      }
+    }
+    return totals;
+  }
+
+  /**
+   * The job's predictions as a file (`jsonl` default, `csv`, `parquet`), streamed: the promise
+   * resolves once the server answers, and the body arrives as you read the stream
+   * (`for await (const chunk of stream)`, or `Readable.fromWeb(stream).pipe(file)`).
+   */
+  async export(jobId: string, options: ExportOptions = {}): Promise<ReadableStream<Uint8Array>> {
+    const query: AllKeys<ExportQuery> = {
+      format: options.format,
+      epoch: options.epoch,
+      step: options.step,
+    };
+    const { body } = await this.transport.open(
+      { method: "GET", path: path(jobId, "export"), query, accept: "*/*" },
+      requestOptions(options),
+    );
+    return body;
+  }
+}
+
+export type { ExportFormat };

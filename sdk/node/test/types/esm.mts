@@ -1,0 +1,106 @@
+// Compile-time checks of the published .d.ts (ESM entry): each method returns exactly the type
+// the server's OpenAPI schema gives for its 200 answer, and options are camelCase.
+import {
+  FinetuneLabClient,
+  NotFoundError,
+  RateLimitError,
+  type CompareResponse,
+  type Job,
+  type Prediction,
+  type PredictionIn,
+  type paths,
+} from "@finetune-lab/sdk";
+import type { AllKeys } from "../../dist/esm/resources/_shared.js";
+
+type Equal<A, B> =
+  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+function assertType<T extends true>(_: T): void {}
+
+type Ok<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
+  responses: { 200: { content: { "application/json": infer R } } };
+}
+  ? R
+  : never;
+type Created<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
+  responses: { 201: { content: { "application/json": infer R } } };
+}
+  ? R
+  : never;
+type Result<F extends (...args: never[]) => unknown> = Awaited<ReturnType<F>>;
+
+const client = new FinetuneLabClient({ apiKey: "k", baseUrl: "http://x", timeout: 1000, maxRetries: 1 });
+const tp = client.trainingPredictions;
+type P = "/api/training/predictions/{job_id}";
+
+assertType<Equal<Result<typeof tp.get>, Ok<P, "get">>>(true);
+assertType<Equal<Result<typeof tp.create>, Ok<P, "post">>>(true);
+assertType<Equal<Result<typeof tp.epochs>, Ok<`${P}/epochs`, "get">>>(true);
+assertType<Equal<Result<typeof tp.trends>, Ok<`${P}/trends`, "get">>>(true);
+assertType<Equal<Result<typeof tp.compare>, Ok<`${P}/compare`, "get">>>(true);
+assertType<Equal<Result<typeof tp.sample>, Ok<`${P}/samples/{sample_index}`, "get">>>(true);
+assertType<Equal<Result<typeof client.jobs.list>, Ok<"/api/training/jobs", "get">>>(true);
+assertType<Equal<Result<typeof client.jobs.create>, Created<"/api/training/jobs", "post">>>(true);
+assertType<Equal<Result<typeof client.jobs.get>, Ok<"/api/training/jobs/{job_id}", "get">>>(true);
+assertType<Equal<Result<typeof client.jobs.update>, Ok<"/api/training/jobs/{job_id}", "patch">>>(true);
+assertType<Equal<Result<typeof client.jobs.delete>, Ok<"/api/training/jobs/{job_id}", "delete">>>(true);
+assertType<Equal<Result<typeof client.whoami>, Ok<"/api/auth/whoami", "get">>>(true);
+assertType<Equal<Result<typeof client.createSession>, Created<"/api/auth/session", "post">>>(true);
+assertType<Equal<ReturnType<typeof tp.iter>, AsyncGenerator<Prediction>>>(true);
+assertType<Equal<Result<typeof tp.export>, ReadableStream<Uint8Array>>>(true);
+
+// Ingest items are the wire's PredictionIn, snake_case.
+const item: PredictionIn = { epoch: 0, step: 0, sample_index: 0, prompt: "p", prediction: "x" };
+void tp.create("job", [item], { chunkSize: 100 });
+// @ts-expect-error: unknown fields are refused by the server, and by the types
+void tp.create("job", [{ ...item, sampleIndex: 1 }]);
+
+// Options are camelCase; the snake_case spelling is a type error.
+void tp.get("job", { sampleIndex: 1, promptId: "p", validationPass: true, limit: 10, cursor: null });
+// @ts-expect-error: options are camelCase
+void tp.get("job", { sample_index: 1 });
+void tp.trends("job", { groupBy: "step" });
+// @ts-expect-error: group_by is an enum on the server
+void tp.trends("job", { groupBy: "week" });
+void tp.compare("job", { fromEpoch: 0, toEpoch: 1 });
+// @ts-expect-error: both epochs are required
+void tp.compare("job", { fromEpoch: 0 });
+void tp.export("job", { format: "parquet", epoch: 1 });
+// @ts-expect-error: not an export format
+void tp.export("job", { format: "xml" });
+void client.jobs.create({ id: "j", modelName: "m", config: { a: 1 } });
+void client.jobs.update("j", { status: "completed" });
+// @ts-expect-error: not a job status
+void client.jobs.update("j", { status: "done" });
+void client.jobs.list({ status: "running", limit: 5, offset: 0, signal: AbortSignal.timeout(5) });
+
+// Results keep snake_case wire names.
+async function usesResults(): Promise<void> {
+  const page = await tp.get("job");
+  const p: Prediction = page.predictions[0]!;
+  const cer: number | null | undefined = p.char_error_rate;
+  const next: string | null | undefined = page.next_cursor;
+  const cmp: CompareResponse = await tp.compare("job", { fromEpoch: 0, toEpoch: 1 });
+  const improved: number = cmp.summary.improved;
+  const job: Job = await client.jobs.get("j");
+  const status: "pending" | "running" | "completed" | "failed" | "cancelled" = job.status;
+  void [cer, next, improved, status];
+}
+void usesResults;
+
+// Errors carry status, body and (for 429) retryAfter.
+const err: unknown = null;
+if (err instanceof NotFoundError) {
+  const status: number | undefined = err.status;
+  const body: unknown = err.body;
+  void [status, body];
+}
+if (err instanceof RateLimitError) {
+  const wait: number | undefined = err.retryAfter;
+  void wait;
+}
+
+// AllKeys makes the SDK write every query parameter down: a missing one fails to compile.
+// @ts-expect-error: b is missing
+const partial: AllKeys<{ a?: number; b?: string }> = { a: 1 };
+const complete: AllKeys<{ a?: number; b?: string }> = { a: 1, b: undefined };
+void [partial, complete];

@@ -1,4 +1,4 @@
-"""The `finetune-lab` command: serve, keys, db, predictions."""
+"""The `finetune-lab` command: serve, keys, db, demo, sync, predictions."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from finetune_lab.cli_predictions import predictions_app
+from finetune_lab.cli_predictions import ApiKeyOption, predictions_app
+from finetune_lab.errors import FinetuneLabError
 
 app = typer.Typer(
     help="FineTune Lab: watch what your model says while it fine-tunes.", no_args_is_help=True
@@ -68,7 +70,7 @@ def serve(
     import uvicorn
 
     from finetune_lab.server.app import create_app
-    from finetune_lab.server.runner import tune_gc_for_serving
+    from finetune_lab.server.runner import SHUTDOWN_GRACE_S, tune_gc_for_serving
     from finetune_lab.server.settings import Settings, default_database_url
 
     if parent_pid is not None:
@@ -80,7 +82,14 @@ def serve(
         f"FineTune Lab on [bold]http://{host}:{port}[/] ({application.state.db.backend}); "
         "API docs at /docs"
     )
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
 
 
 @keys_app.command("create")
@@ -171,15 +180,67 @@ def db_upgrade(database_url: DatabaseUrl = None) -> None:
 @app.command()
 def demo(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (another free one if taken).")] = 8484,
+    port: Annotated[int, typer.Option(help="Port (another free one if taken; 0: any).")] = 8484,
     serve: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Keep serving when done.")
     ] = True,
+    api_url: str | None = typer.Option(
+        None, "--api-url", help="Use this running server instead of starting one."
+    ),
+    api_key: str | None = ApiKeyOption,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A short run (seconds), as CI runs it.")
+    ] = False,
 ) -> None:
-    """Start the server on SQLite with a key and a sample job, and print where to look."""
+    """Fine-tune a tiny model from scratch with predictions tracked, and show the trend."""
     from finetune_lab.demo import run_demo
 
-    run_demo(host=host, port=port, serve=serve, console=console)
+    try:
+        run_demo(
+            host=host, port=port, serve=serve, console=console, api_url=api_url,
+            api_key=api_key, quick=quick,
+        )
+    except FinetuneLabError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def sync(
+    spool_dir: Annotated[
+        Path | None,
+        typer.Option("--spool-dir", help="Default: $FINETUNE_LAB_HOME/spool."),
+    ] = None,
+    api_url: str | None = typer.Option(
+        None, "--api-url", help="Default: $FINETUNE_LAB_API_URL, else the URL the run recorded."
+    ),
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Upload the rounds training runs left in their spool (safe to re-run: no duplicates)."""
+    from finetune_lab.paths import default_spool_dir
+    from finetune_lab.training.delivery import Outcome
+    from finetune_lab.training.sync import sync_spool
+
+    directory = spool_dir or default_spool_dir()
+    with console.status(f"Uploading from {directory}") as status:
+        results = sync_spool(
+            directory, api_url=api_url, api_key=api_key,
+            on_job=lambda spool: status.update(f"Uploading job {spool.job_id}"),
+        )
+    if not results:
+        console.print(f"nothing to sync in {directory}")
+        return
+    table = Table("job", "server", "batches", "predictions", "rejected", "left", "result")
+    for item in results:
+        report = item.report
+        result = "ok" if report.outcome is Outcome.DONE else f"[red]{report.error}[/]"
+        table.add_row(
+            item.job_id, item.api_url, str(report.batches), str(report.rows),
+            str(report.rejected), str(item.remaining), result,
+        )
+    console.print(table)
+    if any(item.remaining or item.report.outcome is not Outcome.DONE for item in results):
+        raise typer.Exit(1)
 
 
 def main() -> None:

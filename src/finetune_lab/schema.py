@@ -349,3 +349,38 @@ class Health(WireModel):
     status: Literal["ok"]
     version: str | None = None
     database: str | None = None
+
+
+# --- stream (SSE `data` of each event kind) ------------------------------------------------
+
+
+class StreamRound(WireModel):
+    epoch: int
+    step: int
+    count: int
+
+
+class PredictionsEvent(WireModel):
+    """`event: predictions`: one ingest batch; rows as the list endpoint returns them, at most
+    1,000 rows / 2,000,000 text characters (`truncated` says when more were written)."""
+
+    job_id: str
+    count: int
+    rounds: list[StreamRound]
+    predictions: list[Prediction]
+    truncated: bool = False
+
+
+class RoundCompleteEvent(TrendPoint):
+    """`event: round_complete`: a round's totals right after an ingest touched it (the shape of
+    a `trends?group_by=step` point)."""
+
+    job_id: str
+
+
+class HeartbeatEvent(WireModel):
+    """`event: heartbeat`: sent on connect and when the stream is idle; carries the position."""
+
+    job_id: str
+    last_event_id: int
+    time: datetime

@@ -325,6 +325,10 @@ class SyncTransport(_BaseTransport):
         response = self._send(spec, stream=False)
         return spec.parse(response)
 
+    def open_stream(self, spec: RequestSpec[Any]) -> httpx.Response:
+        """A successful answer whose body is still unread (SSE); the caller closes it."""
+        return self._send(spec, stream=True)
+
     def download(self, spec: RequestSpec[Any], path: Path) -> Path:
         """Stream the answer into `path` via a `.part` file, so a failure leaves no half file."""
         response = self._send(spec, stream=True)
@@ -385,6 +389,10 @@ class AsyncTransport(_BaseTransport):
     async def execute(self, spec: RequestSpec[T]) -> T:
         response = await self._send(spec, stream=False)
         return spec.parse(response)
+
+    async def open_stream(self, spec: RequestSpec[Any]) -> httpx.Response:
+        """A successful answer whose body is still unread (SSE); the caller closes it."""
+        return await self._send(spec, stream=True)
 
     async def download(self, spec: RequestSpec[Any], path: Path) -> Path:
         """Stream into `path` via a `.part` file (small blocking writes, like httpx examples)."""

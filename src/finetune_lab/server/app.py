@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,13 +11,21 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from finetune_lab import __version__
-from finetune_lab.schema import ErrorBody, PredictionIn, PredictionsBatch
+from finetune_lab.schema import (
+    ErrorBody,
+    HeartbeatEvent,
+    PredictionIn,
+    PredictionsBatch,
+    PredictionsEvent,
+    RoundCompleteEvent,
+)
 from finetune_lab.server.auth import Authenticator
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.docs import install_docs
 from finetune_lab.server.errors import install_error_handlers
 from finetune_lab.server.middleware import BodySizeLimit
-from finetune_lab.server.routes import auth, health, jobs, predictions
+from finetune_lab.server.notify import PostgresListener, StreamNotifier
+from finetune_lab.server.routes import auth, health, jobs, predictions, stream
 from finetune_lab.server.settings import Settings
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -33,6 +43,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# SSE `data` shapes: no route returns them as JSON, so the schema lists them explicitly.
+STREAM_EVENT_MODELS = (PredictionsEvent, RoundCompleteEvent, HeartbeatEvent)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    listener: PostgresListener | None = app.state.stream_listener
+    if listener is not None:
+        await listener.close()
+
+
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
     settings = settings or Settings()
     db = Database(settings.database_url, pool_size=settings.pool_size)
@@ -45,14 +67,19 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         responses=ERROR_RESPONSES,
         docs_url=None,  # served from the package by install_docs: no CDN needed
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.db = db
     app.state.authenticator = Authenticator(db)
+    app.state.stream_notifier = StreamNotifier()
+    app.state.stream_listener = (
+        PostgresListener(db.url, app.state.stream_notifier) if db.is_postgres else None
+    )
     install_error_handlers(app)
     install_docs(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    for module in (health, auth, jobs, predictions):
+    for module in (health, auth, jobs, predictions, stream):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -66,7 +93,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
         _, extra = models_json_schema(
-            [(PredictionsBatch, "validation"), (PredictionIn, "validation")],
+            [
+                (PredictionsBatch, "validation"),
+                (PredictionIn, "validation"),
+                *((model, "serialization") for model in STREAM_EVENT_MODELS),
+            ],
             ref_template="#/components/schemas/{model}",
         )
         components = schema.setdefault("components", {})

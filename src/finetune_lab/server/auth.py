@@ -41,7 +41,7 @@ class Principal:
         return "all" in self.scopes or scope in self.scopes
 
 
-def _credential_from(request: Request) -> str | None:
+def credential_from(request: Request) -> str | None:
     key = request.headers.get("x-api-key")
     if key:
         return key.strip()
@@ -130,7 +130,7 @@ class Authenticator:
 
 
 def current_principal(request: Request) -> Principal:
-    secret = _credential_from(request)
+    secret = credential_from(request)
     if secret is None:
         raise APIError(401, "missing credentials: send X-API-Key or Authorization: Bearer")
     authenticator: Authenticator = request.app.state.authenticator

@@ -12,6 +12,9 @@ import uvicorn
 from finetune_lab.server.app import create_app
 from finetune_lab.server.settings import Settings
 
+# Open SSE streams never finish by themselves: give requests this long, then stop anyway.
+SHUTDOWN_GRACE_S = 3
+
 
 def tune_gc_for_serving() -> None:
     """Fewer, cheaper garbage collections for a long-lived server process.
@@ -45,7 +48,11 @@ class BackgroundServer:
         self.host = host
         self.port = port if port and port_is_free(host, port) else free_port(host)
         config = uvicorn.Config(
-            create_app(settings), host=host, port=self.port, log_level="warning"
+            create_app(settings),
+            host=host,
+            port=self.port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

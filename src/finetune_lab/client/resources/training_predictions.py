@@ -8,33 +8,42 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, overload
 
+import httpx
 import orjson
 from pydantic import BaseModel
 
+from finetune_lab.client import _transport
+from finetune_lab.client._sse import ServerSentEvent, SSEDecoder
 from finetune_lab.client._transport import (
     AsyncTransport,
     RequestSpec,
     SyncTransport,
+    backoff_delay,
+    map_transport_error,
     parse_bytes,
     parse_model,
     path_segment,
 )
-from finetune_lab.errors import ValidationError
+from finetune_lab.errors import APIConnectionError, APITimeoutError, ValidationError
 from finetune_lab.schema import (
     MAX_BATCH_ITEMS,
     MAX_BODY_BYTES,
     CompareResponse,
     EpochsResponse,
+    HeartbeatEvent,
     IngestResult,
     Prediction,
     PredictionIn,
+    PredictionsEvent,
     PredictionsPage,
+    RoundCompleteEvent,
     SampleHistory,
     TrendsResponse,
+    WireModel,
 )
 
 ExportFormat: TypeAlias = Literal["jsonl", "csv", "parquet"]
@@ -148,6 +157,61 @@ def _ingest_specs(
             yield start, RequestSpec("POST", path, parse, content=body, idempotent=True)
 
 
+def _stream_spec(job_id: str, last_event_id: int | None) -> RequestSpec[None]:
+    return RequestSpec(
+        "GET", _path(job_id, "stream"), lambda _r: None, params={"last_event_id": last_event_id}
+    )
+
+
+STREAM_EVENT_MODELS: dict[str, type[WireModel]] = {
+    "predictions": PredictionsEvent,
+    "round_complete": RoundCompleteEvent,
+    "heartbeat": HeartbeatEvent,
+}
+DEFAULT_MAX_RECONNECTS = 10
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One server-sent event: `event` is `predictions`, `round_complete` or `heartbeat`, and
+    `data` the matching model (`PredictionsEvent`, `RoundCompleteEvent`, `HeartbeatEvent`);
+    an event kind this SDK does not know yet keeps its parsed JSON as a plain value."""
+
+    id: int
+    event: str
+    data: Any = field(repr=False)
+
+
+def _typed(raw: ServerSentEvent) -> StreamEvent | None:
+    if raw.id is None or not raw.id.isdigit():
+        return None
+    payload = orjson.loads(raw.data)
+    model = STREAM_EVENT_MODELS.get(raw.event)
+    return StreamEvent(int(raw.id), raw.event, model.from_json_data(payload) if model else payload)
+
+
+class _Reconnects:
+    """Consecutive-failure bookkeeping shared by the sync and async streams."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.failures = 0
+
+    def delay_after(self, error: Exception) -> float:
+        """The pause before the next attempt, or raise once `limit` attempts in a row failed."""
+        self.failures += 1
+        if self.failures > self.limit:
+            raise error
+        return backoff_delay(self.failures - 1)
+
+
+def _lost(exc: httpx.TransportError, response: httpx.Response) -> Exception:
+    return map_transport_error(exc, response.request)
+
+
+_RECONNECTABLE = (APIConnectionError, APITimeoutError)
+
+
 class _IngestTotals:
     """Sums the per-batch answers into one `IngestResult`."""
 
@@ -241,6 +305,43 @@ class TrainingPredictions:
     def compare(self, job_id: str, *, from_epoch: int, to_epoch: int) -> CompareResponse:
         """Which samples improved, regressed or stayed the same between two epochs."""
         return self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch))
+
+    def stream(
+        self,
+        job_id: str,
+        *,
+        last_event_id: int | None = None,
+        max_reconnects: int = DEFAULT_MAX_RECONNECTS,
+    ) -> Iterator[StreamEvent]:
+        """Live events of a job (Server-Sent Events), forever: break out of the loop to stop.
+
+        Starts after `last_event_id` (replaying what came after it), else at the job's newest
+        event. A lost connection is resumed from the last event received, so nothing is missed
+        or repeated; after `max_reconnects` failed attempts in a row the error is raised.
+        """
+        last = last_event_id
+        reconnects = _Reconnects(max_reconnects)
+        while True:
+            try:
+                response = self._transport.open_stream(_stream_spec(job_id, last))
+            except _RECONNECTABLE as exc:
+                _transport._sleep(reconnects.delay_after(exc))
+                continue
+            decoder = SSEDecoder()
+            error: Exception = APIConnectionError(f"the event stream of {job_id!r} ended")
+            try:
+                for line in response.iter_lines():
+                    raw = decoder.feed(line)
+                    event = _typed(raw) if raw is not None else None
+                    if event is not None:
+                        last = event.id
+                        reconnects.failures = 0
+                        yield event
+            except httpx.TransportError as exc:
+                error = _lost(exc, response)
+            finally:
+                response.close()
+            _transport._sleep(reconnects.delay_after(error))
 
     def create(
         self,
@@ -356,6 +457,38 @@ class AsyncTrainingPredictions:
 
     async def compare(self, job_id: str, *, from_epoch: int, to_epoch: int) -> CompareResponse:
         return await self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch))
+
+    async def stream(
+        self,
+        job_id: str,
+        *,
+        last_event_id: int | None = None,
+        max_reconnects: int = DEFAULT_MAX_RECONNECTS,
+    ) -> AsyncIterator[StreamEvent]:
+        """`async for event in client.training_predictions.stream(job_id)`; see the sync one."""
+        last = last_event_id
+        reconnects = _Reconnects(max_reconnects)
+        while True:
+            try:
+                response = await self._transport.open_stream(_stream_spec(job_id, last))
+            except _RECONNECTABLE as exc:
+                await _transport._async_sleep(reconnects.delay_after(exc))
+                continue
+            decoder = SSEDecoder()
+            error: Exception = APIConnectionError(f"the event stream of {job_id!r} ended")
+            try:
+                async for line in response.aiter_lines():
+                    raw = decoder.feed(line)
+                    event = _typed(raw) if raw is not None else None
+                    if event is not None:
+                        last = event.id
+                        reconnects.failures = 0
+                        yield event
+            except httpx.TransportError as exc:
+                error = _lost(exc, response)
+            finally:
+                await response.aclose()
+            await _transport._async_sleep(reconnects.delay_after(error))
 
     async def create(
         self,

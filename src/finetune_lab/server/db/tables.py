@@ -151,3 +151,16 @@ round_rollups = Table(
     Column("vp_n", BigInteger, nullable=False),
     Column("metrics", Json),  # {name: [sum, count]}
 )
+
+# What each ingest committed, in commit order per job: the SSE stream replays these by id.
+stream_events = Table(
+    "stream_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_stream_events_job_id", "job_id", "id"),
+    sqlite_autoincrement=True,
+)

@@ -51,7 +51,9 @@ async def create_predictions(
     def work() -> dict[str, Any]:
         return ingest.ingest(db, principal, job_id, ingest.parse_batch(body))
 
-    return JSONBytesResponse(await run_in_threadpool(work))
+    result = await run_in_threadpool(work)
+    request.app.state.stream_notifier.publish(job_id)  # committed: wake this process's streams
+    return JSONBytesResponse(result)
 
 
 @router.get("/{job_id}", response_model=PredictionsPage)

@@ -26,6 +26,7 @@ from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions
 from finetune_lab.server.errors import APIError, not_found
+from finetune_lab.server.services import stream
 from finetune_lab.server.services.rollups import refresh_rounds
 from finetune_lab.server.services.tokens import utcnow
 
@@ -270,7 +271,14 @@ def ingest(
             raise not_found()
         existing = _existing_keys(conn, job_id, rows)
         _upsert_for(conn.dialect).execute(conn, rows, now)
-        refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})
+        totals = refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})
+        stream.record_ingest(conn, job_id, rows, totals, now)
+        if db.is_postgres:
+            # Delivered at commit to every server process LISTENing (their SSE clients wake up).
+            conn.execute(
+                text("SELECT pg_notify(:channel, :job_id)"),
+                {"channel": stream.NOTIFY_CHANNEL, "job_id": job_id},
+            )
     updated = sum(1 for row in rows if (row["step"], row["sample_index"]) in existing)
     return {
         "job_id": job_id,

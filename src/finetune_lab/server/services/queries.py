@@ -97,7 +97,7 @@ def _epoch_count(conn: Connection, job_id: str) -> int:
     )
 
 
-def _rows_to_dicts(rows: Any) -> list[dict[str, Any]]:
+def rows_to_dicts(rows: Any) -> list[dict[str, Any]]:
     return [dict(zip(PREDICTION_FIELDS, row, strict=True)) for row in rows]
 
 
@@ -114,7 +114,7 @@ def page_rows(
     if after is not None:
         query = query.where(tuple_(*READ_ORDER) > tuple_(*after))
     query = query.order_by(*READ_ORDER).limit(limit).offset(offset)
-    return _rows_to_dicts(conn.execute(query))
+    return rows_to_dicts(conn.execute(query))
 
 
 def list_predictions(
@@ -167,7 +167,7 @@ def epochs(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
     }
 
 
-def _trend_point(epoch: int, step: int, totals: RoundTotals) -> dict[str, Any]:
+def trend_point(epoch: int, step: int, totals: RoundTotals) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "step": step,
@@ -230,7 +230,7 @@ def trends(db: Database, principal: Principal, job_id: str, *, group_by: str) ->
     with db.read() as conn:
         owned_job(conn, principal, job_id)
         groups = _grouped_totals(conn, job_id, group_by)
-    points = [_trend_point(epoch, step, totals) for epoch, step, totals in groups]
+    points = [trend_point(epoch, step, totals) for epoch, step, totals in groups]
     return {
         "job_id": job_id,
         "group_by": group_by,

@@ -144,8 +144,9 @@ def refresh_rounds(
     job_id: str,
     new_rows: Iterable[Mapping[str, Any]],
     rescan_steps: set[int],
-) -> None:
-    """Bring the rollups of the touched rounds up to date after an upsert.
+) -> dict[RoundKey, RoundTotals]:
+    """Bring the rollups of the touched rounds up to date after an upsert; returns their new
+    totals by (step, epoch) (the stream announces them).
 
     Rounds where the batch only added rows: the stored totals plus the batch's own rows.
     Rounds where it replaced rows (`rescan_steps`): recomputed from their stored predictions,
@@ -178,3 +179,4 @@ def refresh_rounds(
             insert(round_rollups),
             [t.to_row(job_id, step, epoch) for (step, epoch), t in totals.items()],
         )
+    return totals

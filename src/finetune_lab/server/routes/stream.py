@@ -1,0 +1,156 @@
+"""`GET /api/training/predictions/{job_id}/stream`: Server-Sent Events of a job's ingests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from finetune_lab.schema import MAX_INT
+from finetune_lab.server.auth import Authenticator, Principal, credential_from, require_scope
+from finetune_lab.server.db import Database
+from finetune_lab.server.errors import APIError
+from finetune_lab.server.notify import PostgresListener, StreamNotifier
+from finetune_lab.server.responses import JSON_OPTIONS, get_db
+from finetune_lab.server.services import queries, stream
+from finetune_lab.server.settings import Settings
+
+router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
+training = require_scope("training")
+
+EVENTS_PER_READ = 50
+RECONNECT_MS = 2_000  # the `retry:` an EventSource waits before reconnecting
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",  # proxies such as nginx must not buffer the stream
+}
+EVENT_SCHEMA = {
+    "type": "string",
+    "description": (
+        "text/event-stream: `id`, `event` (predictions | round_complete | heartbeat) and "
+        "one JSON `data` line per event; shapes in the PredictionsEvent, RoundCompleteEvent "
+        "and HeartbeatEvent schemas"
+    ),
+}
+
+
+def frame(event_id: int, kind: str, data: Any) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event_id,
+        kind.encode(),
+        orjson.dumps(data, option=JSON_OPTIONS),
+    )
+
+
+def heartbeat(job_id: str, last_event_id: int) -> bytes:
+    now = datetime.now(timezone.utc)
+    data = {"job_id": job_id, "last_event_id": last_event_id, "time": now}
+    return frame(last_event_id, "heartbeat", data)
+
+
+def _read_events(db: Database, job_id: str, after: int) -> list[tuple[int, str, Any]]:
+    """The next events after `after`, rendered (one thread hop per read, not per event)."""
+    return [
+        (event.id, event.kind, stream.event_data(db, job_id, event))
+        for event in stream.events_after(db, job_id, after, EVENTS_PER_READ)
+    ]
+
+
+def _still_allowed(request: Request, db: Database, job_id: str) -> bool:
+    """Re-checked at every heartbeat: a revoked key, an expired session or a deleted job ends
+    the stream (the client's reconnect then gets the 401 or 404)."""
+    secret = credential_from(request)
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = authenticator.authenticate(secret) if secret else None
+    if principal is None or not principal.allows("training"):
+        return False
+    try:
+        queries.ensure_owned(db, principal, job_id)
+    except APIError:
+        return False
+    return True
+
+
+async def _events(
+    request: Request, db: Database, job_id: str, start: int
+) -> AsyncIterator[bytes]:
+    settings: Settings = request.app.state.settings
+    notifier: StreamNotifier = request.app.state.stream_notifier
+    loop = asyncio.get_running_loop()
+    last = start
+    yield b"retry: %d\n" % RECONNECT_MS + heartbeat(job_id, last)
+    last_sent = loop.time()
+    with notifier.subscribe(job_id) as wake:
+        while True:
+            wake.clear()  # before the read: a commit after it sets the flag again
+            batch = await run_in_threadpool(_read_events, db, job_id, last)
+            for event_id, kind, data in batch:
+                yield frame(event_id, kind, data)
+                last = event_id
+            if batch:
+                last_sent = loop.time()
+                if len(batch) == EVENTS_PER_READ:
+                    continue
+            idle = loop.time() - last_sent
+            timeout = max(0.0, min(settings.stream_poll_s, settings.stream_heartbeat_s - idle))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+            if loop.time() - last_sent >= settings.stream_heartbeat_s:
+                if not await run_in_threadpool(_still_allowed, request, db, job_id):
+                    return
+                yield heartbeat(job_id, last)
+                last_sent = loop.time()
+
+
+@router.get(
+    "/{job_id}/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events",
+            "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+        }
+    },
+)
+async def stream_predictions(
+    request: Request,
+    job_id: str,
+    last_event_id: int | None = Query(
+        None,
+        ge=0,
+        le=MAX_INT,
+        description="Replay events after this id (for clients that cannot send headers)",
+    ),
+    last_event_id_header: int | None = Header(
+        None,
+        alias="Last-Event-ID",
+        ge=0,
+        le=MAX_INT,
+        description="Replay events after this id (sent by EventSource on reconnect)",
+    ),
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> StreamingResponse:
+    """Live events of a job: `predictions` (one per ingest batch), `round_complete` (each touched
+    round's totals after that ingest) and `heartbeat`. Every event has an `id:`; send the last
+    one back as `Last-Event-ID` (or `last_event_id`) to replay what was missed. Without it
+    the stream starts at the job's newest event (its first heartbeat carries that id)."""
+    await run_in_threadpool(queries.ensure_owned, db, principal, job_id)
+    listener: PostgresListener | None = request.app.state.stream_listener
+    if listener is not None:
+        await listener.ensure_listening()
+    resume = last_event_id_header if last_event_id_header is not None else last_event_id
+    if resume is None:
+        resume = await run_in_threadpool(stream.latest_event_id, db, job_id)
+    return StreamingResponse(
+        _events(request, db, job_id, resume),
+        media_type="text/event-stream",
+        headers=STREAM_HEADERS,
+    )

@@ -19,8 +19,10 @@ from finetune_lab.schema import (
     PredictionsEvent,
     RoundCompleteEvent,
 )
+from finetune_lab.server import serving
 from finetune_lab.server.auth import Authenticator
 from finetune_lab.server.db import Database, upgrade
+from finetune_lab.server.dashboard import install_dashboard
 from finetune_lab.server.docs import install_docs
 from finetune_lab.server.errors import install_error_handlers
 from finetune_lab.server.middleware import BodySizeLimit
@@ -49,7 +51,8 @@ STREAM_EVENT_MODELS = (PredictionsEvent, RoundCompleteEvent, HeartbeatEvent)
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
+    async with serving.running(app):
+        yield
     listener: PostgresListener | None = app.state.stream_listener
     if listener is not None:
         await listener.close()
@@ -78,9 +81,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     install_error_handlers(app)
     install_docs(app)
+    install_dashboard(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     for module in (health, auth, jobs, predictions, stream):
         app.include_router(module.router)
+    serving.install(app, db, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -97,6 +102,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 (PredictionsBatch, "validation"),
                 (PredictionIn, "validation"),
                 *((model, "serialization") for model in STREAM_EVENT_MODELS),
+                *serving.schema_models(),
             ],
             ref_template="#/components/schemas/{model}",
         )

@@ -23,6 +23,21 @@ class Settings:
     pool_size: int = field(
         default_factory=lambda: int(os.environ.get("FINETUNE_LAB_POOL_SIZE", "10"))
     )
+    # Batch tests: a run's lease (a dead process's runs are taken over after it), how often
+    # idle workers look for queued runs, and how many runs one process executes at once.
+    batch_lease_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_BATCH_LEASE_S", "30"))
+    )
+    batch_poll_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_BATCH_POLL_S", "1"))
+    )
+    batch_parallel_runs: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_BATCH_RUNS", "2"))
+    )
+    # Local checkpoints kept loaded (least recently used ones are dropped).
+    model_cache_size: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_MODEL_CACHE_SIZE", "2"))
+    )
     # SSE stream: a heartbeat after this many idle seconds; a re-read of the job's events at
     # least this often even without a wake-up (the safety net under NOTIFY).
     stream_heartbeat_s: float = field(

@@ -1,0 +1,133 @@
+"""Tables for serving: registered models, test suites, batch runs and their results, traces.
+
+Same metadata and column types as `tables.py`; migration 0003 builds them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from finetune_lab.server.db.tables import BigId, Json, Timestamp, metadata
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", BigId, ForeignKey("users.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # openai | local
+    Column("description", String(512)),
+    Column("base_url", String(2048)),
+    Column("upstream_model", String(512)),
+    Column("api_key", Text),  # sent upstream, so kept as given; never returned by the API
+    Column("path", String(4096)),
+    Column("device", String(16), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("user_id", "name", name="uq_models_user_name"),
+)
+
+test_suites = Table(
+    "test_suites",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", BigId, ForeignKey("users.id"), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("description", String(512)),
+    Column("item_count", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_test_suites_user_created", "user_id", "created_at"),
+)
+
+test_suite_items = Table(
+    "test_suite_items",
+    metadata,
+    Column("suite_id", String(64), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("prompt", Text),
+    Column("messages", Json),
+    Column("expected", Text),
+)
+
+test_runs = Table(
+    "test_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", BigId, ForeignKey("users.id"), nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("test_suite_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total_prompts", Integer, nullable=False),
+    Column("config", Json, nullable=False),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", Timestamp),
+    Column("created_at", Timestamp, nullable=False),
+    Column("started_at", Timestamp),
+    Column("finished_at", Timestamp),
+    # The worker's claim query: runs to start or to take over.
+    Index("ix_test_runs_status_lease", "status", "lease_expires_at"),
+    Index("ix_test_runs_user_created", "user_id", "created_at"),
+)
+
+test_run_results = Table(
+    "test_run_results",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("prompt", Text),  # a snapshot: results outlive edits of their suite
+    Column("messages", Json),
+    Column("expected", Text),
+    Column("response", Text),
+    Column("error", Text),
+    Column("finish_reason", String(16)),
+    Column("latency_ms", Float),
+    Column("prompt_tokens", BigInteger),
+    Column("completion_tokens", BigInteger),
+    Column("total_tokens", BigInteger),
+    Column("exact_match", Float),
+    Column("char_error_rate", Float),
+    Column("length_ratio", Float),
+    Column("word_overlap", Float),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+traces = Table(
+    "traces",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", BigId, nullable=False),
+    Column("model", String(512)),
+    Column("model_id", String(64)),
+    Column("operation", String(512), nullable=False),
+    Column("status", String(16), nullable=False),  # success | error
+    Column("status_code", Integer),
+    Column("error_type", String(512)),
+    Column("error", Text),
+    Column("latency_ms", Float),
+    Column("prompt_tokens", BigInteger),
+    Column("completion_tokens", BigInteger),
+    Column("total_tokens", BigInteger),
+    Column("finish_reason", String(16)),
+    Column("streamed", Boolean, nullable=False),
+    Column("test_run_id", String(64)),
+    Column("input", Json),
+    Column("output", Text),
+    Column("metadata", Json),
+    Column("created_at", Timestamp, nullable=False),
+    # Newest-first pages and time-range aggregates of one user.
+    Index("ix_traces_user_created", "user_id", "created_at", "id"),
+    Index("ix_traces_user_model_created", "user_id", "model", "created_at"),
+)

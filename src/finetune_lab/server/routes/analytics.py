@@ -1,0 +1,82 @@
+"""`/api/analytics`: traces (list with filters, record external calls) and aggregates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from finetune_lab.schema import MAX_PAGE_LIMIT
+from finetune_lab.schema_serving import (
+    AnalyticsData,
+    Granularity,
+    Trace,
+    TraceCreate,
+    TracesPage,
+    TraceStatus,
+)
+from finetune_lab.server.auth import Principal, require_scope
+from finetune_lab.server.db import Database
+from finetune_lab.server.responses import JSONBytesResponse, get_db
+from finetune_lab.server.services import analytics, traces
+from finetune_lab.server.services.traces import TraceFilters, check_range, parse_time
+
+router = APIRouter(prefix="/api/analytics", tags=["analytics"])
+production = require_scope("production")
+NoNul = r"^[^\x00]*$"
+
+
+@router.get("/traces", response_model=TracesPage)
+def list_traces(
+    model: str | None = Query(None, max_length=512, pattern=NoNul),
+    status: TraceStatus | None = None,
+    operation: str | None = Query(None, max_length=512, pattern=NoNul),
+    test_run_id: str | None = Query(None, max_length=64, pattern=NoNul),
+    start_date: str | None = Query(None, max_length=64, description="ISO date or datetime"),
+    end_date: str | None = Query(None, max_length=64, description="exclusive; a date: its end"),
+    limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
+    cursor: str | None = Query(None, max_length=512),
+    principal: Principal = Depends(production),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    """Your traces, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    start = parse_time(start_date, "start_date")
+    end = parse_time(end_date, "end_date", end=True)
+    check_range(start, end)
+    filters = TraceFilters(model, status, operation, test_run_id, start, end)
+    return JSONBytesResponse(
+        traces.list_traces(db, principal, filters, limit=limit, cursor=cursor)
+    )
+
+
+@router.post("/traces", status_code=201, response_model=Trace)
+def create_trace(
+    body: TraceCreate, principal: Principal = Depends(production), db: Database = Depends(get_db)
+) -> dict[str, Any]:
+    """Record a call your own code made (to any model), so it shows in the aggregates."""
+    return traces.create_trace(db, principal, body)
+
+
+@router.get("/data", response_model=AnalyticsData)
+def analytics_data(
+    start_date: str | None = Query(None, max_length=64, description="default: a day/30 days ago"),
+    end_date: str | None = Query(None, max_length=64, description="exclusive; default: now"),
+    granularity: Granularity = "day",
+    model: str | None = Query(None, max_length=512, pattern=NoNul),
+    operation: str | None = Query(None, max_length=512, pattern=NoNul),
+    principal: Principal = Depends(production),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    """Counts, tokens, error rate and latency p50/p95 per time bucket, per model and in total."""
+    start = parse_time(start_date, "start_date")
+    end = parse_time(end_date, "end_date", end=True)
+    result = analytics.data(
+        db,
+        principal,
+        start=start,
+        end=end,
+        granularity=granularity,
+        model=model,
+        operation=operation,
+    )
+    return JSONBytesResponse(result)

@@ -1,0 +1,102 @@
+"""`POST /api/v1/predict` and the same at `/v1/chat/completions` (OpenAI-compatible).
+
+The body is read raw and validated here rather than by FastAPI, so that a malformed call is
+still traced like every other predict call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+from starlette.responses import StreamingResponse
+
+from finetune_lab.schema_serving import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from finetune_lab.server.auth import Principal, require_scope
+from finetune_lab.server.errors import APIError, describe_validation_errors
+from finetune_lab.server.responses import JSONBytesResponse
+from finetune_lab.server.services.inference import CallRecord, Inference
+
+router = APIRouter(tags=["inference"])
+production = require_scope("production")
+
+OPENAPI_EXTRA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}
+        },
+    }
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A chat completion, or with `stream: true` Server-Sent Events: "
+        "`data: <ChatCompletionChunk>` events, then `data: [DONE]`.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
+            "text/event-stream": {
+                "schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}
+            },
+        },
+    },
+    502: {"description": "The model endpoint failed"},
+    503: {"description": "The model cannot be loaded or run here"},
+    504: {"description": "The model endpoint timed out"},
+}
+# Models FastAPI cannot see through the raw-body route; app.py adds them to the schema.
+SCHEMA_MODELS = (ChatCompletionRequest, ChatCompletion, ChatCompletionChunk)
+
+
+def _inference(request: Request) -> Inference:
+    inference: Inference = request.app.state.inference
+    return inference
+
+
+def _parse(raw: bytes) -> tuple[ChatCompletionRequest | None, APIError | None, Any]:
+    """(body, None, model name) or (None, the 400/422 error, model name if one was sent)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, APIError(400, "request body is not valid JSON"), None
+    name = data.get("model") if isinstance(data, dict) else None
+    name = name[:512] if isinstance(name, str) else None
+    try:
+        body = ChatCompletionRequest.model_validate(data)
+        body.stop_list  # noqa: B018 - validates the stop count
+    except ValidationError as exc:
+        message, details = describe_validation_errors([dict(e) for e in exc.errors()])
+        return None, APIError(422, message, details=details), name
+    except ValueError as exc:
+        return None, APIError(422, str(exc)), name
+    return body, None, name
+
+
+async def _chat(request: Request, principal: Principal) -> Any:
+    inference = _inference(request)
+    body, error, name = _parse(await request.body())
+    if error is not None or body is None:
+        assert error is not None
+        await inference.record(CallRecord(principal.user_id, name), error=error)
+        raise error
+    if body.stream:
+        chunks = await inference.open_stream(principal, body)
+        return StreamingResponse(
+            chunks,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    return JSONBytesResponse(await inference.chat(principal, body))
+
+
+@router.post("/api/v1/predict", openapi_extra=OPENAPI_EXTRA, responses=RESPONSES)
+async def predict(request: Request, principal: Principal = Depends(production)) -> Any:
+    """Chat completion from a registered model (OpenAI request and response shapes)."""
+    return await _chat(request, principal)
+
+
+@router.post("/v1/chat/completions", openapi_extra=OPENAPI_EXTRA, responses=RESPONSES)
+async def chat_completions(request: Request, principal: Principal = Depends(production)) -> Any:
+    """The same as `/api/v1/predict`, where OpenAI clients look for it (base URL `.../v1`)."""
+    return await _chat(request, principal)

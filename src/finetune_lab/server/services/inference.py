@@ -1,0 +1,230 @@
+"""Chat completions against registered models, each call (success or failure) traced.
+
+One `Inference` per server process owns the backends (an HTTP client for OpenAI-compatible
+endpoints, the cache of local checkpoints); predict routes and the batch worker share it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from finetune_lab.schema_serving import ChatCompletionRequest
+from finetune_lab.server.auth import Principal
+from finetune_lab.server.db import Database
+from finetune_lab.server.errors import APIError
+from finetune_lab.server.services import model_registry, traces
+from finetune_lab.server.services.backends import (
+    Backend,
+    BackendError,
+    Completion,
+    GenerationParams,
+)
+from finetune_lab.server.services.backends.local_hf import LocalModels
+from finetune_lab.server.services.backends.openai_compat import OpenAICompatibleBackend
+
+OPERATION = "chat.completions"
+MAX_TRACE_OUTPUT_CHARS = 100_000
+
+
+def params_from(body: ChatCompletionRequest) -> GenerationParams:
+    return GenerationParams(
+        messages=[{"role": m.role, "content": m.text} for m in body.messages],
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=body.token_limit,
+        stop=body.stop_list,
+        seed=body.seed,
+    )
+
+
+def usage_of(completion: Completion) -> dict[str, int] | None:
+    if completion.prompt_tokens is None or completion.completion_tokens is None:
+        return None
+    return {
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+    }
+
+
+def as_api_error(exc: BackendError) -> APIError:
+    return APIError(exc.status_code, exc.message, type=exc.error_type, details=exc.details)
+
+
+@dataclass
+class CallRecord:
+    """What one call's trace will say; filled in as the call goes."""
+
+    user_id: int
+    model: str | None
+    operation: str = OPERATION
+    model_id: str | None = None
+    streamed: bool = False
+    test_run_id: str | None = None
+    input: Any = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def values(
+        self,
+        *,
+        completion: Completion | None = None,
+        error: APIError | None = None,
+        status_code: int = 200,
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "model": self.model,
+            "model_id": self.model_id,
+            "operation": self.operation,
+            "streamed": self.streamed,
+            "test_run_id": self.test_run_id,
+            "input": self.input,
+            "latency_ms": (time.perf_counter() - self.started) * 1000.0,
+        }
+        if error is not None:
+            values.update(
+                status="error",
+                status_code=error.status_code,
+                error_type=error.type,
+                error=error.message,
+            )
+        else:
+            values.update(status="success", status_code=status_code)
+        if completion is not None:
+            values.update(
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                total_tokens=completion.total_tokens,
+                finish_reason=completion.finish_reason,
+                output=completion.text[:MAX_TRACE_OUTPUT_CHARS],
+            )
+        return values
+
+
+class Inference:
+    def __init__(self, db: Database, *, model_cache_size: int = 2) -> None:
+        self.db = db
+        self.http = httpx.AsyncClient(follow_redirects=False)
+        self.openai = OpenAICompatibleBackend(self.http)
+        self.local = LocalModels(model_cache_size)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def backend(self, model: Any) -> Backend:
+        return self.local if model.kind == "local" else self.openai
+
+    async def record(self, record: CallRecord, **outcome: Any) -> None:
+        values = record.values(**outcome)
+        await run_in_threadpool(traces.record_trace, self.db, record.user_id, **values)
+
+    async def resolve(self, principal: Principal, record: CallRecord) -> Any:
+        """The caller's model named in the body; 404 (traced) when there is none."""
+
+        def find() -> Any:
+            with self.db.read() as conn:
+                return model_registry.find_model(conn, principal, record.model or "")
+
+        model = await run_in_threadpool(find)
+        if model is None:
+            error = APIError(404, f"no model named {record.model!r}: register it at /api/models")
+            await self.record(record, error=error)
+            raise error
+        record.model_id = model.id
+        return model
+
+    async def complete(self, model: Any, params: GenerationParams) -> Completion:
+        """One completion, backend failures as APIError (no trace: the caller records it)."""
+        try:
+            return await self.backend(model).complete(model, params)
+        except BackendError as exc:
+            raise as_api_error(exc) from exc
+
+    async def chat(self, principal: Principal, body: ChatCompletionRequest) -> dict[str, Any]:
+        record = CallRecord(principal.user_id, body.model, input=_input_of(body))
+        model = await self.resolve(principal, record)
+        try:
+            completion = await self.complete(model, params_from(body))
+        except APIError as error:
+            await self.record(record, error=error)
+            raise
+        await self.record(record, completion=completion)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": completion.text},
+                    "finish_reason": completion.finish_reason,
+                }
+            ],
+            "usage": usage_of(completion),
+        }
+
+    async def open_stream(
+        self, principal: Principal, body: ChatCompletionRequest
+    ) -> AsyncIterator[bytes]:
+        """Resolve the model now (so 404 is a plain JSON answer), then stream SSE chunks."""
+        record = CallRecord(principal.user_id, body.model, streamed=True, input=_input_of(body))
+        model = await self.resolve(principal, record)
+        return self._stream(model, body, record)
+
+    async def _stream(
+        self, model: Any, body: ChatCompletionRequest, record: CallRecord
+    ) -> AsyncIterator[bytes]:
+        chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+
+        def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            chunk = {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+        completion: Completion | None = None
+        error: APIError | None = None
+        try:
+            yield event({"role": "assistant", "content": ""})
+            async for item in self.backend(model).stream(model, params_from(body)):
+                if isinstance(item, Completion):
+                    completion = item
+                else:
+                    yield event({"content": item})
+            if completion is None:
+                raise BackendError(502, "upstream_error", "the model stream ended without an end")
+            final = event({}, completion.finish_reason, usage=usage_of(completion))
+        except BackendError as exc:
+            error = as_api_error(exc)
+            final = b"data: " + orjson.dumps(
+                {"error": {"type": error.type, "message": error.message}}
+            ) + b"\n\n"
+        except BaseException:  # the client went away (or the server is stopping)
+            closed = APIError(499, "the client closed the stream", type="client_closed")
+            with anyio.CancelScope(shield=True):
+                await self.record(record, completion=completion, error=closed)
+            raise
+        # Traced before [DONE]: whoever saw the end of the stream can already see its trace.
+        with anyio.CancelScope(shield=True):
+            await self.record(record, completion=completion, error=error)
+        yield final
+        yield b"data: [DONE]\n\n"
+
+
+def _input_of(body: ChatCompletionRequest) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.text} for m in body.messages]

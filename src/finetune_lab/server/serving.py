@@ -1,0 +1,59 @@
+"""Serving (models, predict, batch testing, analytics) plugged into the app in one place."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from finetune_lab.server.db import Database
+from finetune_lab.server.routes import analytics, batch_testing, inference, models
+from finetune_lab.server.services.batch_worker import BatchWorker, WorkerSettings
+from finetune_lab.server.services.inference import Inference
+from finetune_lab.server.settings import Settings
+
+ROUTERS = (
+    models.router,
+    inference.router,
+    batch_testing.suites_router,
+    batch_testing.runs_router,
+    analytics.router,
+)
+
+
+def install(app: FastAPI, db: Database, settings: Settings) -> None:
+    app.state.inference = Inference(db, model_cache_size=settings.model_cache_size)
+    app.state.batch_worker = BatchWorker(
+        db,
+        app.state.inference,
+        WorkerSettings(
+            lease_s=settings.batch_lease_s,
+            poll_s=settings.batch_poll_s,
+            parallel_runs=settings.batch_parallel_runs,
+        ),
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[None]:
+    """The batch worker runs while the app does; on the way out it hands its runs back."""
+    worker: BatchWorker = app.state.batch_worker
+    await worker.start()
+    try:
+        yield
+    finally:
+        await worker.stop()
+        await app.state.inference.aclose()
+
+
+def schema_models() -> list[tuple[type[BaseModel], Literal["validation", "serialization"]]]:
+    """Models the raw-body predict route uses, for the OpenAPI components."""
+    request, *responses = inference.SCHEMA_MODELS
+    out: list[Any] = [(request, "validation")]
+    out.extend((model, "serialization") for model in responses)
+    return out

@@ -230,16 +230,20 @@ def sync(
     if not results:
         console.print(f"nothing to sync in {directory}")
         return
-    table = Table("job", "server", "batches", "predictions", "rejected", "left", "result")
     for item in results:
         report = item.report
-        result = "ok" if report.outcome is Outcome.DONE else f"[red]{report.error}[/]"
-        table.add_row(
-            item.job_id, item.api_url, str(report.batches), str(report.rows),
-            str(report.rejected), str(item.remaining), result,
+        line = (
+            f"{item.job_id}: {report.rows} predictions in {report.batches} batches to "
+            f"{item.api_url}; {report.rejected} rejected, {item.remaining} left"
         )
-    console.print(table)
-    if any(item.remaining or item.report.outcome is not Outcome.DONE for item in results):
+        if report.outcome is Outcome.DONE and not report.rejected:
+            console.print(f"[green]✓[/] {line}", soft_wrap=True)
+        else:
+            console.print(f"[red]✗[/] {line}: {report.error or 'see rejected/'}", soft_wrap=True)
+    if any(
+        item.remaining or item.report.rejected or item.report.outcome is not Outcome.DONE
+        for item in results
+    ):
         raise typer.Exit(1)
 
 

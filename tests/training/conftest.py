@@ -25,7 +25,8 @@ class Toy:
     checkpoint: Path
     tokenizer: Any
     dataset: CausalLMDataset
-    held_out: list[dict[str, str]]
+    held_out: list[dict[str, str]]  # the samples rounds are recorded on
+    train_records: list[dict[str, str]]  # what `dataset` holds
 
     def model(self) -> Any:
         return transformers.AutoModelForCausalLM.from_pretrained(self.checkpoint)
@@ -46,13 +47,10 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Toy:
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-    small = CausalLMDataset(
-        [{"prompt": r["prompt"], "completion": r["completion"]} for r in held_out[32:]],
-        tokenizer,
-        max_length=MODEL_SHAPE["n_positions"],
-    )
+    train_records = held_out[32:]
+    small = CausalLMDataset(train_records, tokenizer, max_length=MODEL_SHAPE["n_positions"])
     path = save_checkpoint(model, tokenizer, tmp_path_factory.mktemp("toy") / "ckpt")
-    return Toy(path, tokenizer, small, held_out[:32])
+    return Toy(path, tokenizer, small, held_out[:32], train_records)
 
 
 RunTrainer = Callable[..., Any]

@@ -43,6 +43,7 @@ class PredictionsCallback(TrainerCallback):
     (every `step_interval` optimizer steps). With `baseline`, a round at step 0 (epoch 0) runs
     before training. `client` defaults to one built from FINETUNE_LAB_API_KEY/_URL; without
     `job_id` a new job is made (`callback.job_id`). Pass `tokenizer` when the trainer has none.
+    At train end it waits up to `flush_timeout` s for delivery; the rest stays in the spool.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class PredictionsCallback(TrainerCallback):
         spool_dir: str | os.PathLike[str] | None = None,
         tokenizer: Any = None,
         seed: int = 0,
+        flush_timeout: float = 10.0,
     ) -> None:
         if frequency not in FREQUENCIES:
             raise ValueError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
@@ -71,6 +73,7 @@ class PredictionsCallback(TrainerCallback):
         self.step_interval = step_interval
         self.baseline = baseline
         self.tokenizer = tokenizer
+        self.flush_timeout = flush_timeout
         self.recorder = PredictionsRecorder(
             samples,
             client=client,
@@ -129,7 +132,7 @@ class PredictionsCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         try:
-            self.recorder.close()
+            self.recorder.close(self.flush_timeout)
         except Exception:
             logger.exception("finetune-lab: closing the recorder failed")
 

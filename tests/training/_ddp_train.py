@@ -1,0 +1,39 @@
+"""Run by `torchrun --nproc_per_node 2` from test_distributed.py: a gloo (CPU) DDP run with
+the callback on every rank, its client built from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+from finetune_lab.training import PredictionsCallback
+from finetune_lab.training.toy import CausalLMDataset
+
+
+def main() -> None:
+    checkpoint, output, samples_path = sys.argv[1:4]
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    records = json.loads(Path(samples_path).read_text())
+    dataset = CausalLMDataset(records, tokenizer, max_length=64)
+    callback = PredictionsCallback(
+        records, sample_count=4, max_new_tokens=8, spool_dir=Path(output) / "spool"
+    )
+    args = TrainingArguments(
+        output_dir=output, per_device_train_batch_size=4, num_train_epochs=2, use_cpu=True,
+        ddp_backend="gloo", report_to=[], save_strategy="no", logging_strategy="no",
+        disable_tqdm=True, seed=0,
+    )
+    Trainer(
+        model=model, args=args, train_dataset=dataset, data_collator=dataset.collate,
+        processing_class=tokenizer, callbacks=[callback],
+    ).train()
+    Path(output, f"job_id.{os.environ['RANK']}").write_text(callback.job_id)
+
+
+if __name__ == "__main__":
+    main()

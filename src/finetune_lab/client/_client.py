@@ -6,7 +6,9 @@ off it; adding a resource means one module in `resources/` and one attribute her
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
+from typing import Any, Literal, overload
 
 import httpx
 
@@ -20,12 +22,28 @@ from finetune_lab.client._transport import (
     parse_model,
 )
 from finetune_lab.client.resources import (
+    Analytics,
+    AsyncAnalytics,
+    AsyncBatchTest,
     AsyncJobs,
+    AsyncModels,
+    AsyncTestSuites,
     AsyncTrainingPredictions,
+    BatchTest,
     Jobs,
+    Models,
+    TestSuites,
     TrainingPredictions,
 )
+from finetune_lab.client.resources.inference import (
+    Message,
+    aiter_chunks,
+    chat_body,
+    iter_chunks,
+    predict_spec,
+)
 from finetune_lab.schema import SessionResponse, WhoAmI
+from finetune_lab.schema_serving import ChatCompletion, ChatCompletionChunk
 
 
 def _session_spec(ttl_seconds: int) -> RequestSpec[SessionResponse]:
@@ -64,6 +82,10 @@ class FinetuneLabClient(_ClientInfo):
 
     training_predictions: TrainingPredictions
     jobs: Jobs
+    models: Models
+    test_suites: TestSuites
+    batch_test: BatchTest
+    analytics: Analytics
 
     def __init__(
         self,
@@ -77,6 +99,52 @@ class FinetuneLabClient(_ClientInfo):
         self._transport = SyncTransport(self._config, http_client)
         self.training_predictions = TrainingPredictions(self._transport)
         self.jobs = Jobs(self._transport)
+        self.models = Models(self._transport)
+        self.test_suites = TestSuites(self._transport)
+        self.batch_test = BatchTest(self._transport)
+        self.analytics = Analytics(self._transport)
+
+    @overload
+    def predict(
+        self,
+        model: str,
+        messages: str | Sequence[Message],
+        *,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        stream: Literal[False] = ...,
+        **extra: Any,
+    ) -> ChatCompletion: ...
+
+    @overload
+    def predict(
+        self,
+        model: str,
+        messages: str | Sequence[Message],
+        *,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        stream: Literal[True],
+        **extra: Any,
+    ) -> Iterator[ChatCompletionChunk]: ...
+
+    def predict(
+        self,
+        model: str,
+        messages: str | Sequence[Message],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stream: bool = False,
+        **extra: Any,
+    ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+        """A chat completion from a registered model (by name or id); a string is one user
+        message. With `stream=True`, an iterator of chunks (the last has `finish_reason` and
+        `usage`). Other OpenAI fields (`top_p`, `stop`, `seed`) pass through `extra`."""
+        body = chat_body(model, messages, temperature, max_tokens, stream, extra)
+        if stream:
+            return iter_chunks(self._transport, body)
+        return self._transport.execute(predict_spec(body))
 
     def create_session(self, ttl_seconds: int = 3600) -> SessionResponse:
         """A short-lived token for this key's user and scopes (what the dashboard uses)."""
@@ -106,6 +174,10 @@ class AsyncFinetuneLabClient(_ClientInfo):
 
     training_predictions: AsyncTrainingPredictions
     jobs: AsyncJobs
+    models: AsyncModels
+    test_suites: AsyncTestSuites
+    batch_test: AsyncBatchTest
+    analytics: AsyncAnalytics
 
     def __init__(
         self,
@@ -119,6 +191,51 @@ class AsyncFinetuneLabClient(_ClientInfo):
         self._transport = AsyncTransport(self._config, http_client)
         self.training_predictions = AsyncTrainingPredictions(self._transport)
         self.jobs = AsyncJobs(self._transport)
+        self.models = AsyncModels(self._transport)
+        self.test_suites = AsyncTestSuites(self._transport)
+        self.batch_test = AsyncBatchTest(self._transport)
+        self.analytics = AsyncAnalytics(self._transport)
+
+    @overload
+    async def predict(
+        self,
+        model: str,
+        messages: str | Sequence[Message],
+        *,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        stream: Literal[False] = ...,
+        **extra: Any,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def predict(
+        self,
+        model: str,
+        messages: str | Sequence[Message],
+        *,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        stream: Literal[True],
+        **extra: Any,
+    ) -> AsyncIterator[ChatCompletionChunk]: ...
+
+    async def predict(
+        self,
+        model: str,
+        messages: str | Sequence[Message],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stream: bool = False,
+        **extra: Any,
+    ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        """`await client.predict(...)`; with `stream=True` the awaited value is an async
+        iterator of chunks."""
+        body = chat_body(model, messages, temperature, max_tokens, stream, extra)
+        if stream:
+            return aiter_chunks(self._transport, body)
+        return await self._transport.execute(predict_spec(body))
 
     async def create_session(self, ttl_seconds: int = 3600) -> SessionResponse:
         return await self._transport.execute(_session_spec(ttl_seconds))

@@ -1,0 +1,217 @@
+"""`client.analytics`: traces of model calls (list, iterate, record) and usage aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, datetime
+from typing import Any
+
+from finetune_lab.client._transport import (
+    AsyncTransport,
+    RequestSpec,
+    SyncTransport,
+    parse_model,
+)
+from finetune_lab.schema_serving import (
+    AnalyticsData,
+    Granularity,
+    Trace,
+    TracesPage,
+    TraceStatus,
+)
+
+_PREFIX = "/api/analytics"
+When = str | date | datetime | None
+
+
+def _when(value: When) -> str | None:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _traces_spec(
+    model: str | None,
+    status: TraceStatus | None,
+    operation: str | None,
+    test_run_id: str | None,
+    start_date: When,
+    end_date: When,
+    limit: int,
+    cursor: str | None,
+) -> RequestSpec[TracesPage]:
+    params = {
+        "model": model,
+        "status": status,
+        "operation": operation,
+        "test_run_id": test_run_id,
+        "start_date": _when(start_date),
+        "end_date": _when(end_date),
+        "limit": limit,
+        "cursor": cursor,
+    }
+    return RequestSpec("GET", f"{_PREFIX}/traces", parse_model(TracesPage), params=params)
+
+
+def _create_spec(model: str, fields: dict[str, Any]) -> RequestSpec[Trace]:
+    body = {"model": model, **{k: v for k, v in fields.items() if v is not None}}
+    if isinstance(body.get("created_at"), datetime):
+        body["created_at"] = body["created_at"].isoformat()
+    return RequestSpec("POST", f"{_PREFIX}/traces", parse_model(Trace), json=body)
+
+
+def _data_spec(
+    start_date: When,
+    end_date: When,
+    granularity: Granularity,
+    model: str | None,
+    operation: str | None,
+) -> RequestSpec[AnalyticsData]:
+    params = {
+        "start_date": _when(start_date),
+        "end_date": _when(end_date),
+        "granularity": granularity,
+        "model": model,
+        "operation": operation,
+    }
+    return RequestSpec("GET", f"{_PREFIX}/data", parse_model(AnalyticsData), params=params)
+
+
+class Analytics:
+    """Sync access to `/api/analytics`."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def traces(
+        self,
+        *,
+        model: str | None = None,
+        status: TraceStatus | None = None,
+        operation: str | None = None,
+        test_run_id: str | None = None,
+        start_date: When = None,
+        end_date: When = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TracesPage:
+        """One page, newest first; pass `page.next_cursor` as `cursor` for the next."""
+        spec = _traces_spec(
+            model, status, operation, test_run_id, start_date, end_date, limit, cursor
+        )
+        return self._transport.execute(spec)
+
+    def iter_traces(self, *, page_size: int = 500, **filters: Any) -> Iterator[Trace]:
+        """Every matching trace, newest first, across pages."""
+        cursor: str | None = None
+        while True:
+            page = self.traces(limit=page_size, cursor=cursor, **filters)
+            yield from page.traces
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def create_trace(
+        self,
+        model: str,
+        *,
+        operation: str | None = None,
+        status: TraceStatus | None = None,
+        latency_ms: float | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        total_tokens: int | None = None,
+        error: str | None = None,
+        error_type: str | None = None,
+        input: Any = None,
+        output: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
+    ) -> Trace:
+        """Record a call your own code made, so it counts in `data()`."""
+        fields = dict(locals())
+        for name in ("self", "model"):
+            fields.pop(name)
+        return self._transport.execute(_create_spec(model, fields))
+
+    def data(
+        self,
+        *,
+        start_date: When = None,
+        end_date: When = None,
+        granularity: Granularity = "day",
+        model: str | None = None,
+        operation: str | None = None,
+    ) -> AnalyticsData:
+        """Counts, tokens, error rate and latency p50/p95 per bucket, per model and in total."""
+        spec = _data_spec(start_date, end_date, granularity, model, operation)
+        return self._transport.execute(spec)
+
+
+class AsyncAnalytics:
+    """Async access to `/api/analytics`; same methods as `Analytics`."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def traces(
+        self,
+        *,
+        model: str | None = None,
+        status: TraceStatus | None = None,
+        operation: str | None = None,
+        test_run_id: str | None = None,
+        start_date: When = None,
+        end_date: When = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TracesPage:
+        spec = _traces_spec(
+            model, status, operation, test_run_id, start_date, end_date, limit, cursor
+        )
+        return await self._transport.execute(spec)
+
+    async def iter_traces(self, *, page_size: int = 500, **filters: Any) -> AsyncIterator[Trace]:
+        cursor: str | None = None
+        while True:
+            page = await self.traces(limit=page_size, cursor=cursor, **filters)
+            for trace in page.traces:
+                yield trace
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def create_trace(
+        self,
+        model: str,
+        *,
+        operation: str | None = None,
+        status: TraceStatus | None = None,
+        latency_ms: float | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        total_tokens: int | None = None,
+        error: str | None = None,
+        error_type: str | None = None,
+        input: Any = None,
+        output: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        created_at: datetime | None = None,
+    ) -> Trace:
+        fields = dict(locals())
+        for name in ("self", "model"):
+            fields.pop(name)
+        return await self._transport.execute(_create_spec(model, fields))
+
+    async def data(
+        self,
+        *,
+        start_date: When = None,
+        end_date: When = None,
+        granularity: Granularity = "day",
+        model: str | None = None,
+        operation: str | None = None,
+    ) -> AnalyticsData:
+        spec = _data_spec(start_date, end_date, granularity, model, operation)
+        return await self._transport.execute(spec)
+
+
+__all__ = ["Analytics", "AsyncAnalytics"]

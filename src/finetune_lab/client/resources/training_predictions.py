@@ -48,6 +48,16 @@ from finetune_lab.schema import (
 
 ExportFormat: TypeAlias = Literal["jsonl", "csv", "parquet"]
 GroupBy: TypeAlias = Literal["epoch", "step"]
+SortKey: TypeAlias = Literal[
+    "exact_match",
+    "-exact_match",
+    "char_error_rate",
+    "-char_error_rate",
+    "word_overlap",
+    "-word_overlap",
+    "length_ratio",
+    "-length_ratio",
+]
 PredictionItem: TypeAlias = PredictionIn | Mapping[str, Any]
 
 _PREFIX = "/api/training/predictions"
@@ -69,12 +79,19 @@ class _Filters:
     sample_index: int | None = None
     prompt_id: str | None = None
     validation_pass: bool | None = None
+    q: str | None = None
 
 
 def _page_spec(
-    job_id: str, filters: _Filters, *, limit: int, offset: int, cursor: str | None
+    job_id: str,
+    filters: _Filters,
+    *,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+    sort: SortKey | None = None,
 ) -> RequestSpec[PredictionsPage]:
-    params = {**asdict(filters), "limit": limit, "offset": offset, "cursor": cursor}
+    params = {**asdict(filters), "limit": limit, "offset": offset, "cursor": cursor, "sort": sort}
     return RequestSpec("GET", _path(job_id), parse_model(PredictionsPage), params=params)
 
 
@@ -261,13 +278,16 @@ class TrainingPredictions:
         sample_index: int | None = None,
         prompt_id: str | None = None,
         validation_pass: bool | None = None,
+        q: str | None = None,
+        sort: SortKey | None = None,
         limit: int = 50,
         offset: int = 0,
         cursor: str | None = None,
     ) -> PredictionsPage:
-        """One page of predictions in `epoch, step, sample_index` order."""
-        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass)
-        spec = _page_spec(job_id, filters, limit=limit, offset=offset, cursor=cursor)
+        """One page of predictions in `epoch, step, sample_index` order (or by a score with
+        `sort`, e.g. "-char_error_rate"; sorted pages use `offset`). `q` searches the texts."""
+        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass, q)
+        spec = _page_spec(job_id, filters, limit=limit, offset=offset, cursor=cursor, sort=sort)
         return self._transport.execute(spec)
 
     def iter(
@@ -279,10 +299,11 @@ class TrainingPredictions:
         sample_index: int | None = None,
         prompt_id: str | None = None,
         validation_pass: bool | None = None,
+        q: str | None = None,
         page_size: int = 500,
     ) -> Iterator[Prediction]:
         """Every matching prediction, fetched page by page through the cursor (constant cost)."""
-        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass)
+        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass, q)
         cursor: str | None = None
         while True:
             spec = _page_spec(job_id, filters, limit=page_size, offset=0, cursor=cursor)
@@ -415,12 +436,14 @@ class AsyncTrainingPredictions:
         sample_index: int | None = None,
         prompt_id: str | None = None,
         validation_pass: bool | None = None,
+        q: str | None = None,
+        sort: SortKey | None = None,
         limit: int = 50,
         offset: int = 0,
         cursor: str | None = None,
     ) -> PredictionsPage:
-        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass)
-        spec = _page_spec(job_id, filters, limit=limit, offset=offset, cursor=cursor)
+        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass, q)
+        spec = _page_spec(job_id, filters, limit=limit, offset=offset, cursor=cursor, sort=sort)
         return await self._transport.execute(spec)
 
     async def iter(
@@ -432,10 +455,11 @@ class AsyncTrainingPredictions:
         sample_index: int | None = None,
         prompt_id: str | None = None,
         validation_pass: bool | None = None,
+        q: str | None = None,
         page_size: int = 500,
     ) -> AsyncIterator[Prediction]:
         """`async for p in client.training_predictions.iter(job_id)`: every matching row."""
-        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass)
+        filters = _Filters(epoch, step, sample_index, prompt_id, validation_pass, q)
         cursor: str | None = None
         while True:
             spec = _page_spec(job_id, filters, limit=page_size, offset=0, cursor=cursor)

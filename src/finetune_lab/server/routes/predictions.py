@@ -24,6 +24,16 @@ from finetune_lab.server.services.queries import PredictionFilters
 
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
 training = require_scope("training")
+SortKey = Literal[
+    "exact_match",
+    "-exact_match",
+    "char_error_rate",
+    "-char_error_rate",
+    "word_overlap",
+    "-word_overlap",
+    "length_ratio",
+    "-length_ratio",
+]
 training_or_job_token = require_scope("training", job_token_ok=True)
 
 
@@ -64,15 +74,27 @@ def list_predictions(
     sample_index: int | None = Query(None, ge=0, le=MAX_INT),
     prompt_id: str | None = Query(None, max_length=256, pattern=r"^[^\x00]*$"),
     validation_pass: bool | None = None,
+    q: str | None = Query(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00]*$",
+        description="Case-insensitive text in the prompt, prediction or ground truth",
+    ),
+    sort: SortKey | None = Query(
+        None,
+        description="Order by a score (ascending; '-' for descending; nulls last), then the "
+        "default order. Sorted pages use offset: next_cursor is null and cursor is refused",
+    ),
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_INT),
     cursor: str | None = Query(None, max_length=512),
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
-    filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass)
+    filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass, q)
     page = queries.list_predictions(
-        db, principal, job_id, filters, limit=limit, offset=offset, cursor=cursor
+        db, principal, job_id, filters, limit=limit, offset=offset, cursor=cursor, sort=sort
     )
     return JSONBytesResponse(page)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, func, select, tuple_
+from sqlalchemy import ColumnElement, Connection, func, or_, select, tuple_
 
 from finetune_lab.schema import Prediction
 from finetune_lab.server.auth import Principal
@@ -35,6 +35,7 @@ class PredictionFilters:
     sample_index: int | None = None
     prompt_id: str | None = None
     validation_pass: bool | None = None
+    q: str | None = None  # case-insensitive substring of prompt, prediction or ground truth
 
     def clauses(self, job_id: str) -> list[ColumnElement[bool]]:
         p = predictions.c
@@ -43,11 +44,28 @@ class PredictionFilters:
             value = getattr(self, name)
             if value is not None:
                 where.append(p[name] == value)
+        if self.q:
+            pattern = "%" + _escape_like(self.q) + "%"
+            where.append(
+                or_(*(p[name].ilike(pattern, escape="\\") for name in SEARCHED_COLUMNS))
+            )
         return where
 
     @property
     def rollup_countable(self) -> bool:
-        return self.sample_index is None and self.prompt_id is None and self.validation_pass is None
+        return (
+            self.sample_index is None
+            and self.prompt_id is None
+            and self.validation_pass is None
+            and not self.q
+        )
+
+
+SEARCHED_COLUMNS = ("prompt", "prediction", "ground_truth")
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def encode_cursor(epoch: int, step: int, sample_index: int) -> str:
@@ -109,11 +127,16 @@ def page_rows(
     limit: int,
     offset: int = 0,
     after: tuple[int, int, int] | None = None,
+    sort: str | None = None,
 ) -> list[dict[str, Any]]:
     query = select(*PREDICTION_COLUMNS).where(*filters.clauses(job_id))
     if after is not None:
         query = query.where(tuple_(*READ_ORDER) > tuple_(*after))
-    query = query.order_by(*READ_ORDER).limit(limit).offset(offset)
+    order: list[Any] = list(READ_ORDER)
+    if sort:
+        score = predictions.c[sort.lstrip("-")]
+        order.insert(0, (score.desc() if sort.startswith("-") else score.asc()).nulls_last())
+    query = query.order_by(*order).limit(limit).offset(offset)
     return rows_to_dicts(conn.execute(query))
 
 
@@ -126,18 +149,34 @@ def list_predictions(
     limit: int,
     offset: int,
     cursor: str | None,
+    sort: str | None = None,
 ) -> dict[str, Any]:
+    """A page in read order (keyset cursor), or sorted by a score (offset paging only)."""
+    if sort and cursor:
+        raise validation_error(
+            "cursor pages follow the default order: with sort, page with offset",
+            [
+                {
+                    "loc": ["query", "cursor"],
+                    "message": "not allowed with sort",
+                    "type": "value_error",
+                }
+            ],
+        )
     after = decode_cursor(cursor) if cursor else None
     with db.read() as conn:
         owned_job(conn, principal, job_id)
-        rows = page_rows(conn, job_id, filters, limit=limit + 1, offset=offset, after=after)
+        rows = page_rows(
+            conn, job_id, filters, limit=limit + 1, offset=offset, after=after, sort=sort
+        )
         total = _count(conn, job_id, filters)
         epoch_count = _epoch_count(conn, job_id)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = encode_cursor(last["epoch"], last["step"], last["sample_index"])
+        if not sort:
+            next_cursor = encode_cursor(last["epoch"], last["step"], last["sample_index"])
     return {
         "job_id": job_id,
         "predictions": rows,

@@ -1,0 +1,71 @@
+// Entry point: sign-in gate and a tiny hash router (#/ and #/jobs/<id>).
+
+import { whenSignedOut } from "./api.js";
+import { clear, h } from "./dom.js";
+import { currentSession, endSession, signIn } from "./session.js";
+import { showJob } from "./views/job.js";
+import { showJobs } from "./views/jobs.js";
+
+const app = document.getElementById("app");
+const nav = document.getElementById("nav");
+let current = null; // the shown view: {close()}
+
+function closeView() {
+  current?.close?.();
+  current = null;
+}
+
+function signInForm(message) {
+  closeView();
+  clear(nav);
+  const key = h("input", { id: "api-key", type: "password", autocomplete: "off",
+    placeholder: "flk_…", required: true, "aria-label": "API key" });
+  const error = h("p", { class: "error", role: "alert" }, message || "");
+  const form = h("form", { id: "sign-in", class: "card narrow" },
+    h("h1", {}, "Sign in"),
+    h("p", { class: "muted" },
+      "Paste an API key (finetune-lab keys create). It is exchanged for a session token " +
+      "for this tab; the key itself is not stored."),
+    key,
+    h("button", { type: "submit" }, "Sign in"),
+    error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = key.value.trim();
+    key.value = "";
+    try {
+      await signIn(value);
+      route();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  });
+  clear(app).append(form);
+  key.focus();
+}
+
+function renderNav(session) {
+  clear(nav).append(
+    h("a", { href: "#/" }, "Jobs"),
+    h("span", { class: "muted user" }, session.user),
+    h("button", { class: "link", id: "sign-out", onclick: () => { endSession(); signInForm(); } },
+      "Sign out"),
+  );
+}
+
+function route() {
+  const session = currentSession();
+  if (!session) {
+    signInForm();
+    return;
+  }
+  renderNav(session);
+  closeView();
+  clear(app);
+  const match = location.hash.match(/^#\/jobs\/(.+)$/);
+  current = match ? showJob(app, decodeURIComponent(match[1])) : showJobs(app);
+}
+
+whenSignedOut(() => signInForm("Your session ended: sign in again."));
+window.addEventListener("hashchange", route);
+route();

@@ -16,11 +16,10 @@ from _support.fake_openai import FakeOpenAI
 
 from ._tiny import train_tiny_checkpoint
 
-pytest.importorskip("torch")
-
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
     return train_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"))
 
 

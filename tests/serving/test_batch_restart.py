@@ -19,8 +19,10 @@ from .test_batch_testing import start_run, wait_for
 PROMPTS = 30
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-@pytest.mark.parametrize("how", ["kill", "terminate"])
+@pytest.mark.parametrize(
+    ("backend", "how"),
+    [("sqlite", "kill"), ("postgresql", "kill"), ("sqlite", "terminate")],
+)
 def test_interrupted_run_resumes(
     make_server: MakeServer, fake_openai: FakeOpenAI, backend: Backend, how: str
 ) -> None:

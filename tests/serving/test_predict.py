@@ -197,3 +197,31 @@ def test_scopes_and_isolation(
     ):
         assert_error(trainer.http.request(method, path, json=chat("m", "x")), 403)
     assert_error(httpx.post(f"{server.base_url}/api/v1/predict", json=chat("m", "x")), 401)
+
+
+def test_model_registry_input(
+    server: ServerHandle, new_user: NewUser, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    http = new_user("production").http
+    register_local(http, tiny_checkpoint, name="taken")
+    assert_error(http.post("/api/models", json={"name": "taken", "kind": "local",
+                                                "path": str(tiny_checkpoint)}), 409)
+    for body in (
+        {"name": "a", "kind": "local", "path": "relative/dir"},
+        {"name": "a", "kind": "local", "path": str(tmp_path)},  # no config.json
+        {"name": "a", "kind": "local", "path": str(tmp_path / "missing")},
+        {"name": "a", "kind": "local"},
+        {"name": "a", "kind": "openai"},
+        {"name": "a", "kind": "openai", "base_url": "ftp://x"},
+        {"name": "a", "kind": "openai", "base_url": "http://x", "path": "/tmp"},
+        {"name": "a", "kind": "local", "path": str(tiny_checkpoint), "api_key": "k"},
+        {"name": "a", "kind": "rocket"},
+        {"name": " padded ", "kind": "openai", "base_url": "http://x"},
+        {"name": "a", "kind": "openai", "base_url": "http://x", "device": "tpu"},
+    ):
+        assert_error(http.post("/api/models", json=body), 422)
+    assert [m["name"] for m in http.get("/api/models").json()["models"]] == ["taken"]
+    assert_error(http.get("/api/models/mdl_missing"), 404)
+    model_id = http.get("/api/models").json()["models"][0]["id"]
+    assert http.delete(f"/api/models/{model_id}").json() == {"id": model_id, "deleted": True}
+    assert_error(http.post("/api/v1/predict", json=chat("taken", "hi")), 404)

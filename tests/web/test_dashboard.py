@@ -342,3 +342,33 @@ def test_other_users_jobs_are_not_listed(
     board.page.wait_for_selector("#jobs-status:has-text('No jobs yet')")
     assert board.page.locator(f"#jobs tr[data-job-id='{unique_job_id}']").count() == 0
     board.context.close()
+
+
+def test_live_across_server_processes_on_postgresql(
+    chromium: Any, pg_server: ServerHandle, _infra: Any, unique_job_id: str
+) -> None:
+    """The page is served by one process, the round is ingested through another: it still
+    appears within 2 s (LISTEN/NOTIFY; the page's process polls only once a minute)."""
+    second = ServerHandle(
+        backend="postgresql",
+        database_url=pg_server.database_url,
+        home=pg_server.home.parent / f"web-second-{uuid.uuid4().hex[:8]}",
+        extra_env={"FINETUNE_LAB_STREAM_POLL_S": "60"},
+    )
+    second.start()
+    try:
+        key = _infra.alice_key(pg_server)
+        with pg_server.client(key) as http:
+            _seed.seed_job(http, unique_job_id, epochs=1)
+            board = Dashboard(chromium(), second, key)
+            board.sign_in()
+            board.open_job(unique_job_id)
+            board.page.wait_for_selector("#live.live")
+            started = time.monotonic()
+            _seed.ingest(http, unique_job_id, 1)
+            board.page.wait_for_selector("#epochs button[data-epoch='1']", timeout=2000)
+            assert time.monotonic() - started < 2.0
+            board.context.close()
+            assert not board.errors, board.errors
+    finally:
+        second.stop()

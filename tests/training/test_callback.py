@@ -151,3 +151,29 @@ def test_invalid_settings_fail_at_construction(toy: Toy) -> None:
         PredictionsCallback(toy.held_out, frequency="steps")
     with pytest.raises(ValueError, match="validators"):
         PredictionsCallback(toy.held_out, validators={"regex": "x"})
+
+
+def test_plain_loop_recorder(toy: Toy, client: FinetuneLabClient, tmp_path: Path) -> None:
+    """A custom loop: rounds when the user says, same rows and guarantees as the callback."""
+    from finetune_lab.training import PredictionsRecorder
+
+    model = toy.model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with PredictionsRecorder(
+        toy.held_out, client=client, job_id=f"t-loop-{tmp_path.name}", sample_count=3,
+        max_new_tokens=8, spool_dir=tmp_path / "spool",
+    ) as recorder:
+        assert recorder.round(model, toy.tokenizer, 0, 0) == 3
+        model.train()
+        for step in range(1, 5):
+            batch = toy.dataset.collate([toy.dataset[i] for i in range(step * 4, step * 4 + 4)])
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if step % 2 == 0:
+                recorder.round(model, toy.tokenizer, step=step, epoch=1)
+                assert model.training
+    assert recorder.flush() is True
+    rows = all_rows(client, recorder.job_id)
+    assert rounds_of(rows) == {(0, 0): 3, (1, 2): 3, (1, 4): 3}
+    assert client.jobs.get(recorder.job_id).status == "completed"

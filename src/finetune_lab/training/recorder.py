@@ -104,7 +104,7 @@ class PredictionsRecorder:
         self._prompts: list[str] | None = None
 
     # -- public API -----------------------------------------------------------------------------
-    def round(self, model: Any, tokenizer: Any, *, step: int, epoch: int) -> int:
+    def round(self, model: Any, tokenizer: Any, step: int, epoch: int) -> int:
         """Generate and record one round; returns the rows queued (0 on non-main processes)."""
         if not is_main_process():
             return 0

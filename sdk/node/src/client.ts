@@ -8,10 +8,21 @@ import {
   resolveConfig,
   Transport,
 } from "./http.js";
+import { Analytics } from "./resources/analytics.js";
+import { BatchTest } from "./resources/batchTest.js";
+import { predict, type PredictParams } from "./resources/inference.js";
 import { Jobs } from "./resources/jobs.js";
+import { Models } from "./resources/models.js";
+import { TestSuites } from "./resources/testSuites.js";
 import { TrainingPredictions } from "./resources/trainingPredictions.js";
 import { requestOptions } from "./resources/_shared.js";
-import type { Health, SessionResponse, WhoAmI } from "./types.js";
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  Health,
+  SessionResponse,
+  WhoAmI,
+} from "./types.js";
 
 export interface CreateSessionOptions extends RequestOptions {
   /** Lifetime of the token in seconds (60..86400), default 3600. */
@@ -21,6 +32,10 @@ export interface CreateSessionOptions extends RequestOptions {
 export class FinetuneLabClient {
   readonly trainingPredictions: TrainingPredictions;
   readonly jobs: Jobs;
+  readonly models: Models;
+  readonly testSuites: TestSuites;
+  readonly batchTest: BatchTest;
+  readonly analytics: Analytics;
   private readonly transport: Transport;
 
   /**
@@ -33,6 +48,31 @@ export class FinetuneLabClient {
     this.transport = new Transport(config, apiKey);
     this.trainingPredictions = new TrainingPredictions(this.transport);
     this.jobs = new Jobs(this.transport);
+    this.models = new Models(this.transport);
+    this.testSuites = new TestSuites(this.transport);
+    this.batchTest = new BatchTest(this.transport);
+    this.analytics = new Analytics(this.transport);
+  }
+
+  /**
+   * A chat completion from a registered model (by name or id); a string `messages` is one user
+   * message. With `stream: true` it resolves (once the server has answered) to an async
+   * iterator of chunks; the last one has `finish_reason` and `usage`.
+   */
+  predict(params: PredictParams & { stream?: false | null }, options?: RequestOptions): Promise<ChatCompletion>;
+  predict(
+    params: PredictParams & { stream: true },
+    options?: RequestOptions,
+  ): Promise<AsyncGenerator<ChatCompletionChunk>>;
+  predict(
+    params: PredictParams,
+    options?: RequestOptions,
+  ): Promise<ChatCompletion | AsyncGenerator<ChatCompletionChunk>>;
+  predict(
+    params: PredictParams,
+    options: RequestOptions = {},
+  ): Promise<ChatCompletion | AsyncGenerator<ChatCompletionChunk>> {
+    return predict(this.transport, params as PredictParams & { stream: true }, requestOptions(options));
   }
 
   get baseUrl(): string {

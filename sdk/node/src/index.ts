@@ -18,14 +18,41 @@ export type {
   ExportOptions,
   IterPredictionsOptions,
   ListPredictionsOptions,
+  StreamOptions,
   TrainingPredictions,
   TrendsOptions,
 } from "./resources/trainingPredictions.js";
-export { MAX_BATCH_ITEMS, MAX_BODY_BYTES } from "./resources/trainingPredictions.js";
+export {
+  DEFAULT_MAX_RECONNECTS,
+  MAX_BATCH_ITEMS,
+  MAX_BODY_BYTES,
+} from "./resources/trainingPredictions.js";
 export type {
   CreateJobOptions,
   Jobs,
   ListJobsOptions,
   UpdateJobOptions,
 } from "./resources/jobs.js";
+export type { PredictParams } from "./resources/inference.js";
+export type { Models, RegisterModelOptions } from "./resources/models.js";
+export type {
+  CreateTestSuiteOptions,
+  TestSuites,
+  UploadTestSuiteOptions,
+} from "./resources/testSuites.js";
+export type {
+  BatchResultsOptions,
+  BatchTest,
+  ListBatchRunsOptions,
+  RunBatchTestOptions,
+  WaitBatchTestOptions,
+} from "./resources/batchTest.js";
+export type {
+  Analytics,
+  AnalyticsDataOptions,
+  CreateTraceOptions,
+  IterTracesOptions,
+  TracesOptions,
+  When,
+} from "./resources/analytics.js";
 export { VERSION } from "./version.js";

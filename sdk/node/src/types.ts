@@ -29,6 +29,40 @@ export type SampleHistory = Schemas["SampleHistory"];
 export type CompareItem = Schemas["CompareItem"];
 export type CompareSummary = Schemas["CompareSummary"];
 export type CompareResponse = Schemas["CompareResponse"];
+export type StreamRound = Schemas["StreamRound"];
+/** `event: predictions`: the rows one ingest wrote (`truncated` when they did not all fit). */
+export type PredictionsEvent = Schemas["PredictionsEvent"];
+/** `event: round_complete`: a touched round's totals right after that ingest. */
+export type RoundCompleteEvent = Schemas["RoundCompleteEvent"];
+/** `event: heartbeat`: sent on connect and when the stream is idle; carries the position. */
+export type HeartbeatEvent = Schemas["HeartbeatEvent"];
+
+/** One server-sent event of `trainingPredictions.stream()`; narrow on `event`. */
+export type StreamEvent =
+  | { id: number; event: "predictions"; data: PredictionsEvent }
+  | { id: number; event: "round_complete"; data: RoundCompleteEvent }
+  | { id: number; event: "heartbeat"; data: HeartbeatEvent };
+
+// --- serving: models, predict, test suites, batch tests, analytics ---------------------------
+export type RegisteredModel = Schemas["RegisteredModel"];
+export type ModelsList = Schemas["ModelsList"];
+export type ModelDeleted = Schemas["ModelDeleted"];
+export type ChatMessage = Schemas["ChatMessage"];
+export type ChatCompletion = Schemas["ChatCompletion"];
+export type ChatCompletionChunk = Schemas["ChatCompletionChunk"];
+export type Usage = Schemas["Usage"];
+export type TestSuite = Schemas["TestSuite"];
+export type TestSuiteItem = Schemas["TestSuiteItem"];
+export type TestSuitesList = Schemas["TestSuitesList"];
+export type TestSuiteDeleted = Schemas["TestSuiteDeleted"];
+export type BatchRunStarted = Schemas["BatchRunStarted"];
+export type BatchRunStatus = Schemas["BatchRunStatus"];
+export type BatchResults = Schemas["BatchResults"];
+export type BatchResult = Schemas["BatchResult"];
+export type BatchRunsList = Schemas["BatchRunsList"];
+export type Trace = Schemas["Trace"];
+export type TracesPage = Schemas["TracesPage"];
+export type AnalyticsData = Schemas["AnalyticsData"];
 
 // --- request bodies ------------------------------------------------------------------------
 /** One prediction to store (snake_case, exactly as the server takes it). */
@@ -37,6 +71,13 @@ export type PredictionsBatch = Schemas["PredictionsBatch"];
 export type JobCreate = Schemas["JobCreate"];
 export type JobPatch = Schemas["JobPatch"];
 export type SessionCreate = Schemas["SessionCreate"];
+export type ModelCreate = Schemas["ModelCreate"];
+export type ChatCompletionRequest = Schemas["ChatCompletionRequest"];
+export type TestSuiteCreate = Schemas["TestSuiteCreate"];
+/** One test-suite item: `{prompt}` or `{messages}`, with an optional `expected` answer. */
+export type TestSuiteItemIn = Schemas["TestSuiteItemIn"];
+export type BatchRunConfig = Schemas["BatchRunConfig"];
+export type TraceCreate = Schemas["TraceCreate"];
 
 // --- camelCase options derived from the wire ---------------------------------------------
 /** `sample_index` → `sampleIndex`, at the type level. */
@@ -59,6 +100,12 @@ export type ListPredictionsQuery = Query<"/api/training/predictions/{job_id}", "
 export type TrendsQuery = Query<"/api/training/predictions/{job_id}/trends", "get">;
 export type CompareQuery = Query<"/api/training/predictions/{job_id}/compare", "get">;
 export type ExportQuery = Query<"/api/training/predictions/{job_id}/export", "get">;
+export type StreamQuery = Query<"/api/training/predictions/{job_id}/stream", "get">;
 export type ListJobsQuery = Query<"/api/training/jobs", "get">;
+export type BatchResultsQuery = Query<"/api/batch-testing/results/{test_run_id}", "get">;
+export type BatchRunsQuery = Query<"/api/batch-testing/runs", "get">;
+export type TracesQuery = Query<"/api/analytics/traces", "get">;
+export type AnalyticsDataQuery = Query<"/api/analytics/data", "get">;
+export type TestSuiteUploadQuery = Query<"/api/test-suites/upload", "post">;
 /** Export file formats the server offers. */
 export type ExportFormat = NonNullable<ExportQuery["format"]>;

@@ -211,6 +211,11 @@ describe("trainingPredictions", () => {
     assert.equal((await tp.get(jobId, { validationPass: true })).total_count, 0);
     assert.equal((await tp.get(jobId, { validationPass: false })).total_count, 0);
 
+    const sorted = await tp.get(jobId, { sort: "char_error_rate", limit: 4 });
+    assert.deepEqual(sorted.predictions.map((p) => p.char_error_rate), [0, 0, 0, 0]);
+    assert.equal(sorted.next_cursor, null);
+    assert.equal((await tp.get(jobId, { q: "abcx" })).total_count, 3);
+
     const second = await tp.get(jobId, { limit: 5, offset: 5 });
     assert.deepEqual(second.predictions.map(key), ORDER.slice(5, 10));
     const first = await tp.get(jobId, { limit: 5 });
@@ -253,6 +258,17 @@ describe("trainingPredictions", () => {
       if (++n === 3) break;
     }
     assert.equal(n, 3);
+    // Search and score order: `sort` pages by offset, to the end as well.
+    const worst = [];
+    for await (const p of client.trainingPredictions.iter(jobId, { sort: "-char_error_rate", pageSize: 3 })) {
+      worst.push(p.char_error_rate);
+    }
+    assert.equal(worst.length, 16);
+    assert.deepEqual(worst, [...worst].sort((a, b) => b - a));
+    const found = [];
+    for await (const p of client.trainingPredictions.iter(jobId, { q: "WXYZ", pageSize: 2 })) found.push(p.prediction);
+    assert.deepEqual(found, Array(found.length).fill("wxyz"));
+    assert.equal(found.length, rows().filter((r) => r.prediction === "wxyz").length);
     const empty = [];
     for await (const p of client.trainingPredictions.iter(jobId, { epoch: 9 })) empty.push(p);
     assert.deepEqual(empty, []);

@@ -10,3 +10,10 @@ export function requestOptions(options: RequestOptions | undefined): RequestOpti
   const { signal, timeout, maxRetries } = options;
   return { signal, timeout, maxRetries };
 }
+
+/** Only the fields the caller set: the server applies its defaults to the others. */
+export function setFields<T extends object>(fields: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(fields).filter(([, value]) => value !== undefined),
+  ) as Partial<T>;
+}

@@ -9,20 +9,13 @@ import type {
   JobsPage,
   ListJobsQuery,
 } from "../types.js";
-import { type AllKeys, requestOptions } from "./_shared.js";
+import { type AllKeys, requestOptions, setFields } from "./_shared.js";
 
 const PREFIX = "/api/training/jobs";
 
 export interface CreateJobOptions extends CamelKeys<JobCreate>, RequestOptions {}
 export interface ListJobsOptions extends CamelKeys<ListJobsQuery>, RequestOptions {}
 export interface UpdateJobOptions extends CamelKeys<JobPatch>, RequestOptions {}
-
-/** Only the fields the caller set: PATCH leaves the others alone. */
-function setFields<T extends object>(fields: T): Partial<T> {
-  return Object.fromEntries(
-    Object.entries(fields).filter(([, value]) => value !== undefined),
-  ) as Partial<T>;
-}
 
 export class Jobs {
   constructor(private readonly transport: Transport) {}

@@ -2,8 +2,16 @@
  * `client.trainingPredictions`: ingest, browse, aggregate, compare, export and stream a job's
  * predictions (`/api/training/predictions`).
  */
-import { ValidationError } from "../errors.js";
-import { pathSegment, type RequestOptions, type RequestSpec, type Transport } from "../http.js";
+import { APIConnectionError, FinetuneLabError, ValidationError } from "../errors.js";
+import {
+  pathSegment,
+  sleep,
+  type RequestOptions,
+  type RequestSpec,
+  type Transport,
+} from "../http.js";
+import { backoffDelayMs } from "../retry.js";
+import { type RawEvent, SSEDecoder } from "../sse.js";
 import type {
   CamelKeys,
   CompareQuery,
@@ -17,6 +25,8 @@ import type {
   PredictionIn,
   PredictionsPage,
   SampleHistory,
+  StreamEvent,
+  StreamQuery,
   TrendsQuery,
   TrendsResponse,
 } from "../types.js";
@@ -50,6 +60,39 @@ export interface CompareOptions extends CamelKeys<CompareQuery>, RequestOptions 
 }
 export interface ExportOptions extends CamelKeys<ExportQuery>, RequestOptions {}
 
+/** `stream()` options. `timeout` is the longest silence tolerated before reconnecting (the
+ * server sends a heartbeat every 15 s when idle). */
+export interface StreamOptions extends CamelKeys<StreamQuery>, RequestOptions {
+  /** Replay the events after this id (e.g. the last one you processed), else start now. */
+  lastEventId?: number | null;
+  /** Failed connection attempts in a row before the error is thrown; default 10. */
+  maxReconnects?: number;
+}
+
+export const DEFAULT_MAX_RECONNECTS = 10;
+const STREAM_EVENT_KINDS: ReadonlySet<string> = new Set([
+  "predictions",
+  "round_complete",
+  "heartbeat",
+]);
+
+/** A known event with a numeric id, its JSON parsed; anything else is skipped. */
+function typedEvent(raw: RawEvent): StreamEvent | undefined {
+  if (raw.id === undefined || !/^\d+$/.test(raw.id) || !STREAM_EVENT_KINDS.has(raw.event)) {
+    return undefined;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(raw.data);
+  } catch (err) {
+    throw new FinetuneLabError(`Invalid JSON in a ${raw.event} event: ${String(err)}`, {
+      body: raw.data.slice(0, 2000),
+      errorType: "invalid_response",
+    });
+  }
+  return { id: Number(raw.id), event: raw.event, data } as StreamEvent;
+}
+
 export interface CreatePredictionsOptions extends RequestOptions {
   /** Items per request (1..5000), default 5000; a batch over the body limit is split further. */
   chunkSize?: number;
@@ -64,6 +107,8 @@ function filters(options: IterPredictionsOptions): Filters {
     sample_index: options.sampleIndex,
     prompt_id: options.promptId,
     validation_pass: options.validationPass,
+    q: options.q,
+    sort: options.sort,
   };
 }
 
@@ -114,17 +159,20 @@ export class TrainingPredictions {
   }
 
   /**
-   * Every matching prediction, page by page through the cursor (constant cost per page):
+   * Every matching prediction, page by page through the cursor (constant cost per page; with
+   * `sort`, by offset):
    * `for await (const p of client.trainingPredictions.iter(jobId)) ...`.
    */
   async *iter(jobId: string, options: IterPredictionsOptions = {}): AsyncGenerator<Prediction> {
     const pageSize = options.pageSize ?? 500;
+    // Default order: keyset cursor (constant cost per page). A `sort` order pages by offset.
     let cursor: string | null | undefined;
+    let offset = 0;
     for (;;) {
       const query: AllKeys<ListPredictionsQuery> = {
         ...filters(options),
         limit: pageSize,
-        offset: undefined,
+        offset: options.sort ? offset : undefined,
         cursor,
       };
       const page: PredictionsPage = await this.transport.json(
@@ -132,8 +180,14 @@ export class TrainingPredictions {
         requestOptions(options),
       );
       yield* page.predictions;
-      if (!page.next_cursor || page.predictions.length === 0) return;
-      cursor = page.next_cursor;
+      if (page.predictions.length === 0) return;
+      if (options.sort) {
+        offset += page.predictions.length;
+        if (offset >= page.total_count) return;
+      } else {
+        if (!page.next_cursor) return;
+        cursor = page.next_cursor;
+      }
     }
   }
 
@@ -172,6 +226,63 @@ export class TrainingPredictions {
       { method: "GET", path: path(jobId, "compare"), query },
       requestOptions(options),
     );
+  }
+
+  /**
+   * Live events of a job (Server-Sent Events), until you break out of the loop or abort the
+   * `signal`: `predictions` (the rows of each ingest), `round_complete` (a round's totals after
+   * it) and `heartbeat`. Starts after `lastEventId` (replaying what came after it), else at
+   * the job's newest event. A lost connection is resumed with `Last-Event-ID` from the last
+   * event received, so nothing is missed or repeated; after `maxReconnects` failed attempts
+   * in a row the error is thrown. Event kinds newer than this SDK are skipped.
+   */
+  async *stream(jobId: string, options: StreamOptions = {}): AsyncGenerator<StreamEvent> {
+    let last = options.lastEventId ?? undefined;
+    const limit = options.maxReconnects ?? DEFAULT_MAX_RECONNECTS;
+    let failures = 0;
+    for (;;) {
+      let error: unknown;
+      let body: ReadableStream<Uint8Array> | undefined;
+      try {
+        const spec: RequestSpec = {
+          method: "GET",
+          path: path(jobId, "stream"),
+          accept: "text/event-stream",
+          headers: last === undefined ? undefined : { "Last-Event-ID": String(last) },
+        };
+        ({ body } = await this.transport.open(spec, requestOptions(options)));
+      } catch (err) {
+        if (!(err instanceof APIConnectionError)) throw err; // 401, 404, an abort...
+        error = err;
+      }
+      if (body) {
+        error = new APIConnectionError(`The event stream of ${JSON.stringify(jobId)} ended`);
+        const reader = body.getReader();
+        const decoder = new SSEDecoder();
+        const text = new TextDecoder();
+        try {
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            for (const raw of decoder.push(text.decode(value, { stream: true }))) {
+              const event = typedEvent(raw);
+              if (!event) continue;
+              last = event.id;
+              failures = 0;
+              yield event;
+            }
+          }
+        } catch (err) {
+          if (!(err instanceof APIConnectionError)) throw err;
+          error = err;
+        } finally {
+          await reader.cancel().catch(() => undefined); // closes the connection on `break`
+        }
+      }
+      failures += 1;
+      if (failures > limit) throw error;
+      await sleep(backoffDelayMs(failures - 1), options.signal);
+    }
   }
 
   /**

@@ -4,6 +4,8 @@ import {
   FinetuneLabClient,
   NotFoundError,
   RateLimitError,
+  type ChatCompletion,
+  type ChatCompletionChunk,
   type CompareResponse,
   type Job,
   type Prediction,
@@ -104,3 +106,50 @@ if (err instanceof RateLimitError) {
 const partial: AllKeys<{ a?: number; b?: string }> = { a: 1 };
 const complete: AllKeys<{ a?: number; b?: string }> = { a: 1, b: undefined };
 void [partial, complete];
+
+// Serving: the same check against the schema's answers.
+type Accepted<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
+  responses: { 202: { content: { "application/json": infer R } } };
+}
+  ? R
+  : never;
+assertType<Equal<Result<typeof client.models.register>, Created<"/api/models", "post">>>(true);
+assertType<Equal<Result<typeof client.models.list>, Ok<"/api/models", "get">>>(true);
+assertType<Equal<Result<typeof client.models.get>, Ok<"/api/models/{model_id}", "get">>>(true);
+assertType<Equal<Result<typeof client.models.delete>, Ok<"/api/models/{model_id}", "delete">>>(true);
+assertType<Equal<Result<typeof client.testSuites.create>, Created<"/api/test-suites", "post">>>(true);
+assertType<Equal<Result<typeof client.testSuites.upload>, Created<"/api/test-suites/upload", "post">>>(true);
+assertType<Equal<Result<typeof client.testSuites.list>, Ok<"/api/test-suites", "get">>>(true);
+assertType<Equal<Result<typeof client.testSuites.get>, Ok<"/api/test-suites/{suite_id}", "get">>>(true);
+assertType<Equal<Result<typeof client.batchTest.run>, Accepted<"/api/batch-testing/run", "post">>>(true);
+assertType<Equal<Result<typeof client.batchTest.status>, Ok<"/api/batch-testing/status/{test_run_id}", "get">>>(true);
+assertType<Equal<Result<typeof client.batchTest.results>, Ok<"/api/batch-testing/results/{test_run_id}", "get">>>(true);
+assertType<Equal<Result<typeof client.batchTest.cancel>, Ok<"/api/batch-testing/cancel", "post">>>(true);
+assertType<Equal<Result<typeof client.batchTest.list>, Ok<"/api/batch-testing/runs", "get">>>(true);
+assertType<Equal<Result<typeof client.analytics.traces>, Ok<"/api/analytics/traces", "get">>>(true);
+assertType<Equal<Result<typeof client.analytics.createTrace>, Created<"/api/analytics/traces", "post">>>(true);
+assertType<Equal<Result<typeof client.analytics.data>, Ok<"/api/analytics/data", "get">>>(true);
+
+async function serving(): Promise<void> {
+  const whole: ChatCompletion = await client.predict({ model: "m", messages: "hi", maxTokens: 8 });
+  const chunks: AsyncGenerator<ChatCompletionChunk> = await client.predict({ model: "m", messages: "hi", stream: true });
+  // @ts-expect-error: a streamed call does not resolve to a whole completion
+  const wrong: ChatCompletion = await client.predict({ model: "m", messages: "hi", stream: true });
+  // @ts-expect-error: options are camelCase
+  void client.predict({ model: "m", messages: "hi", max_tokens: 8 });
+  void client.analytics.data({ granularity: "week", startDate: new Date(), endDate: "2025-01-01" });
+  // @ts-expect-error: not a granularity
+  void client.analytics.data({ granularity: "year" });
+  void client.batchTest.run({ modelId: "m", testSuiteId: "s", promptLimit: 3, concurrency: 2 });
+  for await (const event of tp.stream("job", { lastEventId: 3, maxReconnects: 2 })) {
+    if (event.event === "round_complete") {
+      const cer: number | null | undefined = event.data.avg_char_error_rate;
+      void cer;
+    } else if (event.event === "predictions") {
+      const rows: Prediction[] = event.data.predictions;
+      void rows;
+    }
+  }
+  void [whole, chunks, wrong];
+}
+void serving;

@@ -1,0 +1,107 @@
+/** `client.analytics`: traces of model calls (list, iterate, record) and usage aggregates. */
+import type { RequestOptions, Transport } from "../http.js";
+import type {
+  AnalyticsData,
+  AnalyticsDataQuery,
+  CamelKeys,
+  Trace,
+  TraceCreate,
+  TracesPage,
+  TracesQuery,
+} from "../types.js";
+import { type AllKeys, requestOptions, setFields } from "./_shared.js";
+
+const PREFIX = "/api/analytics";
+
+/** A date or datetime: a `Date`, or an ISO string (naive means UTC). */
+export type When = string | Date;
+
+type WithDates<T> = Omit<T, "startDate" | "endDate" | "createdAt"> & {
+  [K in keyof T & ("startDate" | "endDate" | "createdAt")]?: When | null;
+};
+
+export interface TracesOptions extends WithDates<CamelKeys<TracesQuery>>, RequestOptions {}
+export interface IterTracesOptions extends Omit<TracesOptions, "limit" | "cursor"> {
+  /** Traces per request, default 500. */
+  pageSize?: number;
+}
+export interface CreateTraceOptions extends WithDates<CamelKeys<TraceCreate>>, RequestOptions {}
+export interface AnalyticsDataOptions
+  extends WithDates<CamelKeys<AnalyticsDataQuery>>,
+    RequestOptions {}
+
+function when(value: When | null | undefined): string | null | undefined {
+  return value instanceof Date ? value.toISOString() : value;
+}
+
+export class Analytics {
+  constructor(private readonly transport: Transport) {}
+
+  /** One page of traces, newest first; pass `next_cursor` as `cursor` for the next. */
+  traces(options: TracesOptions = {}): Promise<TracesPage> {
+    const query: AllKeys<TracesQuery> = {
+      model: options.model,
+      status: options.status,
+      operation: options.operation,
+      test_run_id: options.testRunId,
+      start_date: when(options.startDate),
+      end_date: when(options.endDate),
+      limit: options.limit,
+      cursor: options.cursor,
+    };
+    return this.transport.json(
+      { method: "GET", path: `${PREFIX}/traces`, query },
+      requestOptions(options),
+    );
+  }
+
+  /** Every matching trace, newest first, across pages. */
+  async *iterTraces(options: IterTracesOptions = {}): AsyncGenerator<Trace> {
+    const { pageSize = 500, ...filters } = options;
+    let cursor: string | null | undefined;
+    for (;;) {
+      const page = await this.traces({ ...filters, limit: pageSize, cursor });
+      yield* page.traces;
+      if (!page.next_cursor || page.traces.length === 0) return;
+      cursor = page.next_cursor;
+    }
+  }
+
+  /** Record a call your own code made, so it counts in `data()`. */
+  createTrace(options: CreateTraceOptions): Promise<Trace> {
+    const body: AllKeys<TraceCreate> = {
+      model: options.model,
+      operation: options.operation,
+      status: options.status,
+      latency_ms: options.latencyMs,
+      prompt_tokens: options.promptTokens,
+      completion_tokens: options.completionTokens,
+      total_tokens: options.totalTokens,
+      error: options.error,
+      error_type: options.errorType,
+      input: options.input,
+      output: options.output,
+      metadata: options.metadata,
+      created_at: when(options.createdAt),
+    };
+    return this.transport.json(
+      { method: "POST", path: `${PREFIX}/traces`, json: setFields(body) },
+      requestOptions(options),
+    );
+  }
+
+  /** Counts, tokens, error rate and latency p50/p95 per bucket, per model and in total. */
+  data(options: AnalyticsDataOptions = {}): Promise<AnalyticsData> {
+    const query: AllKeys<AnalyticsDataQuery> = {
+      start_date: when(options.startDate),
+      end_date: when(options.endDate),
+      granularity: options.granularity,
+      model: options.model,
+      operation: options.operation,
+    };
+    return this.transport.json(
+      { method: "GET", path: `${PREFIX}/data`, query },
+      requestOptions(options),
+    );
+  }
+}

@@ -126,11 +126,11 @@ def build_model(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    config.loss_type = "ForCausalLM"  # say so, instead of a warning on every forward
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.loss_type = "ForCausalLM"  # say so, instead of a warning on the first forward
     return model
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
@@ -21,12 +22,13 @@ from finetune_lab.schema import (
 )
 from finetune_lab.server import serving
 from finetune_lab.server.auth import Authenticator
-from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.dashboard import install_dashboard
+from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.docs import install_docs
 from finetune_lab.server.errors import install_error_handlers
-from finetune_lab.server.middleware import BodySizeLimit
+from finetune_lab.server.middleware import APIResponseHeaders, BodySizeLimit
 from finetune_lab.server.notify import PostgresListener, StreamNotifier
+from finetune_lab.server.rate_limit import RateLimiter
 from finetune_lab.server.routes import auth, health, jobs, predictions, stream
 from finetune_lab.server.settings import Settings
 
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.settings = settings
     app.state.db = db
     app.state.authenticator = Authenticator(db)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit)
     app.state.stream_notifier = StreamNotifier()
     app.state.stream_listener = (
         PostgresListener(db.url, app.state.stream_notifier) if db.is_postgres else None
@@ -83,6 +86,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_docs(app)
     install_dashboard(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(APIResponseHeaders)
+    if settings.cors_origins:  # off unless configured: the dashboard is same-origin
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+            max_age=600,
+        )
     for module in (health, auth, jobs, predictions, stream):
         app.include_router(module.router)
     serving.install(app, db, settings)

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import api_keys, jobs, sessions, users
 from finetune_lab.server.errors import APIError
+from finetune_lab.server.rate_limit import RateLimiter
 from finetune_lab.server.services.tokens import (
     API_KEY_PREFIX,
     JOB_TOKEN_PREFIX,
@@ -39,6 +40,11 @@ class Principal:
 
     def allows(self, scope: str) -> bool:
         return "all" in self.scopes or scope in self.scopes
+
+    @property
+    def rate_bucket(self) -> str:
+        """Whose budget a request spends: its API key's (sessions too), or its job token's."""
+        return f"key:{self.api_key_id}" if self.api_key_id is not None else f"job:{self.job_id}"
 
 
 def credential_from(request: Request) -> str | None:
@@ -137,6 +143,9 @@ def current_principal(request: Request) -> Principal:
     principal = authenticator.authenticate(secret)
     if principal is None:
         raise APIError(401, "invalid, expired or revoked credentials")
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if limiter.enabled:
+        limiter.check(principal.rate_bucket)
     return principal
 
 

@@ -38,3 +38,30 @@ class BodySizeLimit:
 
     def _message(self) -> str:
         return f"request body is over {self.limit} bytes"
+
+
+API_PREFIXES = ("/api/", "/v1/")
+API_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+
+
+class APIResponseHeaders:
+    """API answers carry job tokens, session tokens and private data: never cache them, never
+    let a browser sniff them into something else."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith(API_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = [*headers, *API_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +12,51 @@ import orjson
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
+
+# 19+ digits may be an integer beyond 64 bits, which orjson reads as an inexact float.
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number {literal[:40]} is out of range")
+    return value
+
+
+def _check_unicode(value: Any) -> None:
+    """Refuse escaped lone surrogates ("\\ud800"), as orjson and PostgreSQL do: they are no
+    text, and could not be stored in a validation message."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")  # UnicodeEncodeError is a ValueError
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_json(text: str) -> Any:
+    """RFC 8259 JSON: big integers exact, other numbers within a double's range, no lone
+    surrogates. orjson reads the common case fast; it rounds big integers, so texts with long
+    digit runs (and texts it refuses, to get the json module's verdict and message) go to the
+    json module, without its NaN/Infinity extension. Raises ValueError, or RecursionError when
+    nested too deeply."""
+    if not _LONG_DIGITS.search(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    value = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
+    _check_unicode(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -43,8 +91,8 @@ class Validators:
 
     def __call__(self, prediction: str) -> ValidationResult:
         try:
-            value = orjson.loads(prediction)
-        except orjson.JSONDecodeError as exc:
+            value = parse_json(prediction)
+        except (ValueError, RecursionError) as exc:
             error: dict[str, Any] = {
                 "validator": "json_parse",
                 "message": "output is not valid JSON",
@@ -54,7 +102,18 @@ class Validators:
         if self._schema_validator is None:
             return ValidationResult(True, self.kind, [])
         # One error per failing validator, as the spec asks: report the most relevant one.
-        errors = list(self._schema_validator.iter_errors(value))
+        try:
+            errors = list(self._schema_validator.iter_errors(value))
+        except (RecursionError, OverflowError) as exc:
+            # A recursive schema walking a degenerate "[[[[..." output, or a number too large
+            # for a float keyword (`multipleOf: 0.1`): the output fails, the ingest goes on.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            error = {
+                "validator": "json_schema",
+                "message": f"output cannot be validated: {reason}",
+                "detail": {"path": "/", "schema_path": "/", "error_count": 1},
+            }
+            return ValidationResult(False, self.kind, [error])
         if not errors:
             return ValidationResult(True, self.kind, [])
         first = best_match(errors)

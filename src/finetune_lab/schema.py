@@ -35,17 +35,26 @@ NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store U+0000 in text: refused on eve
 
 
 def _no_nul(value: str) -> str:
+    """Text every backend can store: no U+0000, and no lone surrogate (an unpaired "\\ud800"
+    escape in a JSON body is no Unicode text: it cannot be written as UTF-8)."""
     if "\x00" in value:
         raise ValueError("text must not contain the NUL character (U+0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must not contain unpaired surrogates (U+D800..U+DFFF)") from None
     return value
 
 
 def check_json_value(value: Any, where: str = "value") -> Any:
-    """Reject what JSON columns cannot store: NUL in strings, NaN and infinities."""
+    """Reject what JSON columns cannot store: NUL or lone surrogates in strings, NaN and
+    infinities, integers beyond 64 bits."""
     if isinstance(value, str):
         _no_nul(value)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where} must not contain NaN or Infinity")
+    elif isinstance(value, int) and not -(2**63) <= value < 2**64:
+        raise ValueError(f"{where} must not contain integers beyond 64 bits")
     elif isinstance(value, dict):
         for key, item in value.items():
             _no_nul(key)

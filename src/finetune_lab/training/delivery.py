@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from finetune_lab.client import FinetuneLabClient
 from finetune_lab.errors import (
@@ -43,10 +44,14 @@ def _transient(exc: FinetuneLabError) -> bool:
     return isinstance(exc, APIStatusError) and (exc.status_code or 0) >= 500
 
 
-def ensure_job(client: FinetuneLabClient, spool: JobSpool) -> None:
-    """Create the job on the server (or find it there: creating an own id again resumes it)."""
+def ensure_job(
+    client: FinetuneLabClient, spool: JobSpool, job: dict[str, Any] | None = None
+) -> None:
+    """Create the job on the server (or find it there: creating an own id again resumes it).
+
+    `job` stands in for the spool's record when the disk refused to write it."""
     meta = spool.read_meta()
-    job = meta.get("job") or {"id": spool.job_id}
+    job = meta.get("job") or job or {"id": spool.job_id}
     created = client.jobs.create(
         id=spool.job_id,
         name=job.get("name"),
@@ -54,15 +59,24 @@ def ensure_job(client: FinetuneLabClient, spool: JobSpool) -> None:
         config=job.get("config"),
     )
     if created.job_token:
-        spool.update_meta(job_token=created.job_token)
+        try:
+            spool.update_meta(job_token=created.job_token)
+        except OSError as exc:  # only `sync` without an API key needs it: not worth failing for
+            logger.warning("finetune-lab: cannot keep the job token in the spool (%s)", exc)
 
 
-def upload(client: FinetuneLabClient, spool: JobSpool, *, create_job: bool = True) -> UploadReport:
+def upload(
+    client: FinetuneLabClient,
+    spool: JobSpool,
+    *,
+    create_job: bool = True,
+    job: dict[str, Any] | None = None,
+) -> UploadReport:
     """Send every pending batch, oldest first, removing each once the server has stored it."""
     report = UploadReport(Outcome.DONE)
     try:
         if create_job:
-            ensure_job(client, spool)
+            ensure_job(client, spool, job)
         for path in spool.pending():
             try:
                 rows = spool.read(path)
@@ -94,10 +108,14 @@ def upload(client: FinetuneLabClient, spool: JobSpool, *, create_job: bool = Tru
     return report
 
 
-def mark_finished(client: FinetuneLabClient, spool: JobSpool) -> None:
-    """Once a finished run's spool is empty, mark its job completed and drop the spool."""
+def mark_finished(client: FinetuneLabClient, spool: JobSpool, *, finished: bool = False) -> bool:
+    """Once a finished run's spool is empty, mark its job completed and drop the spool.
+
+    `finished` says the run ended even when the disk refused to record it in the spool.
+    Returns True when the job was marked completed."""
     meta = spool.read_meta()
-    if not meta.get("finished") or spool.pending():
-        return
+    if not (finished or meta.get("finished")) or spool.pending():
+        return False
     client.jobs.update(spool.job_id, status="completed")
     spool.remove_if_done()
+    return True

@@ -189,17 +189,17 @@ class PredictionsRecorder:
 
     def _ensure_sender(self, model: Any) -> BackgroundSender:
         if self._sender is None:
-            self.spool.update_meta(
-                api_url=self._api_url(),
-                finished=False,
-                job={
-                    "id": self.job_id,
-                    "name": self.job_name,
-                    "model_name": self.model_name or _model_name(model),
-                    "config": self._config,
-                },
-            )
+            job = {
+                "id": self.job_id,
+                "name": self.job_name,
+                "model_name": self.model_name or _model_name(model),
+                "config": self._config,
+            }
+            try:
+                self.spool.update_meta(api_url=self._api_url(), finished=False, job=job)
+            except OSError as exc:  # full disk: rounds wait in the sender's memory instead
+                logger.warning("finetune-lab: cannot write the spool's job file (%s)", exc)
             self._sender = BackgroundSender(
-                self.spool, self._make_client, close_client=self._client is None
+                self.spool, self._make_client, close_client=self._client is None, job=job
             )
         return self._sender

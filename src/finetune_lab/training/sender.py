@@ -36,8 +36,10 @@ class BackgroundSender:
         max_backoff: float = 30.0,
         max_memory_rows: int = 20_000,
         close_client: bool = True,
+        job: dict[str, Any] | None = None,
     ) -> None:
         self.spool = spool
+        self._job = job  # how to create the job, should the disk refuse the spool's job.json
         self._client_factory = client_factory
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
@@ -52,7 +54,10 @@ class BackgroundSender:
         self._state_changed = threading.Condition()
         self._outcome: Outcome | None = None
         self._busy = False
+        self._passes_started = self._passes_done = 0  # delivery passes, for flush()
         self._job_ready = False
+        self._finished = False
+        self._completed = False  # the job was marked completed: nothing more to do
         self.dropped_rows = 0
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="finetune-lab-sender", daemon=True)
@@ -89,22 +94,31 @@ class BackgroundSender:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait (at most `timeout` s) until everything is delivered; True if it was."""
         deadline = time.monotonic() + timeout
+        with self._state_changed:
+            # Only a pass that starts after this call has seen everything submitted before it
+            # (and the end of the run, when close() calls this).
+            wanted = self._passes_started + 1
         self._wake.set()
         with self._state_changed:
             while True:
-                settled = not self._busy and self._outcome is not None
+                settled = not self._busy and self._passes_done >= wanted
                 if settled and self._outcome is not Outcome.RETRY:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._state_changed.wait(min(remaining, 0.1))
-                self._wake.set()  # skip any backoff wait: we are about to give up anyway
+                if not self._busy and self._outcome is Outcome.RETRY:
+                    self._wake.set()  # skip the backoff wait: we are about to give up anyway
         return self._outcome is Outcome.DONE and not self.pending()
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush, mark the run finished, stop the thread. Undelivered rounds stay spooled."""
-        self.spool.update_meta(finished=True)
+        self._finished = True
+        try:
+            self.spool.update_meta(finished=True)
+        except OSError as exc:  # a full disk must not break the end of training
+            logger.warning("finetune-lab: cannot record the end of the run in the spool (%s)", exc)
         delivered = self.flush(timeout)
         self._stop.set()
         self._wake.set()
@@ -122,6 +136,8 @@ class BackgroundSender:
                 break
             with self._state_changed:
                 self._busy = True
+                self._passes_started += 1
+                current = self._passes_started
             try:
                 if client is None:
                     client = self._client_factory()
@@ -137,12 +153,13 @@ class BackgroundSender:
             with self._state_changed:
                 self._busy = False
                 self._outcome = outcome
+                self._passes_done = current
                 self._state_changed.notify_all()
         if client is not None and self._close_client:
             client.close()
 
     def _deliver(self, client: FinetuneLabClient) -> Outcome:
-        report = upload(client, self.spool, create_job=not self._job_ready)
+        report = upload(client, self.spool, create_job=not self._job_ready, job=self._job)
         if report.outcome is not Outcome.DONE:
             self._note_failure(report.outcome, report.error)
             return report.outcome
@@ -161,7 +178,8 @@ class BackgroundSender:
                 self._memory.popleft()
                 self._memory_rows -= len(rows)
         try:
-            mark_finished(client, self.spool)
+            if not self._completed:
+                self._completed = mark_finished(client, self.spool, finished=self._finished)
         except FinetuneLabError as exc:
             logger.warning("finetune-lab: could not complete job %s: %s", self.spool.job_id, exc)
         return Outcome.DONE

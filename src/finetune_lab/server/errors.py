@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -122,6 +123,22 @@ def install_error_handlers(app: FastAPI) -> None:
             "database refused a value on %s %s: %s", request.method, request.url.path, exc.orig
         )
         return error_response(422, "validation_error", "a value in the request cannot be stored")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeoutError)
+    async def _database_unavailable(request: Request, exc: Exception) -> Response:
+        # The database is down, restarting or overloaded: a transient 503 clients retry (the
+        # SDKs do), answered without dropping the connection, not a 500 with a traceback.
+        orig = getattr(exc, "orig", None) or exc
+        log.error(
+            "database unavailable on %s %s: %s",
+            request.method, request.url.path, str(orig).splitlines()[0] if str(orig) else orig,
+        )
+        return error_response(
+            503, "database_unavailable", "the database is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -28,7 +28,13 @@ from finetune_lab.client._transport import (
     parse_model,
     path_segment,
 )
-from finetune_lab.errors import APIConnectionError, APITimeoutError, ValidationError
+from finetune_lab.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    InternalServerError,
+    RateLimitError,
+    ValidationError,
+)
 from finetune_lab.schema import (
     MAX_BATCH_ITEMS,
     MAX_BODY_BYTES,
@@ -226,7 +232,9 @@ def _lost(exc: httpx.TransportError, response: httpx.Response) -> Exception:
     return map_transport_error(exc, response.request)
 
 
-_RECONNECTABLE = (APIConnectionError, APITimeoutError)
+# A server that is busy or briefly without its database (429, 5xx) counts as a failed attempt
+# too: the stream waits it out within `max_reconnects` instead of ending.
+_RECONNECTABLE = (APIConnectionError, APITimeoutError, InternalServerError, RateLimitError)
 
 
 class _IngestTotals:

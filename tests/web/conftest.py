@@ -53,9 +53,13 @@ def launch_chromium(playwright: Any, user_data_dir: str) -> Any:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A factory of fresh browser contexts (each its own new profile)."""
+    """A factory of fresh browser contexts (each its own new profile).
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    is started, which would stop async (anyio) tests that run later in the session.
+    """
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _unavailable(f"Chromium not found at {CHROMIUM} (set {CHROMIUM_ENV})")
     try:

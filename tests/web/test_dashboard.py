@@ -98,6 +98,19 @@ def test_jobs_list_shows_rounds_and_sparklines(dashboard: Dashboard, seeded: str
     assert heights[-1] < heights[0]  # exact match rises: the line goes up (smaller y)
     last_em = trends[-1]["avg_exact_match"]
     assert row.query_selector("td.em span").inner_text() == f"{last_em * 100:.1f}%"
+    # The list follows new rounds by itself (it re-reads the jobs every few seconds).
+    with dashboard.server.client(dashboard.key) as http:
+        _seed.ingest(http, seeded, _seed.EPOCHS)
+    dashboard.page.wait_for_function(
+        "([id, n]) => document.querySelector(`#jobs tr[data-job-id='${id}'] td.rounds`)"
+        "?.innerText === String(n)",
+        arg=[seeded, _seed.EPOCHS + 1],
+        timeout=8000,
+    )
+    updated = dashboard.page.get_attribute(
+        f"#jobs tr[data-job-id='{seeded}'] td.em polyline", "points"
+    )
+    assert len(updated.split()) == _seed.EPOCHS + 1
 
 
 def test_job_page_charts_draw_the_real_trends(

@@ -86,7 +86,7 @@ async def _events(
     loop = asyncio.get_running_loop()
     last = start
     yield b"retry: %d\n" % RECONNECT_MS + heartbeat(job_id, last)
-    last_sent = loop.time()
+    last_sent = last_check = loop.time()
     with notifier.subscribe(job_id) as wake:
         while True:
             wake.clear()  # before the read: a commit after it sets the flag again
@@ -98,15 +98,18 @@ async def _events(
                 last_sent = loop.time()
                 if len(batch) == EVENTS_PER_READ:
                     continue
-            idle = loop.time() - last_sent
-            timeout = max(0.0, min(settings.stream_poll_s, settings.stream_heartbeat_s - idle))
+            due = min(last_sent, last_check) + settings.stream_heartbeat_s - loop.time()
+            timeout = max(0.0, min(settings.stream_poll_s, due))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout)
-            if loop.time() - last_sent >= settings.stream_heartbeat_s:
+            now = loop.time()
+            if now - last_check >= settings.stream_heartbeat_s:  # busy streams are checked too
                 if not await run_in_threadpool(_still_allowed, request, db, job_id):
                     return
+                last_check = now
+            if now - last_sent >= settings.stream_heartbeat_s:
                 yield heartbeat(job_id, last)
-                last_sent = loop.time()
+                last_sent = now
 
 
 @router.get(

@@ -46,11 +46,17 @@ export function showJobs(root) {
       status.textContent = page.total
         ? `${count(page.total)} job${page.total === 1 ? "" : "s"}`
         : "No jobs yet: start a training run with the callback, or run `finetune-lab demo`.";
+      // Trends only for jobs that changed, fetched in parallel.
+      const changed = page.jobs.filter((job) => !rows.has(job.id)
+        || seen.get(job.id) !== job.prediction_count);
+      const cellsOf = new Map(await Promise.all(changed.map(async (job) =>
+        [job.id, await trendCells(job)])));
+      if (closed) return;
       const order = [];
       for (const job of page.jobs) {
         let tr = rows.get(job.id);
-        if (!tr || seen.get(job.id) !== job.prediction_count) {
-          const cells = await trendCells(job);
+        if (cellsOf.has(job.id)) {
+          const cells = cellsOf.get(job.id);
           const fresh = h("tr", { dataset: { jobId: job.id } },
             h("td", {}, h("a", { href: `#/jobs/${encodeURIComponent(job.id)}` },
               job.name || job.id), job.name ? h("div", { class: "muted small" }, job.id) : null),

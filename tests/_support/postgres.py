@@ -122,6 +122,16 @@ def external_server() -> PostgresServer | None:
     return PostgresServer(admin_url=_libpq_url(url), external=True)
 
 
+#: Speed over durability: a test cluster holds nothing worth an fsync. A crash (``stop
+#: ("immediate")``) then loses the last acknowledged commits unless ``synchronous_commit=on``.
+FAST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+}
+
+
 class LocalCluster(PostgresServer):
     """A private PostgreSQL cluster in a temp dir, tuned for speed (no fsync), on a free port.
 
@@ -129,7 +139,10 @@ class LocalCluster(PostgresServer):
     server runs as that user via ``runuser``.
     """
 
-    def __init__(self, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self, bin_dir: Path | None = None, *, settings: dict[str, str] | None = None
+    ) -> None:
+        self.settings = {**FAST_SETTINGS, **(settings or {})}
         self.bin_dir = bin_dir or Path(os.environ.get(BIN_DIR_ENV, str(DEFAULT_BIN_DIR)))
         if not (self.bin_dir / "initdb").exists() or not (self.bin_dir / "pg_ctl").exists():
             raise PostgresUnavailable(f"PostgreSQL binaries not found in {self.bin_dir}")
@@ -140,6 +153,7 @@ class LocalCluster(PostgresServer):
         self.socket_dir = self.tmp / "sock"
         self.log_path = self.tmp / "postgres.log"
         self.port = 0
+        self._opts = ""
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._running = False
         super().__init__(admin_url="")
@@ -206,14 +220,11 @@ class LocalCluster(PostgresServer):
                     f"-p {self.port}",
                     f"-k {self.socket_dir}",
                     "-c listen_addresses=127.0.0.1",
-                    "-c fsync=off",
-                    "-c synchronous_commit=off",
-                    "-c full_page_writes=off",
-                    "-c max_connections=200",
+                    *(f"-c {name}={value}" for name, value in self.settings.items()),
                 ]
             )
-            start_args = ["-D", str(self.data_dir), "-l", str(self.log_path), "-w", "-t", "60"]
-            res = self._run("pg_ctl", *start_args, "-o", opts, "start")
+            self._opts = opts
+            res = self._pg_ctl_start()
             if res.returncode == 0:
                 self._running = True
                 self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -223,6 +234,26 @@ class LocalCluster(PostgresServer):
             if "already in use" not in last_error:
                 break
         raise RuntimeError(f"pg_ctl start failed:\n{last_error}")
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        start_args = ["-D", str(self.data_dir), "-l", str(self.log_path), "-w", "-t", "60"]
+        return self._run("pg_ctl", *start_args, "-o", self._opts, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop PostgreSQL but keep the cluster (fault tests); ``start()`` brings it back.
+        ``immediate`` is a crash: the next start replays the WAL."""
+        res = self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
+        if res.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed:\n{res.stdout}\n{res.stderr}")
+        self._running = False
+
+    def start(self) -> None:
+        """Start a stopped cluster again on the same port."""
+        res = self._pg_ctl_start()
+        if res.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed:\n{res.stdout}\n{res.stderr}")
+        self._running = True
+        self._wait_ready()
 
     def _read_log(self) -> str:
         try:

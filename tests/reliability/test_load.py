@@ -20,7 +20,7 @@ from .workload import LoadConfig, LoadResult, run_load
 CI_DURATION_S = 15.0
 SLOW_DURATION_S = 120.0
 # Servers under load must not throttle the load itself.
-LOAD_ENV: dict[str, str] = {}
+LOAD_ENV = {"FINETUNE_LAB_RATE_LIMIT": "off"}
 
 
 def _run(servers: list[ServerHandle], duration_s: float, label: str, **kw: int) -> LoadResult:

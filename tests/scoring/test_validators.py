@@ -251,3 +251,38 @@ def test_check_validators_config_explains_bad_configs(config):
 )
 def test_check_validators_config_accepts_good_configs(config):
     assert check_validators_config(config) is None
+
+
+# --- outputs and schemas that used to raise out of the validator (a 500 for the whole batch)
+
+
+@pytest.mark.parametrize(
+    ("schema", "output"),
+    [
+        ({"type": "array", "items": {"$ref": "#"}}, "[" * 900 + "]" * 900),  # RecursionError
+        ({"multipleOf": 0.5}, "1" + "0" * 400),  # OverflowError inside jsonschema
+        ({"$ref": "http://127.0.0.1:9/schema.json"}, "{}"),  # never fetched: Unresolvable
+        ({"$ref": "#/$defs/missing"}, "{}"),
+        ({"properties": {"a": {"$ref": "other.json"}}}, '{"a": 1}'),
+    ],
+    ids=["deep-recursive", "overflow", "remote-ref", "missing-pointer", "relative-ref"],
+)
+def test_outputs_that_cannot_be_validated_fail_with_a_json_schema_error(schema, output):
+    result = Validators(json_schema=schema)(output)
+    assert result.passed is False
+    assert len(result.errors) == 1
+    assert_error_item(result.errors[0], "json_schema")
+    assert result.errors[0]["message"].startswith("output cannot be validated")
+
+
+def test_integers_beyond_64_bits_are_validated_exactly():
+    schema = {"type": "integer", "multipleOf": 3}
+    assert Validators(json_schema=schema)(str(2**64 + 2)).passed  # a float would say 2**64
+    assert not Validators(json_schema=schema)(str(2**64 + 1)).passed
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1e999", '"\\ud800"', '["\\udfff"]', "NaN"])
+def test_numbers_beyond_a_double_lone_surrogates_and_nan_are_not_json(text):
+    result = Validators(json_parse=True)(text)
+    assert result.passed is False
+    assert_error_item(result.errors[0], "json_parse")

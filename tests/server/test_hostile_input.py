@@ -92,3 +92,21 @@ def test_big_integers_in_predictions_are_validated_exactly(http) -> None:
     assert resp.status_code == 200, resp.text[:500]
     stored = list_page(http, job["id"])["predictions"]
     assert [p["validation_pass"] for p in stored] == [True, False]
+
+
+def test_a_schema_ref_that_cannot_be_resolved_fails_rows_not_the_ingest(http) -> None:
+    """A job whose JSON Schema `$ref`s something it does not hold (the server never fetches
+    one) used to answer every later ingest with a 500."""
+    schema = {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/a.json"}}}
+    job = create_job(
+        http, new_id(), config={"predictions": {"validators": {"json_schema": schema}}}
+    )
+    rows = [
+        {"epoch": 0, "step": 0, "sample_index": i, "prompt": "p", "prediction": text}
+        for i, text in enumerate(['{"a": 1}', '{"b": 1}'])
+    ]
+    resp = http.post(f"{PRED}/{job['id']}", json={"predictions": rows})
+    assert resp.status_code == 200, resp.text[:500]
+    stored = list_page(http, job["id"])["predictions"]
+    assert [p["validation_pass"] for p in stored] == [False, True]
+    assert "cannot be validated" in stored[0]["validation_errors"][0]["message"]

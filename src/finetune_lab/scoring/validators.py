@@ -12,6 +12,7 @@ import orjson
 from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
+from referencing.exceptions import Unresolvable
 
 # 19+ digits may be an integer beyond 64 bits, which orjson reads as an inexact float.
 _LONG_DIGITS = re.compile(r"[0-9]{19}")
@@ -104,9 +105,10 @@ class Validators:
         # One error per failing validator, as the spec asks: report the most relevant one.
         try:
             errors = list(self._schema_validator.iter_errors(value))
-        except (RecursionError, OverflowError) as exc:
-            # A recursive schema walking a degenerate "[[[[..." output, or a number too large
-            # for a float keyword (`multipleOf: 0.1`): the output fails, the ingest goes on.
+        except (RecursionError, OverflowError, Unresolvable) as exc:
+            # A recursive schema walking a degenerate "[[[[..." output, a number too large for
+            # a float keyword (`multipleOf: 0.1`), or a `$ref` the schema does not hold (never
+            # fetched): the output fails, the ingest goes on.
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             error = {
                 "validator": "json_schema",

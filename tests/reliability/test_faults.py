@@ -223,8 +223,29 @@ def _restart_database_under_load(
                 if stop_following.is_set():
                     break
 
+    raw_steps: set[int] = set()
+    raw_end: list[str] = []
+
+    def follow_raw() -> None:  # one HTTP connection that must stay open through the outage
+        headers = {"X-API-Key": key}
+        params = {"last_event_id": 0}
+        http = httpx.Client(base_url=server.base_url, headers=headers, timeout=30)
+        with http, http.stream("GET", f"{PRED}/sdk/stream", params=params) as response:
+            try:
+                for line in response.iter_lines():
+                    if line.startswith("data: ") and '"rounds"' in line:
+                        raw_steps.update(r["step"] for r in json.loads(line[6:])["rounds"])
+                    if stop_following.is_set():
+                        return
+            except httpx.HTTPError as exc:
+                raw_end.append(repr(exc))
+                return
+        raw_end.append("the server ended the stream")
+
     follower = threading.Thread(target=follow, daemon=True)
+    raw_follower = threading.Thread(target=follow_raw, daemon=True)
     follower.start()
+    raw_follower.start()
     for writer in writers:
         writer.start()
     spooled_steps = list(range(60))
@@ -265,10 +286,16 @@ def _restart_database_under_load(
     assert stored(client, "sdk") == expected(sdk_steps, 200)
     assert stored(client, "spooled") == expected(spooled_steps, 100)
     wait_for(lambda: set(sdk_steps) <= streamed, 30, "the stream to catch up after the restart")
+    wait_for(lambda: set(sdk_steps) <= raw_steps or bool(raw_end), 30, "the raw stream")
+    assert raw_end == [] and set(sdk_steps) <= raw_steps  # the same connection throughout
     stop_following.set()
     follower.join(10)
-    assert not follower.is_alive()
+    raw_follower.join(10)
+    assert not follower.is_alive() and not raw_follower.is_alive()
     client.close()
+    log = server.log_path.read_text(errors="replace")
+    assert "database unavailable on" in log  # one line per refused request, no traceback
+    assert "Exception in ASGI application" not in log, server.log_tail(80)
 
 
 # -- 3. the disk under the spool is full ----------------------------------------------------------

@@ -30,6 +30,10 @@ STATUS_TYPES = {
 }
 
 
+#: What SQLAlchemy raises when the database cannot be reached (down, restarting, pool empty).
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
 class APIError(Exception):
     def __init__(
         self,
@@ -94,6 +98,12 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[
     return message, details
 
 
+def describe_database_error(exc: Exception) -> str:
+    """The driver's first line (e.g. "connection refused"), without SQLAlchemy's SQL dump."""
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> Response:
@@ -124,21 +134,20 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(422, "validation_error", "a value in the request cannot be stored")
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    @app.exception_handler(PoolTimeoutError)
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
         # The database is down, restarting or overloaded: a transient 503 clients retry (the
-        # SDKs do), answered without dropping the connection, not a 500 with a traceback.
-        orig = getattr(exc, "orig", None) or exc
+        # SDK does), answered without dropping the connection, not a 500 with a traceback.
         log.error(
             "database unavailable on %s %s: %s",
-            request.method, request.url.path, str(orig).splitlines()[0] if str(orig) else orig,
+            request.method, request.url.path, describe_database_error(exc),
         )
         return error_response(
             503, "database_unavailable", "the database is unavailable; retry shortly",
             headers={"Retry-After": "1"},
         )
+
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

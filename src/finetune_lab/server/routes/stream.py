@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
@@ -16,12 +17,13 @@ from starlette.responses import StreamingResponse
 from finetune_lab.schema import MAX_INT
 from finetune_lab.server.auth import Authenticator, Principal, credential_from, require_scope
 from finetune_lab.server.db import Database
-from finetune_lab.server.errors import APIError
+from finetune_lab.server.errors import DATABASE_UNAVAILABLE, APIError, describe_database_error
 from finetune_lab.server.notify import PostgresListener, StreamNotifier
 from finetune_lab.server.responses import JSON_OPTIONS, get_db
 from finetune_lab.server.services import queries, stream
 from finetune_lab.server.settings import Settings
 
+log = logging.getLogger("finetune_lab.server.stream")
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
 training = require_scope("training")
 
@@ -87,10 +89,21 @@ async def _events(
     last = start
     yield b"retry: %d\n" % RECONNECT_MS + heartbeat(job_id, last)
     last_sent = last_check = loop.time()
+    outage = False  # the database was unreachable at the last read
     with notifier.subscribe(job_id) as wake:
         while True:
             wake.clear()  # before the read: a commit after it sets the flag again
-            batch = await run_in_threadpool(_read_events, db, job_id, last)
+            try:
+                batch = await run_in_threadpool(_read_events, db, job_id, last)
+                outage = False
+            except DATABASE_UNAVAILABLE as exc:
+                # Keep the client connected (heartbeats go on) and read again at the next
+                # poll: the stream resumes by itself once the database is back.
+                if not outage:
+                    log.warning("stream of %s waits for the database: %s", job_id,
+                                describe_database_error(exc))
+                outage = True
+                batch = []
             for event_id, kind, data in batch:
                 yield frame(event_id, kind, data)
                 last = event_id
@@ -104,7 +117,11 @@ async def _events(
                 await asyncio.wait_for(wake.wait(), timeout)
             now = loop.time()
             if now - last_check >= settings.stream_heartbeat_s:  # busy streams are checked too
-                if not await run_in_threadpool(_still_allowed, request, db, job_id):
+                try:
+                    allowed = await run_in_threadpool(_still_allowed, request, db, job_id)
+                except DATABASE_UNAVAILABLE:
+                    allowed = True  # cannot tell now: checked again at the next heartbeat
+                if not allowed:
                     return
                 last_check = now
             if now - last_sent >= settings.stream_heartbeat_s:

@@ -110,3 +110,15 @@ def test_a_schema_ref_that_cannot_be_resolved_fails_rows_not_the_ingest(http) ->
     stored = list_page(http, job["id"])["predictions"]
     assert [p["validation_pass"] for p in stored] == [False, True]
     assert "cannot be validated" in stored[0]["validation_errors"][0]["message"]
+
+
+@pytest.mark.parametrize("value", [50446997, -3, 1.5, 0, 2**63 - 1])
+def test_a_number_as_trace_input_is_stored_and_read_back(http, value) -> None:
+    """SQLite gives JSON columns numeric affinity: a bare number came back as a number, and
+    decoding it as JSON text was a 500."""
+    model = new_id("m")
+    resp = http.post("/api/analytics/traces", json={"model": model, "input": value})
+    assert resp.status_code == 201, resp.text[:300]
+    assert resp.json()["input"] == value
+    traces = http.get("/api/analytics/traces", params={"model": model}).json()["traces"]
+    assert [t["input"] for t in traces] == [value]

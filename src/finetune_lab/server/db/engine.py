@@ -22,6 +22,14 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_loads(value: Any) -> Any:
+    """SQLite gives a JSON column numeric affinity: a stored scalar `5` or `1.5` comes back as
+    a number, not as JSON text."""
+    if isinstance(value, (int, float)):
+        return value
+    return orjson.loads(value)
+
+
 def normalize_url(url: str) -> str:
     """Accept the URLs people paste (`postgresql://`, `postgres://`) and pick our drivers."""
     for prefix in ("postgres://", "postgresql://"):
@@ -37,7 +45,7 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_deserializer=_json_loads,
         connect_args={"check_same_thread": False, "timeout": 30},
         pool_size=8,
         max_overflow=8,

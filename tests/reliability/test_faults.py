@@ -141,6 +141,8 @@ def test_server_sigkilled_during_delivery_then_sender_and_sync_deliver_exactly_o
     assert stored(observer, job_id) == expected(range(50), ROWS_PER_ROUND)
     job = observer.jobs.get(job_id)
     assert (job.status, job.prediction_count) == ("completed", 50 * ROWS_PER_ROUND)
+    rounds = observer.training_predictions.trends(job_id, group_by="step").trends
+    assert {p.step: p.sample_count for p in rounds} == dict.fromkeys(range(50), ROWS_PER_ROUND)
     assert not spool.directory.exists()
     observer.close()
 

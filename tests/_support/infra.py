@@ -70,7 +70,11 @@ class Infra:
             raise self._shared_errors[backend]
         if backend not in self._shared:
             try:
-                self._shared[backend] = self.new_server(backend)
+                # Most tests share alice's key on these: keep the limiter on, out of reach
+                # (tests/server/test_security.py checks the limits on private servers).
+                self._shared[backend] = self.new_server(
+                    backend, extra_env={"FINETUNE_LAB_RATE_LIMIT": "100000/minute"}
+                )
             except BaseException as exc:
                 self._shared_errors[backend] = exc
                 raise

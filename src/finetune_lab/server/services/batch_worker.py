@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from finetune_lab.scoring import score
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.serving_tables import models, test_run_results, test_runs
-from finetune_lab.server.errors import APIError
+from finetune_lab.server.errors import DATABASE_UNAVAILABLE, APIError
 from finetune_lab.server.services import test_suites, traces
 from finetune_lab.server.services.backends import Completion, GenerationParams
 from finetune_lab.server.services.inference import CallRecord, Inference
@@ -61,6 +61,7 @@ class BatchWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
         self._runs: set[asyncio.Task[None]] = set()
+        self._database_down = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -90,6 +91,12 @@ class BatchWorker:
             if len(self._runs) < self.settings.parallel_runs:
                 try:
                     run = await run_in_threadpool(self._claim)
+                    self._database_down = False
+                except DATABASE_UNAVAILABLE as exc:  # one line per outage, not one a second
+                    if not self._database_down:
+                        log.warning("batch runs wait for the database: %s", exc.__class__.__name__)
+                    self._database_down = True
+                    run = None
                 except Exception:
                     log.exception("claiming a batch run failed")
                     run = None

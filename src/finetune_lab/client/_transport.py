@@ -251,6 +251,11 @@ def retry_delay_for_exception(
 # --- configuration ------------------------------------------------------------------------
 
 
+def resolve_base_url(base_url: str | None = None) -> str:
+    """The server a client talks to: the argument, else FINETUNE_LAB_API_URL, else local."""
+    return (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """Resolved connection settings (arguments first, then environment, then defaults)."""
@@ -274,10 +279,10 @@ class ClientConfig:
                 f"No API key: pass api_key=... or set {API_KEY_ENV} "
                 "(create one with `finetune-lab keys create`)."
             )
-        url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        url = resolve_base_url(base_url)
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
-        return cls(api_key=key, base_url=url.rstrip("/"), timeout=timeout, max_retries=max_retries)
+        return cls(api_key=key, base_url=url, timeout=timeout, max_retries=max_retries)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -102,9 +102,9 @@ def upload(
             report.rows += len(rows)
     except FinetuneLabError as exc:
         report.error = str(exc)
+        # Not transient, hence BLOCKED: bad credentials, a foreign job id, or a job that
+        # vanished (deleted) and must not be resurrected.
         report.outcome = Outcome.RETRY if _transient(exc) else Outcome.BLOCKED
-        if isinstance(exc, NotFoundError):  # the job vanished (deleted): don't resurrect it
-            report.outcome = Outcome.BLOCKED
     return report
 
 

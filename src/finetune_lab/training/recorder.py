@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from finetune_lab.client import FinetuneLabClient
-from finetune_lab.client._transport import BASE_URL_ENV, DEFAULT_BASE_URL
+from finetune_lab.client._transport import resolve_base_url
 from finetune_lab.errors import FinetuneLabError
 from finetune_lab.paths import default_spool_dir
 from finetune_lab.training.generation import generate
@@ -173,7 +173,7 @@ class PredictionsRecorder:
     def _api_url(self) -> str:
         if self._client is not None:
             return self._client.base_url
-        return (os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+        return resolve_base_url()
 
     def _make_client(self) -> FinetuneLabClient | None:
         if self._client is not None:

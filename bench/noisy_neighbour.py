@@ -1,15 +1,16 @@
 """Noisy neighbour: what one user's hostile input costs another, well-behaved user.
 
-A victim (its own user and key) loops over what a dashboard and a training run do: GET the first
-page of its job's predictions, GET `/trends`, POST a 1,000-row ingest batch, GET `/healthz` (and,
-with `predict_flood`, one predict call on a fast model), pausing so that a loop takes at least
-`--victim-period` seconds (well under the default rate limit). Its latencies are recorded per
-phase: a baseline with no attack, then each attack alone for `--seconds`, then the baseline
-again as a control (if it moved, the machine drifted and the ratios are unreliable). After each
-attack the script waits until the server answers `/trends` normally again (how long it took is
-part of the attack's outcome: abandoned requests may go on burning the server), then a quiet
-gap. Targets: the victim's p50 and p99 under each attack within 2x of the baseline, no failed
-victim request, and every acknowledged victim row stored.
+A victim (its own user) does what a dashboard, a training run and a monitor do, one thread per
+operation (bench/_victim.py): GET the first page of its job's predictions and GET `/trends`
+every `--victim-period` s (its API key), POST a 1,000-row round every `--ingest-period` s (the
+job's token), GET `/healthz`, and with `predict_flood` also call predict on a fast model. Its
+latencies are recorded per phase: a baseline with no attack, then each attack alone for
+`--seconds`, then the baseline again as a control (if that moved, the machine drifted and the
+ratios are unreliable). After each attack the attacker's requests in flight finish or time out,
+the script waits until the server answers `/trends` normally again (how long that took is part
+of the attack's outcome: abandoned requests may go on burning the server), then a quiet gap.
+Targets: the victim's p50 and p99 of every operation under each attack within 2x of the
+baseline with no failed victim request, and every acknowledged victim row stored.
 
 The attacker is another user with its own key (`training` and `production` scopes); each attack
 runs in a separate process with bounded concurrency (bench/_attacks.py):
@@ -34,16 +35,12 @@ import multiprocessing
 import os
 import queue
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 from _attacks import ATTACKS, AttackSettings, run_attack, stored
 from _common import (
@@ -51,17 +48,13 @@ from _common import (
     create_key,
     fake_openai_upstream,
     postgres_database,
-    prediction_rows,
     running_server,
     verdict,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reliability.workload import percentile
+from _victim import OpStats, Victim, VictimConfig, percentile, phase_stats, plain
 
 JOB = "victim"
 VICTIM_MODEL = "victim-echo"
-ROWS_PER_BATCH = 1_000
 WARMUP_S = 5.0
 READY_LIMIT_S = 120.0  # attacker process start + setup (long texts take a moment to build)
 TARGET_RATIO = 2.0
@@ -73,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
     parser.add_argument(
         "--attacks", default=",".join(ATTACKS), help=f"comma-separated, of {', '.join(ATTACKS)}"
     )
@@ -82,7 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=3, help="attacker threads")
     parser.add_argument("--attack-timeout", type=float, default=60.0, help="per attack request")
     parser.add_argument("--victim-timeout", type=float, default=30.0, help="per victim request")
-    parser.add_argument("--victim-period", type=float, default=0.4, help="shortest victim loop")
+    parser.add_argument(
+        "--victim-period", type=float, default=0.25, help="seconds between a victim's reads"
+    )
+    parser.add_argument(
+        "--ingest-period", type=float, default=1.0, help="seconds between the victim's ingests"
+    )
     parser.add_argument("--settle-max", type=float, default=120.0, help="longest settle wait")
     parser.add_argument("--regex-n", type=int, default=26, help="a's before the '!'")
     parser.add_argument("--text-chars", type=int, default=900_000)
@@ -96,98 +94,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown attacks {unknown}; known: {', '.join(ATTACKS)}")
     return args
-
-
-@dataclass
-class Sample:
-    phase: str
-    op: str
-    seconds: float
-    outcome: str  # "ok", a status code, "timeout" or a transport error's name
-
-
-class Victim(threading.Thread):
-    """The well-behaved user, in a thread: every request it makes while `phase` is set is a
-    sample of that phase."""
-
-    def __init__(self, url: str, key: str, timeout: float, period: float, predict: bool) -> None:
-        super().__init__(name="victim", daemon=True)
-        self.url, self.key, self.timeout, self.period = url, key, timeout, period
-        self.predict = predict
-        self.phase: str | None = None
-        self.samples: list[Sample] = []
-        self.rows_sent = 0
-        self.rows_acknowledged = 0
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        headers = {"X-API-Key": self.key}
-        with httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout) as http:
-            for loop in range(1_000_000_000):
-                started = time.monotonic()
-                self._loop(http, loop)
-                if self.stopping.wait(max(0.0, self.period - (time.monotonic() - started))):
-                    return
-
-    def _loop(self, http: httpx.Client, loop: int) -> None:
-        batch = orjson.dumps({"predictions": prediction_rows(loop, loop // 10, ROWS_PER_BATCH)})
-        calls: list[tuple[str, str, str, Any]] = [
-            ("page", "GET", f"/api/training/predictions/{JOB}?limit=50", None),
-            ("trends", "GET", f"/api/training/predictions/{JOB}/trends", None),
-            ("ingest", "POST", f"/api/training/predictions/{JOB}", batch),
-            ("healthz", "GET", "/healthz", None),
-        ]
-        if self.predict:
-            call = {"model": VICTIM_MODEL, "messages": [{"role": "user", "content": "hi"}]}
-            calls.append(("predict", "POST", "/api/v1/predict", orjson.dumps(call)))
-        for op, method, path, body in calls:
-            if self.stopping.is_set():
-                return
-            phase = self.phase
-            started = time.perf_counter()
-            try:
-                status = http.request(method, path, content=body).status_code
-                outcome = "ok" if status == 200 else str(status)
-            except httpx.TimeoutException:
-                outcome = "timeout"
-            except httpx.HTTPError as exc:
-                outcome = type(exc).__name__
-            elapsed = time.perf_counter() - started
-            if op == "ingest":
-                self.rows_sent += ROWS_PER_BATCH
-                self.rows_acknowledged += ROWS_PER_BATCH if outcome == "ok" else 0
-            if phase is not None:
-                self.samples.append(Sample(phase, op, elapsed, outcome))
-
-    @contextlib.contextmanager
-    def measuring(self, phase: str) -> Iterator[None]:
-        self.phase = phase
-        try:
-            yield
-        finally:
-            self.phase = None
-
-
-@dataclass
-class OpStats:
-    count: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    errors: dict[str, int]
-
-
-def phase_stats(samples: list[Sample], phase: str) -> dict[str, OpStats]:
-    by_op: dict[str, list[Sample]] = {}
-    for sample in samples:
-        if sample.phase == phase:
-            by_op.setdefault(sample.op, []).append(sample)
-    stats = {}
-    for op, rows in by_op.items():
-        ms = [r.seconds * 1e3 for r in rows]
-        errors = Counter(r.outcome for r in rows if r.outcome != "ok")
-        stats[op] = OpStats(len(ms), percentile(ms, 50), percentile(ms, 99), max(ms), dict(errors))
-    return stats
 
 
 def settle(url: str, key: str, reference_s: float, limit_s: float, timeout: float) -> float | None:
@@ -226,8 +132,9 @@ def server_memory_mib(server: Server) -> tuple[float, float] | None:
 
 
 def run_attack_process(name: str, settings: AttackSettings, victim: Victim) -> dict[str, Any]:
-    """One attack phase: the attacker in its own process, the victim measured meanwhile.
-    The attacker stops by itself; one that overruns its time by a margin is killed."""
+    """One attack phase: the attacker in its own process; the victim is measured for the
+    attack's `seconds`. The attacker then lets its requests in flight finish (or time out);
+    one that overruns that by a margin is killed."""
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
     results: Any = context.Queue()
@@ -235,19 +142,17 @@ def run_attack_process(name: str, settings: AttackSettings, victim: Victim) -> d
         target=run_attack, args=(name, settings, ready, results), name=f"attack-{name}"
     )
     process.start()
-    started = time.monotonic()
     try:
         if not ready.wait(READY_LIMIT_S):
-            return {"setup": "attacker not ready in time", "shots": [], "seconds": 0.0}
+            return {"setup": "attacker not ready in time", "shots": [], "drain_s": 0.0}
         with victim.measuring(name):
-            started = time.monotonic()
-            try:
-                result: dict[str, Any] = results.get(
-                    timeout=settings.seconds + settings.timeout + 30
-                )
-            except queue.Empty:
-                result = {"setup": "attacker overran its time and was killed", "shots": []}
-        result["seconds"] = time.monotonic() - started
+            time.sleep(settings.seconds)
+        ended = time.monotonic()
+        try:
+            result: dict[str, Any] = results.get(timeout=settings.timeout + 30)
+        except queue.Empty:
+            result = {"setup": "attacker overran its time and was killed", "shots": []}
+        result["drain_s"] = time.monotonic() - ended
         return result
     finally:
         process.join(timeout=10)
@@ -321,23 +226,33 @@ def run_phases(
     probe_key = create_key(server, "victim", "training")  # own rate-limit budget
     attacker_key = create_key(server, "attacker", "training,production")
     with httpx.Client(base_url=server.url, headers={"X-API-Key": victim_key}) as http:
-        http.post("/api/training/jobs", json={"id": JOB}).raise_for_status()
+        job = http.post("/api/training/jobs", json={"id": JOB})
+        job.raise_for_status()
         if upstream is not None:
             model = {"name": VICTIM_MODEL, "kind": "openai", "base_url": upstream}
             http.post("/api/models", json={**model, "upstream_model": "echo"}).raise_for_status()
     victim = Victim(
-        server.url, victim_key, args.victim_timeout, args.victim_period, upstream is not None
+        VictimConfig(
+            url=server.url,
+            key=victim_key,
+            job_id=JOB,
+            job_token=job.json()["job_token"],
+            timeout=args.victim_timeout,
+            period=args.victim_period,
+            ingest_period=args.ingest_period,
+            predict_model=VICTIM_MODEL if upstream is not None else None,
+        )
     )
-    ops = "page, trends, 1,000-row ingest, healthz" + (", predict" if upstream else "")
-    print(f"noisy neighbour ({backend}): victim loops {ops}; {args.seconds:g} s per phase")
+    print(
+        f"noisy neighbour ({backend}): the victim runs {', '.join(victim.ops)} "
+        f"(ingest: 1,000-row batches); {args.seconds:g} s per phase"
+    )
     victim.start()
     time.sleep(WARMUP_S)
     with victim.measuring("baseline"):
         time.sleep(args.seconds)
     base = phase_stats(victim.samples, "baseline")
     print_phase("baseline (no attack)", base, None)
-    trends = base["trends"]
-    reference_s = max(2 * trends.p50_ms, trends.p99_ms) / 1e3
     attacks: dict[str, Any] = {}
     for name in args.attacks:
         time.sleep(args.gap)
@@ -355,45 +270,15 @@ def run_phases(
             flood_upstream_ms=args.flood_upstream_ms,
             upstream_url=upstream,
         )
-        result = run_attack_process(name, settings, victim)
-        settled = settle(server.url, probe_key, reference_s, args.settle_max, args.victim_timeout)
-        with httpx.Client(
-            base_url=server.url, headers={"X-API-Key": attacker_key}, timeout=args.attack_timeout
-        ) as http:
-            left = stored(name, http)
-        memory = server_memory_mib(server)
-        stats = phase_stats(victim.samples, name)
-        ratios = ratio_rows(base, stats)
-        print_phase(f"attack {name} ({result['seconds']:.1f} s)", stats, ratios)
-        outcome = {
-            "setup": result["setup"],
-            "requests": describe_shots(result["shots"]),
-            "outcomes": dict(Counter(o for o, _ in result["shots"])),
-            "request_seconds": [round(s, 3) for _, s in result["shots"]],
-            "stored": left,
-            "settled_s": settled,
-            "server_rss_mib": memory,
-        }
-        if result["setup"]:
-            print(f"    attacker: {result['setup']}")
-        print(f"    attacker: {outcome['requests']}")
-        print(f"    stored: {left}")
-        settled_text = f"{settled:.1f} s" if settled is not None else "NOT within the limit"
-        memory_text = ""
-        if memory is not None:
-            memory_text = f"; server RSS {memory[0]:.0f} MiB (peak so far {memory[1]:.0f} MiB)"
-        print(f"    server back to normal {settled_text} after the attack{memory_text}")
-        attacks[name] = {"victim": _plain(stats), "ratios": ratios, "attack": outcome}
-        alive = server.process is None or server.process.poll() is None
-        if not alive:
+        attacks[name] = attack_phase(args, name, settings, server, probe_key, victim, base)
+        if server.process is not None and server.process.poll() is not None:
             print("    FAIL: the server died; remaining attacks skipped")
             attacks[name]["server_died"] = True
             break
     time.sleep(args.gap)
     with victim.measuring("control"):
         time.sleep(args.seconds)
-    victim.stopping.set()
-    victim.join(timeout=args.victim_timeout * 6)
+    victim.stop()
     control = phase_stats(victim.samples, "control")
     control_ratios = ratio_rows(base, control)
     print_phase(
@@ -404,11 +289,57 @@ def run_phases(
     rows = victim_rows(server, victim_key, victim)
     return {
         "backend": backend,
-        "baseline": _plain(base),
+        "baseline": plain(base),
         "attacks": attacks,
-        "control": {"victim": _plain(control), "ratios": control_ratios},
+        "control": {"victim": plain(control), "ratios": control_ratios},
         "victim_rows": rows,
     }
+
+
+def attack_phase(
+    args: argparse.Namespace,
+    name: str,
+    settings: AttackSettings,
+    server: Server,
+    probe_key: str,
+    victim: Victim,
+    base: dict[str, OpStats],
+) -> dict[str, Any]:
+    """Run one attack, wait for the server to settle, print and return the figures."""
+    result = run_attack_process(name, settings, victim)
+    trends = base["trends"]
+    reference_s = max(2 * trends.p50_ms, trends.p99_ms) / 1e3
+    settled = settle(server.url, probe_key, reference_s, args.settle_max, args.victim_timeout)
+    with httpx.Client(
+        base_url=server.url, headers={"X-API-Key": settings.key}, timeout=settings.timeout
+    ) as http:
+        left = stored(name, http)
+    memory = server_memory_mib(server)
+    stats = phase_stats(victim.samples, name)
+    ratios = ratio_rows(base, stats)
+    print_phase(f"attack {name}", stats, ratios)
+    if result["setup"]:
+        print(f"    attacker: {result['setup']}")
+    print(
+        f"    attacker: {describe_shots(result['shots'])}; its last request ended "
+        f"{result['drain_s']:.1f} s after the phase"
+    )
+    print(f"    stored: {left}")
+    settled_text = f"{settled:.1f} s" if settled is not None else "NOT within the limit"
+    memory_text = ""
+    if memory is not None:
+        memory_text = f"; server RSS {memory[0]:.0f} MiB (peak so far {memory[1]:.0f} MiB)"
+    print(f"    server back to normal {settled_text} after that{memory_text}")
+    outcome = {
+        "setup": result["setup"],
+        "outcomes": dict(Counter(o for o, _ in result["shots"])),
+        "request_seconds": [round(s, 3) for _, s in result["shots"]],
+        "drain_s": result["drain_s"],
+        "stored": left,
+        "settled_s": settled,
+        "server_rss_mib": memory,
+    }
+    return {"victim": plain(stats), "ratios": ratios, "attack": outcome}
 
 
 def victim_rows(server: Server, key: str, victim: Victim) -> dict[str, Any]:
@@ -426,10 +357,6 @@ def victim_rows(server: Server, key: str, victim: Victim) -> dict[str, Any]:
         "sent": victim.rows_sent,
         "verdict": verdict(ok),
     }
-
-
-def _plain(stats: dict[str, OpStats]) -> dict[str, Any]:
-    return {op: asdict(st) for op, st in stats.items()}
 
 
 def passed(run: dict[str, Any]) -> bool:

@@ -309,11 +309,13 @@ def attack_phase(
     result = run_attack_process(name, settings, victim)
     trends = base["trends"]
     reference_s = max(2 * trends.p50_ms, trends.p99_ms) / 1e3
-    settled = settle(server.url, probe_key, reference_s, args.settle_max, args.victim_timeout)
-    with httpx.Client(
-        base_url=server.url, headers={"X-API-Key": settings.key}, timeout=settings.timeout
-    ) as http:
-        left = stored(name, http)
+    settled, left = None, "nothing: the server died"
+    if server.process is None or server.process.poll() is None:
+        settled = settle(server.url, probe_key, reference_s, args.settle_max, args.victim_timeout)
+        with httpx.Client(
+            base_url=server.url, headers={"X-API-Key": settings.key}, timeout=settings.timeout
+        ) as http:
+            left = stored(name, http)
     memory = server_memory_mib(server)
     stats = phase_stats(victim.samples, name)
     ratios = ratio_rows(base, stats)

@@ -104,9 +104,10 @@ def settle(url: str, key: str, reference_s: float, limit_s: float, timeout: floa
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=timeout) as http:
         while time.monotonic() - started < limit_s:
             probe = time.perf_counter()
+            ok = False
             with contextlib.suppress(httpx.HTTPError):
                 ok = http.get(f"/api/training/predictions/{JOB}/trends").status_code == 200
-                good = good + 1 if ok and time.perf_counter() - probe <= reference_s else 0
+            good = good + 1 if ok and time.perf_counter() - probe <= reference_s else 0
             if good >= 3:
                 return time.monotonic() - started
             time.sleep(0.2)

@@ -25,6 +25,11 @@ class Server:
     key: str
     database_url: str
     home: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "server.log"
 
 
 def _free_port() -> int:
@@ -33,38 +38,67 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "finetune_lab"]
+
+
+def _new_key(home: Path, database_url: str, user: str, scopes: str) -> str:
+    made = subprocess.run(
+        [
+            *_cli(),
+            "keys",
+            "create",
+            "--user",
+            user,
+            "--scopes",
+            scopes,
+            "--json",
+            "--database-url",
+            database_url,
+        ],
+        env={**os.environ, "FINETUNE_LAB_HOME": str(home)},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(json.loads(made.stdout)["key"])
+
+
+def create_key(server: Server, user: str, scopes: str = "all") -> str:
+    """Another API key on `server`'s database, made with the CLI (a new user if `user` is)."""
+    return _new_key(server.home, server.database_url, user, scopes)
+
+
 @contextlib.contextmanager
 def running_server(database_url: str | None = None) -> Iterator[Server]:
-    """`finetune-lab serve` on `database_url` (default: a temp SQLite file), with a key."""
+    """`finetune-lab serve` on `database_url` (default: a temp SQLite file), with a key.
+
+    The server log goes to a file, not a pipe: a pipe nobody reads would block a server that
+    logs a lot (under attack, say). A server that ignores SIGTERM for 10 s is killed.
+    """
     with tempfile.TemporaryDirectory(prefix="flbench-") as tmp:
         home = Path(tmp)
         database_url = database_url or f"sqlite:///{home / 'bench.db'}"
         env = {**os.environ, "FINETUNE_LAB_HOME": str(home)}
-        cli = [sys.executable, "-m", "finetune_lab"]
-        made = subprocess.run(
-            [*cli, "keys", "create", "--user", "bench", "--json", "--database-url", database_url],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        key = json.loads(made.stdout)["key"]
+        key = _new_key(home, database_url, "bench", "all")
         port = _free_port()
-        process = subprocess.Popen(
-            [
-                *cli,
-                "serve",
-                "--port",
-                str(port),
-                "--database-url",
-                database_url,
-                "--parent-pid",
-                str(os.getpid()),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        log_path = home / "server.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    *_cli(),
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--database-url",
+                    database_url,
+                    "--parent-pid",
+                    str(os.getpid()),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -73,11 +107,53 @@ def running_server(database_url: str | None = None) -> Iterator[Server]:
                     if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                         break
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
+                    log_tail = log_path.read_text(errors="replace")[-4000:]
+                    raise RuntimeError(f"server did not start: {log_tail}")
                 time.sleep(0.1)
-            yield Server(url=url, key=key, database_url=database_url, home=home)
+            yield Server(url=url, key=key, database_url=database_url, home=home, process=process)
         finally:
             process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def fake_openai_upstream() -> Iterator[str]:
+    """The tests' fake OpenAI-compatible endpoint in its own process (so its threads do not
+    share a GIL with whoever measures); yields its base URL. Model `echo` answers at once,
+    `slow-<ms>` after that pause. Its listen backlog is raised so that a hundred concurrent
+    connections queue instead of being dropped."""
+    tests = Path(__file__).resolve().parent.parent / "tests"
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(tests)!r})\n"
+        "from http.server import ThreadingHTTPServer\n"
+        "ThreadingHTTPServer.request_queue_size = 1024\n"
+        "from _support.fake_openai import FakeOpenAI\n"
+        "fake = FakeOpenAI().start()\n"
+        "print(fake.base_url, flush=True)\n"
+        "sys.stdin.read()\n"  # until the parent closes the pipe (or is gone)
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("http://"):
+            raise RuntimeError("the fake OpenAI upstream did not start")
+        yield base_url
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
             process.wait(timeout=10)
 
 

@@ -17,7 +17,7 @@ from transformers.trainer_callback import CallbackHandler
 
 from finetune_lab.client import FinetuneLabClient
 from finetune_lab.training.announce import announce, dashboard_url, has_credentials, sync_hint
-from finetune_lab.training.custom_metrics import MetricFn
+from finetune_lab.training.custom_metrics import MetricFn, check_metrics
 from finetune_lab.training.recorder import PredictionsRecorder
 from finetune_lab.training.samples import SampleSource
 from finetune_lab.training.stopping import StopRule
@@ -89,15 +89,14 @@ class PredictionsCallback(TrainerCallback):
         self.baseline = baseline
         self.tokenizer = tokenizer
         self.flush_timeout = flush_timeout
+        metrics = check_metrics(metrics)
         self.stop_rule = StopRule(
             stop_when,
             patience,
             monitor,
-            custom=list(metrics or {}),
-            with_validators=bool(
-                validators
-                and (validators.get("json_parse") or validators.get("json_schema") is not None)
-            ),
+            custom=list(metrics),
+            with_validators=isinstance(validators, dict)
+            and bool(validators.get("json_parse") or validators.get("json_schema") is not None),
         )
         self.recorder = PredictionsRecorder(
             samples,
@@ -134,7 +133,7 @@ class PredictionsCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        self._link()
+        self._handler = find_handler(self)  # afresh: the callback may move to another Trainer
         if state.is_world_process_zero and not self._announced:
             self._announced = True
             self._announce_start()

@@ -61,6 +61,9 @@ def test_round_averages_reach_the_trainer_loggers_and_equal_the_servers(
     entries = round_entries(trainer.state.log_history)
     # One entry per round, the baseline first: the k-th entry is the k-th round.
     assert [entry["step"] for entry in entries] == [0, 2, 4]
+    # Averages only: no prompt or answer text reaches third-party loggers.
+    keys = {f"predictions/{name}" for name in (*ROUND_KEYS, "answer_length")} | {"epoch", "step"}
+    assert all(set(entry) == keys for entry in entries)
     # A round in on_step_end must not cancel the Trainer's own loss log at that step.
     assert [e["step"] for e in trainer.state.log_history if "loss" in e] == [2, 4]
 
@@ -217,9 +220,11 @@ def test_custom_metric_and_validation_targets_are_accepted(toy: Toy) -> None:
 
 
 def test_the_run_says_where_its_results_are(
-    toy: Toy, run_trainer: RunTrainer, client: FinetuneLabClient, tmp_path: Path,
+    toy: Toy, run_trainer: RunTrainer, sqlite_server: ServerHandle, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
+    key = sqlite_server.create_key("announcer")
+    client = FinetuneLabClient(api_key=key, base_url=sqlite_server.base_url)
     callback = PredictionsCallback(
         toy.held_out, client=client, sample_count=1, max_new_tokens=2,
         spool_dir=tmp_path / "spool",
@@ -228,6 +233,7 @@ def test_the_run_says_where_its_results_are(
     url = f"{client.base_url}/#/jobs/{callback.job_id}"
     assert caplog.text.count(f"job {callback.job_id}: view the run at {url}") == 1
     assert caplog.text.count(f"job {callback.job_id} done; view it at {url}") == 1
+    assert key not in caplog.text  # a link, never the credentials
 
 
 def test_without_a_key_the_run_says_where_the_spool_is(

@@ -1,4 +1,4 @@
-"""The `finetune-lab` command: serve, keys, db, demo, sync, predictions."""
+"""The `finetune-lab` command: serve, keys, db, demo, sync, jobs, predictions."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from finetune_lab.cli_jobs import jobs_app
 from finetune_lab.cli_predictions import ApiKeyOption, predictions_app
 from finetune_lab.errors import FinetuneLabError
 
@@ -24,6 +25,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(predictions_app, name="predictions")
+app.add_typer(jobs_app, name="jobs")
 
 console = Console()
 DatabaseUrl = Annotated[
@@ -199,8 +201,13 @@ def demo(
 
     try:
         run_demo(
-            host=host, port=port, serve=serve, console=console, api_url=api_url,
-            api_key=api_key, quick=quick,
+            host=host,
+            port=port,
+            serve=serve,
+            console=console,
+            api_url=api_url,
+            api_key=api_key,
+            quick=quick,
         )
     except FinetuneLabError as exc:
         console.print(f"[red]{exc}[/]")
@@ -226,7 +233,9 @@ def sync(
     directory = spool_dir or default_spool_dir()
     with console.status(f"Uploading from {directory}") as status:
         results = sync_spool(
-            directory, api_url=api_url, api_key=api_key,
+            directory,
+            api_url=api_url,
+            api_key=api_key,
             on_job=lambda spool: status.update(f"Uploading job {spool.job_id}"),
         )
     if not results:

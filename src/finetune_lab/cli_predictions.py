@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from finetune_lab.cli_resolve import JobLookupError, resolve_job
 from finetune_lab.client import FinetuneLabClient
 from finetune_lab.errors import FinetuneLabError
 
@@ -28,6 +30,7 @@ ApiUrlOption = typer.Option(
     None, "--api-url", help="Server URL [default: $FINETUNE_LAB_API_URL or http://127.0.0.1:8484]"
 )
 ApiKeyOption = typer.Option(None, "--api-key", help="API key [default: $FINETUNE_LAB_API_KEY]")
+JobArgument = typer.Argument(..., metavar="JOB", help="Job id, or its name when unique")
 
 
 class ExportFormat(str, Enum):
@@ -52,16 +55,21 @@ def _console() -> Console:
 
 @contextmanager
 def _client(api_url: str | None, api_key: str | None) -> Iterator[FinetuneLabClient]:
-    """An SDK client whose errors end the command with one red line and exit code 1."""
+    """An SDK client whose errors end the command with one red line: exit code 1, or 2 when
+    the job named on the command line does not exist or is ambiguous."""
     try:
         with FinetuneLabClient(api_key=api_key, base_url=api_url) as client:
             yield client
     except FinetuneLabError as exc:
-        message = " ".join(str(exc).split())
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[red]Error: {escape(message)}[/red]"
-        )
-        raise typer.Exit(code=1) from None
+        _fail(str(exc), 1)
+    except JobLookupError as exc:
+        _fail(str(exc), 2)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    flat = " ".join(message.split())
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]Error: {escape(flat)}[/red]")
+    raise typer.Exit(code=code) from None
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -96,7 +104,7 @@ def sparkline(values: Sequence[float | None]) -> str:
 
 @predictions_app.command("list")
 def list_predictions(
-    job_id: str = typer.Argument(..., metavar="JOB", help="Job id"),
+    job: str = JobArgument,
     epoch: int | None = typer.Option(None, "--epoch", help="Only this epoch"),
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Rows to show"),
     api_url: str | None = ApiUrlOption,
@@ -104,6 +112,7 @@ def list_predictions(
 ) -> None:
     """Show predictions in epoch, step, sample order, with their scores."""
     with _client(api_url, api_key) as client:
+        job_id = resolve_job(client, job).id
         page = client.training_predictions.get(job_id, epoch=epoch, limit=limit)
     table = Table(title=f"Predictions of {escape(job_id)}")
     for column in ("epoch", "step", "sample"):
@@ -134,12 +143,13 @@ def list_predictions(
 
 @predictions_app.command("epochs")
 def list_epochs(
-    job_id: str = typer.Argument(..., metavar="JOB", help="Job id"),
+    job: str = JobArgument,
     api_url: str | None = ApiUrlOption,
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Show each epoch's prediction count and latest step."""
     with _client(api_url, api_key) as client:
+        job_id = resolve_job(client, job).id
         result = client.training_predictions.epochs(job_id)
     table = Table(title=f"Epochs of {escape(job_id)}")
     table.add_column("epoch", justify="right")
@@ -154,13 +164,14 @@ def list_epochs(
 
 @predictions_app.command("trends")
 def show_trends(
-    job_id: str = typer.Argument(..., metavar="JOB", help="Job id"),
+    job: str = JobArgument,
     group_by: GroupBy = typer.Option(GroupBy.epoch, "--group-by", help="One row per epoch or step"),
     api_url: str | None = ApiUrlOption,
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Show how the scores moved across epochs (or rounds), with sparklines."""
     with _client(api_url, api_key) as client:
+        job_id = resolve_job(client, job).id
         result = client.training_predictions.trends(job_id, group_by=group_by.value)
     table = Table(title=f"Trends of {escape(job_id)} (by {group_by.value})")
     for column in ("epoch", "step", "samples", "exact match", "CER", "min CER", "max CER"):
@@ -203,7 +214,7 @@ def show_trends(
 
 @predictions_app.command("export")
 def export_predictions(
-    job_id: str = typer.Argument(..., metavar="JOB", help="Job id"),
+    job: str = JobArgument,
     format: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", help="File format"),
     output: str | None = typer.Option(
         None, "--output", "-o", help="File or directory ('-': stdout) [default: JOB.FORMAT]"
@@ -213,6 +224,7 @@ def export_predictions(
 ) -> None:
     """Download every prediction of the job as JSONL, CSV or Parquet."""
     with _client(api_url, api_key) as client:
+        job_id = resolve_job(client, job).id
         if output == "-":
             data = client.training_predictions.export(job_id, format=format.value)
             sys.stdout.buffer.write(data)

@@ -122,9 +122,9 @@ def test_errors_exit_1_with_one_red_line(
 ) -> None:
     good = ["--api-url", server.base_url, "--api-key", api_key]
     code, out, err = invoke("list", unique_job_id, *good)
-    assert code == 1
+    assert code == 2  # no job by that id or name: a usage error
     assert out == ""
-    assert err.startswith("Error: 404 not_found")
+    assert err.startswith(f"Error: no job with id or name '{unique_job_id}'")
     assert len(err.strip().splitlines()) == 1
 
     bad = ["--api-url", server.base_url, "--api-key", "flk_" + "z" * 43]

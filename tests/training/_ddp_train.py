@@ -1,5 +1,6 @@
 """Run by `torchrun --nproc_per_node 2` from test_distributed.py: a gloo (CPU) DDP run with
-the callback on every rank, its client built from the environment."""
+the callback on every rank, its client built from the environment, told to stop after the first
+epoch's round (a target every round meets; only rank 0 scores rounds)."""
 
 from __future__ import annotations
 
@@ -21,18 +22,21 @@ def main() -> None:
     records = json.loads(Path(samples_path).read_text())
     dataset = CausalLMDataset(records, tokenizer, max_length=64)
     callback = PredictionsCallback(
-        records, sample_count=4, max_new_tokens=8, spool_dir=Path(output) / "spool"
-    )
+        records, sample_count=4, max_new_tokens=8, spool_dir=Path(output) / "spool",
+        metrics={"one": lambda prediction, truth, sample: 1.0}, stop_when={"one": 1.0},
+    )  # fmt: skip
     args = TrainingArguments(
         output_dir=output, per_device_train_batch_size=4, num_train_epochs=2, use_cpu=True,
         ddp_backend="gloo", report_to=[], save_strategy="no", logging_strategy="no",
         disable_tqdm=True, seed=0,
     )
-    Trainer(
+    trainer = Trainer(
         model=model, args=args, train_dataset=dataset, data_collator=dataset.collate,
         processing_class=tokenizer, callbacks=[callback],
-    ).train()
+    )
+    trainer.train()
     Path(output, f"job_id.{os.environ['RANK']}").write_text(callback.job_id)
+    Path(output, f"steps.{os.environ['RANK']}").write_text(str(trainer.state.global_step))
 
 
 if __name__ == "__main__":

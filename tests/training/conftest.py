@@ -69,21 +69,21 @@ def run_trainer(toy: Toy, tmp_path: Path) -> RunTrainer:
         **extra: Any,
     ) -> Any:
         model = model if model is not None else toy.model()
-        args = transformers.TrainingArguments(
-            output_dir=str(tmp_path / "out"),
-            per_device_train_batch_size=8,
-            num_train_epochs=epochs,
-            learning_rate=1e-3,
-            report_to=[],
-            save_strategy="no",
-            logging_strategy="no",
-            disable_tqdm=True,
-            use_cpu=True,
-            seed=0,
-            eval_strategy="steps" if eval_steps else "no",
-            eval_steps=eval_steps,
-            **extra,
-        )
+        settings: dict[str, Any] = {
+            "output_dir": str(tmp_path / "out"),
+            "per_device_train_batch_size": 8,
+            "num_train_epochs": epochs,
+            "learning_rate": 1e-3,
+            "report_to": [],
+            "save_strategy": "no",
+            "logging_strategy": "no",
+            "disable_tqdm": True,
+            "use_cpu": True,
+            "seed": 0,
+            "eval_strategy": "steps" if eval_steps else "no",
+            "eval_steps": eval_steps,
+        }
+        args = transformers.TrainingArguments(**{**settings, **extra})
         trainer = transformers.Trainer(
             model=model,
             args=args,

@@ -1,4 +1,5 @@
-"""Two processes (`torchrun`, gloo on CPU) record each round once; TRL + LoRA works too."""
+"""Two processes (`torchrun`, gloo on CPU) record each round once and stop together; TRL + LoRA
+works too."""
 
 from __future__ import annotations
 
@@ -42,10 +43,17 @@ def test_torchrun_two_processes_write_each_row_once(
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     job_id = (tmp_path / "job_id.0").read_text()
+    # Rank 0's stop decision reached rank 1: both ended after epoch 1 (a rank that stopped
+    # alone would leave the other waiting in its next all-reduce until the timeout).
+    assert [(tmp_path / f"steps.{rank}").read_text() for rank in (0, 1)] == ["4", "4"]
+    output = done.stdout + done.stderr
+    assert output.count(f"job {job_id}: view the run at ") == 1  # rank 0 only
+    assert output.count("stopping training at step 4") == 1
     with FinetuneLabClient(api_key=key, base_url=sqlite_server.base_url) as client:
         rows = list(client.training_predictions.iter(job_id))
-        # 32 records / (2 ranks x 4 per device) = 4 steps per epoch: rounds at 0, 4, 8.
-        assert Counter(r.step for r in rows) == {0: 4, 4: 4, 8: 4}
+        # 32 records / (2 ranks x 4 per device) = 4 steps per epoch: rounds at 0 and 4, then
+        # the stop target (met by every round after the baseline) ends training.
+        assert Counter(r.step for r in rows) == {0: 4, 4: 4}
         assert client.jobs.list().total == 1  # rank 1 created no job of its own
     assert not list((tmp_path / "spool").glob("*/batches/*.json"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -16,10 +17,14 @@ from finetune_lab.client import FinetuneLabClient
 from finetune_lab.client._transport import resolve_base_url
 from finetune_lab.errors import FinetuneLabError
 from finetune_lab.paths import default_spool_dir
+from finetune_lab.scoring import Validators
+from finetune_lab.scoring.validators import check_validators_config
+from finetune_lab.training.custom_metrics import MetricFn, apply_metrics, check_metrics
 from finetune_lab.training.generation import generate
 from finetune_lab.training.samples import SampleSource, pick_samples, prompt_id
 from finetune_lab.training.sender import BackgroundSender
 from finetune_lab.training.spool import JobSpool
+from finetune_lab.training.summary import RoundSummary, summarize
 
 logger = logging.getLogger("finetune_lab.training")
 
@@ -51,6 +56,9 @@ def _check_validators(validators: dict[str, Any] | None) -> None:
         return
     if not isinstance(validators, dict) or not set(validators) <= VALIDATOR_KEYS:
         raise ValueError(f"validators must be a dict with keys among {sorted(VALIDATOR_KEYS)}")
+    problem = check_validators_config({"predictions": {"validators": validators}})
+    if problem is not None:  # the server would refuse the job: say so before training starts
+        raise ValueError(problem)
 
 
 class PredictionsRecorder:
@@ -58,7 +66,9 @@ class PredictionsRecorder:
 
     Without `job_id` a new id is made up front (`recorder.job_id`), so the job exists in the
     spool before the server has been reached. Call `round()` whenever you want a round and
-    `close()` at the end (or use it as a context manager).
+    `close()` at the end (or use it as a context manager). `metrics`: custom per-row metrics,
+    `{name: fn(prediction, ground_truth, sample)}`; after each round `last_summary` holds its
+    averages, the numbers the server's trends will show.
     """
 
     def __init__(
@@ -76,10 +86,12 @@ class PredictionsRecorder:
         spool_dir: str | os.PathLike[str] | None = None,
         seed: int = 0,
         settings: dict[str, Any] | None = None,
+        metrics: Mapping[str, MetricFn] | None = None,
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
         _check_validators(validators)
+        self.metrics = check_metrics(metrics)
         self.samples, self.sample_source = pick_samples(samples, sample_count, seed=seed)
         self.job_id = job_id or f"job_{uuid.uuid4().hex}"
         self.job_name = job_name
@@ -98,20 +110,28 @@ class PredictionsRecorder:
                 "batch_size": batch_size,
                 "seed": seed,
                 **({"validators": validators} if validators is not None else {}),
+                **({"metrics": sorted(self.metrics)} if self.metrics else {}),
             }
         }
+        # The server's validators for this job (same config, same class), for `last_summary`.
+        self.validators = Validators.from_config(self._config)
+        self.last_summary: RoundSummary | None = None
         self._sender: BackgroundSender | None = None
         self._prompts: list[str] | None = None
 
     # -- public API -----------------------------------------------------------------------------
     def round(self, model: Any, tokenizer: Any, step: int, epoch: int) -> int:
         """Generate and record one round; returns the rows queued (0 on non-main processes)."""
+        self.last_summary = None
         if not is_main_process():
             return 0
         sender = self._ensure_sender(model)
         prompts = self._rendered(tokenizer)
         answers = generate(
-            model, tokenizer, prompts, max_new_tokens=self.max_new_tokens,
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=self.max_new_tokens,
             batch_size=self.batch_size,
         )
         rows = [
@@ -137,7 +157,12 @@ class PredictionsRecorder:
                 zip(self.samples, prompts, answers, strict=True)
             )
         ]
+        apply_metrics(self.metrics, rows, self.samples, step=step)
         sender.submit(rows)
+        try:
+            self.last_summary = summarize(rows, self.validators, step=step, epoch=epoch)
+        except Exception:  # the rows are safe in the spool; only the local averages are lost
+            logger.exception("finetune-lab: averaging the round at step %d failed", step)
         return len(rows)
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -153,7 +178,9 @@ class PredictionsRecorder:
         if not delivered:
             logger.warning(
                 "finetune-lab: job %s: undelivered rounds are kept in %s; upload them with "
-                "`finetune-lab sync --spool-dir %s`", self.job_id, self.spool.directory,
+                "`finetune-lab sync --spool-dir %s`",
+                self.job_id,
+                self.spool.directory,
                 self.spool_dir,
             )
         return delivered
@@ -170,6 +197,16 @@ class PredictionsRecorder:
             self._prompts = [sample.render(tokenizer) for sample in self.samples]
         return self._prompts
 
+    @property
+    def client(self) -> FinetuneLabClient | None:
+        """The client given to the recorder (None: one is built from the environment)."""
+        return self._client
+
+    @property
+    def api_url(self) -> str:
+        """The server this recorder delivers to."""
+        return self._api_url()
+
     def _api_url(self) -> str:
         if self._client is not None:
             return self._client.base_url
@@ -183,7 +220,8 @@ class PredictionsRecorder:
         except FinetuneLabError as exc:
             logger.warning(
                 "finetune-lab: %s Rounds are kept in %s for `finetune-lab sync`.",
-                exc, self.spool.directory,
+                exc,
+                self.spool.directory,
             )
             return None
 

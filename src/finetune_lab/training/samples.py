@@ -7,7 +7,7 @@ import hashlib
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ class Sample:
     prompt: str | None = None
     messages: tuple[Mapping[str, Any], ...] | None = None
     source_id: str | None = None
+    # The record as loaded: what custom metrics are handed as `sample`.
+    record: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def render(self, tokenizer: Any) -> str:
         """The exact text the model is given (chat samples through the tokenizer's template)."""
@@ -85,11 +87,13 @@ def parse_record(record: Mapping[str, Any], index: int) -> Sample:
             (i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None
         )
         if last is None:
-            return Sample(index, None, messages=tuple(messages), source_id=source_id)
+            return Sample(index, None, messages=tuple(messages), source_id=source_id, record=record)
         if last == 0:
             raise ValueError(f"sample {index}: no prompt messages before the assistant answer")
         truth = _text(messages[last].get("content"), "the assistant message content", index)
-        return Sample(index, truth, messages=tuple(messages[:last]), source_id=source_id)
+        return Sample(
+            index, truth, messages=tuple(messages[:last]), source_id=source_id, record=record
+        )
     for prompt_key, truth_key in (("prompt", "completion"), ("input", "output")):
         if prompt_key in record:
             raw_truth = record.get(truth_key)
@@ -98,6 +102,7 @@ def parse_record(record: Mapping[str, Any], index: int) -> Sample:
                 None if raw_truth is None else _text(raw_truth, truth_key, index),
                 prompt=_text(record[prompt_key], prompt_key, index),
                 source_id=source_id,
+                record=record,
             )
     raise ValueError(
         f"sample {index}: expected `prompt`/`completion`, `input`/`output` or `messages` keys, "

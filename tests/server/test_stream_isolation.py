@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -166,3 +168,58 @@ def test_a_position_this_database_never_issued_replays_the_job_from_its_start(
             assert hello.event == "heartbeat" and hello.id == 0
             event = stream.next_of("predictions")
         assert event.data["count"] == 2
+
+
+def _slow_get(server: ServerHandle, path: str, key: str) -> socket.socket:
+    """A GET on a socket with a tiny receive buffer: the server can run ahead of this reader by
+    its send buffer (≤ 4 MiB) and one chunk, not by whole export pages."""
+    url = urlsplit(server.base_url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.settimeout(60)
+    sock.connect((url.hostname or "127.0.0.1", url.port or 80))
+    request = f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nX-API-Key: {key}\r\n"
+    sock.sendall((request + "Connection: close\r\n\r\n").encode())
+    return sock
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = bytearray()
+    at = 0
+    while True:
+        end = body.index(b"\r\n", at)
+        size = int(body[at:end].split(b";")[0], 16)
+        if size == 0:
+            return bytes(out)
+        out += body[end + 2 : end + 2 + size]
+        at = end + 2 + size + 2
+
+
+def test_an_export_under_way_never_continues_into_the_next_owner(
+    server: ServerHandle, http: httpx.Client
+) -> None:
+    """An export reads page after page (2,000 rows, one transaction each) as the client takes
+    them. Bob's pages are ~8 MB; he reads slowly; the job changes hands after his first
+    kilobytes: what follows must not be Alice's rows."""
+    bob_key = server.create_key(f"bob-{uuid.uuid4().hex[:6]}", scopes="training")
+    job_id = f"reuse-{uuid.uuid4().hex[:8]}"
+    filler = "b" * 4_000
+    with server.client(bob_key) as bob:
+        create_job(bob, job_id)
+        for start in (0, 2_000):
+            ingest(bob, job_id, [row(0, 0, i, prompt=filler) for i in range(start, start + 2_000)])
+        sock = _slow_get(server, f"{PRED}/{job_id}/export?format=jsonl", bob_key)
+        with sock:
+            received = bytearray()
+            while len(received) < 64 * 1024:
+                received += sock.recv(65536)
+            _take_over(bob, http, job_id)
+            ingest(http, job_id, [row(0, 0, i, prompt=SECRET) for i in range(2_000, 4_000)])
+            while chunk := sock.recv(1 << 20):
+                received += chunk
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    lines = _dechunk(body).decode().splitlines()
+    assert SECRET not in "".join(lines)
+    assert 0 < len(lines) <= 4_000
+    assert all(json.loads(line)["prompt"] == filler for line in lines)

@@ -58,8 +58,9 @@ def heartbeat(job_id: str, last_event_id: int) -> bytes:
 
 
 def _still_allowed(request: Request, db: Database, job_id: str) -> bool:
-    """Re-checked at every heartbeat: a revoked key, an expired session or a deleted job ends
-    the stream (the client's reconnect then gets the 401 or 404)."""
+    """Re-checked at every heartbeat: a revoked key or an expired session ends the stream (the
+    client's reconnect then gets the 401). Ownership of the job is checked at every read too,
+    inside the read itself (stream.read_events)."""
     secret = credential_from(request)
     authenticator: Authenticator = request.app.state.authenticator
     principal = authenticator.authenticate(secret) if secret else None

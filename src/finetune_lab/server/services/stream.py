@@ -4,6 +4,10 @@ An ingest records one `predictions` event (which rows it wrote: per round, range
 indexes) and one `round_complete` event per round it touched (that round's totals right after
 the commit). Rows are not copied into the event: the stream reads them from `predictions` when
 it sends the event, so ingest writes a few hundred bytes instead of doubling its row writes.
+
+Job ids can be taken again after a delete, by another user too; event ids never are. So every
+read is tied to the job's owner (not just its id) in the same statement, and a stream ends the
+moment its job is no longer its user's.
 """
 
 from __future__ import annotations

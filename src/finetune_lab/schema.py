@@ -46,22 +46,30 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def check_json_value(value: Any, where: str = "value") -> Any:
+# Free JSON values (job `config`, trace `input`/`metadata`) nest at most this deep. orjson,
+# which stores and returns them, stops at 255 levels; pydantic's JSON parser (the SDK reading a
+# job back) at about 200: 64 leaves room for any real config or JSON Schema.
+MAX_JSON_DEPTH = 64
+
+
+def check_json_value(value: Any, where: str = "value", _depth: int = 0) -> Any:
     """Reject what JSON columns cannot store: NUL or lone surrogates in strings, NaN and
-    infinities, integers beyond 64 bits."""
+    infinities, integers beyond 64 bits, nesting deeper than MAX_JSON_DEPTH."""
     if isinstance(value, str):
         _no_nul(value)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where} must not contain NaN or Infinity")
     elif isinstance(value, int) and not -(2**63) <= value < 2**64:
         raise ValueError(f"{where} must not contain integers beyond 64 bits")
+    elif isinstance(value, (dict, list)) and _depth >= MAX_JSON_DEPTH:
+        raise ValueError(f"{where} must not nest objects or arrays more than {MAX_JSON_DEPTH} deep")
     elif isinstance(value, dict):
         for key, item in value.items():
             _no_nul(key)
-            check_json_value(item, where)
+            check_json_value(item, where, _depth + 1)
     elif isinstance(value, list):
         for item in value:
-            check_json_value(item, where)
+            check_json_value(item, where, _depth + 1)
     return value
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine, make_url
+
+from finetune_lab.server.db.sqlite_file import make_private, sqlite_path
 
 
 def _json_dumps(value: Any) -> str:
@@ -39,9 +40,9 @@ def normalize_url(url: str) -> str:
 
 
 def _sqlite_engine(url: str) -> Engine:
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(make_url(url).database)
+    if path is not None:
+        make_private(path)
     engine = create_engine(
         url,
         json_serializer=_json_dumps,

@@ -154,7 +154,7 @@ def export_predictions(
     filters = PredictionFilters(epoch=epoch, step=step)
     filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in job_id) + f".{format}"
     return StreamingResponse(
-        export.export_stream(db, job_id, filters, format),
+        export.export_stream(db, principal.user_id, job_id, filters, format),
         media_type=export.MEDIA_TYPES[format],
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -57,17 +57,10 @@ def heartbeat(job_id: str, last_event_id: int) -> bytes:
     return frame(last_event_id, "heartbeat", data)
 
 
-def _read_events(db: Database, job_id: str, after: int) -> list[tuple[int, str, Any]]:
-    """The next events after `after`, rendered (one thread hop per read, not per event)."""
-    return [
-        (event.id, event.kind, stream.event_data(db, job_id, event))
-        for event in stream.events_after(db, job_id, after, EVENTS_PER_READ)
-    ]
-
-
 def _still_allowed(request: Request, db: Database, job_id: str) -> bool:
-    """Re-checked at every heartbeat: a revoked key, an expired session or a deleted job ends
-    the stream (the client's reconnect then gets the 401 or 404)."""
+    """Re-checked at every heartbeat: a revoked key or an expired session ends the stream (the
+    client's reconnect then gets the 401). Ownership of the job is checked at every read too,
+    inside the read itself (stream.read_events)."""
     secret = credential_from(request)
     authenticator: Authenticator = request.app.state.authenticator
     principal = authenticator.authenticate(secret) if secret else None
@@ -81,7 +74,7 @@ def _still_allowed(request: Request, db: Database, job_id: str) -> bool:
 
 
 async def _events(
-    request: Request, db: Database, job_id: str, start: int
+    request: Request, db: Database, principal: Principal, job_id: str, start: int
 ) -> AsyncIterator[bytes]:
     settings: Settings = request.app.state.settings
     notifier: StreamNotifier = request.app.state.stream_notifier
@@ -94,16 +87,24 @@ async def _events(
         while True:
             wake.clear()  # before the read: a commit after it sets the flag again
             try:
-                batch = await run_in_threadpool(_read_events, db, job_id, last)
+                read = await run_in_threadpool(
+                    stream.read_events, db, job_id, principal.user_id, last, EVENTS_PER_READ
+                )
                 outage = False
             except DATABASE_UNAVAILABLE as exc:
                 # Keep the client connected (heartbeats go on) and read again at the next
                 # poll: the stream resumes by itself once the database is back.
                 if not outage:
-                    log.warning("stream of %s waits for the database: %s", job_id,
-                                describe_database_error(exc))
+                    log.warning(
+                        "stream of %s waits for the database: %s",
+                        job_id,
+                        describe_database_error(exc),
+                    )
                 outage = True
-                batch = []
+                read = []
+            if read is None:  # deleted (its id may have a new owner): the reconnect gets 404
+                return
+            batch = read
             for event_id, kind, data in batch:
                 yield frame(event_id, kind, data)
                 last = event_id
@@ -168,9 +169,11 @@ async def stream_predictions(
         await listener.ensure_listening()
     resume = last_event_id_header if last_event_id_header is not None else last_event_id
     if resume is None:
-        resume = await run_in_threadpool(stream.latest_event_id, db, job_id)
+        resume = await run_in_threadpool(stream.latest_event_id, db, job_id, principal.user_id)
+    elif resume > await run_in_threadpool(stream.newest_event_id, db):
+        resume = 0  # a position from another database (this one never issued it): replay all
     return StreamingResponse(
-        _events(request, db, job_id, resume),
+        _events(request, db, principal, job_id, resume),
         media_type="text/event-stream",
         headers=STREAM_HEADERS,
     )

@@ -19,13 +19,27 @@ MEDIA_TYPES = {
     "parquet": "application/vnd.apache.parquet",
 }
 JSON_FIELDS = ("validation_errors", "metrics")
+# CSV injection (OWASP): a text cell starting with one of these is a formula to a spreadsheet.
+# Such a cell gets one `'` in front; so does a cell that already starts with `'`, so the exact
+# text is always the cell minus one leading `'`. Numbers are never text: `-1.5` stays a number.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
-def _pages(db: Database, job_id: str, filters: PredictionFilters) -> Iterator[list[dict[str, Any]]]:
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def _pages(
+    db: Database, user_id: int, job_id: str, filters: PredictionFilters
+) -> Iterator[list[dict[str, Any]]]:
+    """One transaction per page; each page reads only the owner's rows, so a job deleted (and
+    its id re-created by someone else) during the download ends it instead of leaking."""
     after = None
     while True:
         with db.read() as conn:
-            rows = page_rows(conn, job_id, filters, limit=EXPORT_PAGE, after=after)
+            rows = page_rows(conn, job_id, filters, limit=EXPORT_PAGE, after=after, user_id=user_id)
         if not rows:
             return
         yield rows
@@ -52,7 +66,7 @@ def _csv(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
                 if row[name] is not None:
                     row[name] = orjson.dumps(row[name]).decode()
             row["created_at"] = row["created_at"].isoformat()
-            writer.writerow(row)
+            writer.writerow({name: csv_cell(value) for name, value in row.items()})
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
@@ -139,7 +153,7 @@ def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
 
 
 def export_stream(
-    db: Database, job_id: str, filters: PredictionFilters, fmt: str
+    db: Database, user_id: int, job_id: str, filters: PredictionFilters, fmt: str
 ) -> Iterator[bytes]:
     writer = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[fmt]
-    return writer(_pages(db, job_id, filters))
+    return writer(_pages(db, user_id, job_id, filters))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from finetune_lab.schema import SCOPES
 from finetune_lab.server.db import Database
@@ -102,11 +102,35 @@ def revoke_key(db: Database, id_or_prefix: str) -> int:
     return int(result.rowcount)
 
 
+# Expired sessions removed per new session: more than one, so the table cannot grow with
+# expired rows; bounded, so one sign-in never pays for a long backlog.
+PURGE_BATCH = 100
+
+
+def _purge_expired_sessions(conn: Connection, now: datetime) -> int:
+    """Delete up to PURGE_BATCH expired sessions (oldest ids first). SKIP LOCKED on PostgreSQL:
+    two processes purging at once take different rows instead of waiting on (or deadlocking
+    over) each other's; SQLite writers are serialized anyway."""
+    expired = (
+        select(sessions.c.id)
+        .where(sessions.c.expires_at <= now)
+        .order_by(sessions.c.id)
+        .limit(PURGE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(conn.scalars(expired))
+    if not ids:
+        return 0
+    return int(conn.execute(delete(sessions).where(sessions.c.id.in_(ids))).rowcount)
+
+
 def create_session(db: Database, api_key_id: int, ttl_seconds: int) -> tuple[str, Any]:
+    """A new session token; expired sessions are deleted in the same transaction."""
     token = new_secret(SESSION_PREFIX)
     now = utcnow()
     expires_at = now + timedelta(seconds=ttl_seconds)
     with db.write() as conn:
+        _purge_expired_sessions(conn, now)
         conn.execute(
             insert(sessions).values(
                 api_key_id=api_key_id,

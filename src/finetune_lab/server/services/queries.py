@@ -46,9 +46,7 @@ class PredictionFilters:
                 where.append(p[name] == value)
         if self.q:
             pattern = "%" + _escape_like(self.q) + "%"
-            where.append(
-                or_(*(p[name].ilike(pattern, escape="\\") for name in SEARCHED_COLUMNS))
-            )
+            where.append(or_(*(p[name].ilike(pattern, escape="\\") for name in SEARCHED_COLUMNS)))
         return where
 
     @property
@@ -128,8 +126,13 @@ def page_rows(
     offset: int = 0,
     after: tuple[int, int, int] | None = None,
     sort: str | None = None,
+    user_id: int | None = None,
 ) -> list[dict[str, Any]]:
+    """`user_id`: only that user's rows (a read spread over several transactions, such as an
+    export, must not run into the rows of whoever takes the job id after a delete)."""
     query = select(*PREDICTION_COLUMNS).where(*filters.clauses(job_id))
+    if user_id is not None:
+        query = query.where(predictions.c.user_id == user_id)
     if after is not None:
         query = query.where(tuple_(*READ_ORDER) > tuple_(*after))
     order: list[Any] = list(READ_ORDER)

@@ -4,6 +4,10 @@ An ingest records one `predictions` event (which rows it wrote: per round, range
 indexes) and one `round_complete` event per round it touched (that round's totals right after
 the commit). Rows are not copied into the event: the stream reads them from `predictions` when
 it sends the event, so ingest writes a few hundred bytes instead of doubling its row writes.
+
+Job ids can be taken again after a delete, by another user too; event ids never are. So every
+read is tied to the job's owner (not just its id) in the same statement, and a stream ends the
+moment its job is no longer its user's.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, exists, func, insert, or_, select
 
 from finetune_lab.server.db import Database
-from finetune_lab.server.db.tables import predictions, stream_events
+from finetune_lab.server.db.tables import jobs, predictions, stream_events
 from finetune_lab.server.services.queries import PREDICTION_COLUMNS, rows_to_dicts, trend_point
 from finetune_lab.server.services.rollups import RoundKey, RoundTotals
 
@@ -83,75 +87,102 @@ class StoredEvent:
     payload: dict[str, Any]
 
 
-def latest_event_id(db: Database, job_id: str) -> int:
+def _owner_still(job_id: str, user_id: int) -> ColumnElement[bool]:
+    """True while `job_id` belongs to `user_id`. Each stream query carries it, so one statement
+    (one snapshot, on PostgreSQL too) never mixes a deleted job with the next owner of its id."""
+    return exists().where(jobs.c.id == job_id, jobs.c.user_id == user_id)
+
+
+def latest_event_id(db: Database, job_id: str, user_id: int) -> int:
     with db.read() as conn:
         value = conn.scalar(
-            select(func.max(stream_events.c.id)).where(stream_events.c.job_id == job_id)
+            select(func.max(stream_events.c.id)).where(
+                stream_events.c.job_id == job_id, _owner_still(job_id, user_id)
+            )
         )
     return int(value or 0)
 
 
-def events_after(db: Database, job_id: str, after_id: int, limit: int) -> list[StoredEvent]:
+def newest_event_id(db: Database) -> int:
+    """The newest event of any job: a resume position beyond it was issued by another database
+    (a server that lost its own), never by this one."""
+    with db.read() as conn:
+        return int(conn.scalar(select(func.max(stream_events.c.id))) or 0)
+
+
+def read_events(
+    db: Database, job_id: str, user_id: int, after_id: int, limit: int
+) -> list[tuple[int, str, Any]] | None:
+    """The next events after `after_id`, rendered; None once the job is no longer the user's
+    (deleted, or deleted and its id taken by someone else): the stream must end."""
     e = stream_events.c
+    owned = _owner_still(job_id, user_id)
     query = (
         select(e.id, e.kind, e.payload)
-        .where(e.job_id == job_id, e.id > after_id)
+        .where(e.job_id == job_id, e.id > after_id, owned)
         .order_by(e.id)
         .limit(limit)
     )
     with db.read() as conn:
-        return [StoredEvent(int(r.id), r.kind, r.payload) for r in conn.execute(query)]
+        if not conn.scalar(select(owned)):
+            return None
+        events = [StoredEvent(int(r.id), r.kind, r.payload) for r in conn.execute(query)]
+        return [
+            (event.id, event.kind, event_data(conn, job_id, user_id, event)) for event in events
+        ]
 
 
 def _text_size(row: Mapping[str, Any]) -> int:
     return sum(len(row[name] or "") for name in TEXT_COLUMNS)
 
 
-def predictions_data(db: Database, job_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The rows a `predictions` event names, as the list endpoint returns them, capped."""
+def predictions_data(
+    conn: Connection, job_id: str, user_id: int, payload: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The rows a `predictions` event names, as the list endpoint returns them, capped (only
+    rows the user wrote: a row of the id's next owner never matches)."""
     p = predictions.c
     out: list[dict[str, Any]] = []
     budget = MAX_EVENT_TEXT_CHARS
     truncated = False
-    with db.read() as conn:
-        for round_ in payload["rounds"]:
-            ranges = round_["ranges"]
-            for start in range(0, len(ranges), RANGES_PER_QUERY):
-                chunk = ranges[start : start + RANGES_PER_QUERY]
-                query = (
-                    select(*PREDICTION_COLUMNS)
-                    .where(
-                        p.job_id == job_id,
-                        p.step == round_["step"],
-                        or_(*(p.sample_index.between(lo, hi) for lo, hi in chunk)),
-                    )
-                    .order_by(p.sample_index)
-                    .limit(MAX_EVENT_ROWS - len(out) + 1)
+    for round_ in payload["rounds"]:
+        ranges = round_["ranges"]
+        for start in range(0, len(ranges), RANGES_PER_QUERY):
+            chunk = ranges[start : start + RANGES_PER_QUERY]
+            query = (
+                select(*PREDICTION_COLUMNS)
+                .where(
+                    p.job_id == job_id,
+                    p.user_id == user_id,
+                    p.step == round_["step"],
+                    or_(*(p.sample_index.between(lo, hi) for lo, hi in chunk)),
                 )
-                for row in rows_to_dicts(conn.execute(query)):
-                    size = _text_size(row)
-                    if len(out) >= MAX_EVENT_ROWS or size > budget:
-                        truncated = True
-                        break
-                    budget -= size
-                    out.append(row)
-                if truncated:
+                .order_by(p.sample_index)
+                .limit(MAX_EVENT_ROWS - len(out) + 1)
+            )
+            for row in rows_to_dicts(conn.execute(query)):
+                size = _text_size(row)
+                if len(out) >= MAX_EVENT_ROWS or size > budget:
+                    truncated = True
                     break
+                budget -= size
+                out.append(row)
             if truncated:
                 break
+        if truncated:
+            break
     return {
         "job_id": job_id,
         "count": payload["count"],
         "rounds": [
-            {"epoch": r["epoch"], "step": r["step"], "count": r["count"]}
-            for r in payload["rounds"]
+            {"epoch": r["epoch"], "step": r["step"], "count": r["count"]} for r in payload["rounds"]
         ],
         "predictions": out,
         "truncated": truncated or len(out) < payload["count"],
     }
 
 
-def event_data(db: Database, job_id: str, event: StoredEvent) -> dict[str, Any]:
+def event_data(conn: Connection, job_id: str, user_id: int, event: StoredEvent) -> dict[str, Any]:
     if event.kind == "predictions":
-        return predictions_data(db, job_id, event.payload)
+        return predictions_data(conn, job_id, user_id, event.payload)
     return {"job_id": job_id, **event.payload}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,19 @@ async def test_async_frame_equals_sync_frame(
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"finetune-lab\[pandas\]"):
         await tp.to_pandas(seeded_job)
+
+
+def test_parquet_export_reads_back_typed_in_pandas(
+    client: FinetuneLabClient, seeded_job: str, tmp_path: Path
+) -> None:
+    """The Parquet export's `metrics` is a map column: pandas gets `(name, value)` pairs, not
+    JSON text, and the frame from `to_pandas` agrees with it row for row."""
+    pytest.importorskip("pyarrow")
+    path = client.training_predictions.export(seeded_job, format="parquet", path=tmp_path)
+    exported = pd.read_parquet(path)
+    frame = client.training_predictions.to_pandas(seeded_job)
+    assert exported["id"].tolist() == frame["id"].tolist()
+    assert [dict(cell) for cell in exported["metrics"]] == [
+        {"reward": value} for value in frame["metrics.reward"]
+    ]
+    assert exported["prediction"].tolist() == frame["prediction"].tolist()

@@ -10,12 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from finetune_lab.cli_format import clip as _clip
 from finetune_lab.cli_predictions import (
     ApiKeyOption,
     ApiUrlOption,
     JobArgument,
     _client,
-    _clip,
     _console,
 )
 from finetune_lab.cli_resolve import resolve_job

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from finetune_lab.cli_resolve import JobLookupError, resolve_job
+from finetune_lab.cli_compare import print_compare
+from finetune_lab.cli_format import clip as _clip
+from finetune_lab.cli_format import fmt as _fmt
+from finetune_lab.cli_resolve import (
+    LATEST,
+    JobLookupError,
+    compare_epochs,
+    is_epoch_ref,
+    resolve_epoch,
+    resolve_job,
+)
 from finetune_lab.client import FinetuneLabClient
 from finetune_lab.errors import FinetuneLabError
 
@@ -42,6 +53,33 @@ class ExportFormat(str, Enum):
 class GroupBy(str, Enum):
     epoch = "epoch"
     step = "step"
+
+
+class Sort(str, Enum):
+    """A score, ascending; `-` first for descending (nulls last either way)."""
+
+    exact_match = "exact_match"
+    desc_exact_match = "-exact_match"
+    char_error_rate = "char_error_rate"
+    desc_char_error_rate = "-char_error_rate"
+    word_overlap = "word_overlap"
+    desc_word_overlap = "-word_overlap"
+    length_ratio = "length_ratio"
+    desc_length_ratio = "-length_ratio"
+
+
+def _epoch_ref(value: str | None) -> str | None:
+    if value is not None and not is_epoch_ref(value):
+        raise typer.BadParameter(f"expected {LATEST!r} or an epoch number, got {value!r}")
+    return value
+
+
+def _epoch_option(flag: str, help: str) -> Any:
+    return typer.Option(None, flag, metavar="latest|N", callback=_epoch_ref, help=help)
+
+
+# Score columns `list` adds when sorting by a score it does not show by default.
+EXTRA_SCORE_COLUMNS = {"word_overlap": "overlap", "length_ratio": "len ratio"}
 
 
 def _console() -> Console:
@@ -72,17 +110,6 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code=code) from None
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _clip(text: str | None, width: int = 40) -> str:
-    if text is None:
-        return "—"
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
 def sparkline(values: Sequence[float | None]) -> str:
     """One block character per value, scaled between the series' min and max (gaps: space)."""
     present = [v for v in values if v is not None]
@@ -105,15 +132,34 @@ def sparkline(values: Sequence[float | None]) -> str:
 @predictions_app.command("list")
 def list_predictions(
     job: str = JobArgument,
-    epoch: int | None = typer.Option(None, "--epoch", help="Only this epoch"),
+    epoch: str | None = _epoch_option("--epoch", "Only this epoch ('latest': the job's last)"),
+    sample: int | None = typer.Option(None, "--sample", min=0, help="Only this sample index"),
+    q: str | None = typer.Option(
+        None, "--q", help="Only rows whose prompt, prediction or ground truth contains this"
+    ),
+    sort: Sort | None = typer.Option(
+        None,
+        "--sort",
+        help="Order by a score ('-' first: descending, e.g. --sort=-char_error_rate)",
+    ),
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Rows to show"),
     api_url: str | None = ApiUrlOption,
     api_key: str | None = ApiKeyOption,
 ) -> None:
-    """Show predictions in epoch, step, sample order, with their scores."""
+    """Show predictions in epoch, step, sample order (or by a score), with their scores."""
     with _client(api_url, api_key) as client:
-        job_id = resolve_job(client, job).id
-        page = client.training_predictions.get(job_id, epoch=epoch, limit=limit)
+        found = resolve_job(client, job)
+        job_id = found.id
+        page = client.training_predictions.get(
+            job_id,
+            epoch=resolve_epoch(found, epoch),
+            sample_index=sample,
+            q=q,
+            sort=sort.value if sort else None,
+            limit=limit,
+        )
+    score = sort.value.lstrip("-") if sort else ""
+    extra = EXTRA_SCORE_COLUMNS.get(score)
     table = Table(title=f"Predictions of {escape(job_id)}")
     for column in ("epoch", "step", "sample"):
         table.add_column(column, justify="right")
@@ -122,8 +168,10 @@ def list_predictions(
     table.add_column("ground truth")
     table.add_column("exact", justify="right")
     table.add_column("CER", justify="right")
+    if extra:
+        table.add_column(extra, justify="right")
     for p in page.predictions:
-        table.add_row(
+        cells = [
             str(p.epoch),
             str(p.step),
             str(p.sample_index),
@@ -132,11 +180,15 @@ def list_predictions(
             escape(_clip(p.ground_truth)),
             _fmt(p.exact_match, 0),
             _fmt(p.char_error_rate),
-        )
+        ]
+        if extra:
+            cells.append(_fmt(getattr(p, score)))
+        table.add_row(*cells)
     console = _console()
     console.print(table)
+    order = f", sorted by {sort.value}" if sort else ""
     console.print(
-        f"Showing {len(page.predictions)} of {page.total_count} predictions "
+        f"Showing {len(page.predictions)} of {page.total_count} predictions{order} "
         f"({page.epoch_count} epochs in the job)"
     )
 
@@ -212,6 +264,33 @@ def show_trends(
     )
 
 
+@predictions_app.command("compare")
+def compare_epochs_command(
+    job: str = JobArgument,
+    from_epoch: str | None = _epoch_option(
+        "--from-epoch", "Earlier epoch (default: the one before --to-epoch)"
+    ),
+    to_epoch: str | None = _epoch_option("--to-epoch", "Later epoch (default: latest)"),
+    top: int = typer.Option(10, "--top", min=0, help="Rows shown per table, biggest change first"),
+    as_json: bool = typer.Option(False, "--json", help="Print the server's JSON instead"),
+    api_url: str | None = ApiUrlOption,
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Which samples improved, regressed or stayed the same between two epochs (each epoch's
+    last round); by default the previous epoch against the latest."""
+    with _client(api_url, api_key) as client:
+        job_id = resolve_job(client, job).id
+        known: list[int] = []
+        if {from_epoch, to_epoch} & {None, LATEST}:
+            known = [e.epoch for e in client.training_predictions.epochs(job_id).epochs]
+        first, last = compare_epochs(job_id, known, from_epoch, to_epoch)
+        result = client.training_predictions.compare(job_id, from_epoch=first, to_epoch=last)
+    if as_json:
+        typer.echo(json.dumps(result.raw))
+        return
+    print_compare(_console(), result, top)
+
+
 @predictions_app.command("export")
 def export_predictions(
     job: str = JobArgument,
@@ -219,17 +298,25 @@ def export_predictions(
     output: str | None = typer.Option(
         None, "--output", "-o", help="File or directory ('-': stdout) [default: JOB.FORMAT]"
     ),
+    epoch: str | None = _epoch_option("--epoch", "Only this epoch ('latest': the job's last)"),
+    step: int | None = typer.Option(None, "--step", min=0, help="Only this step (round)"),
     api_url: str | None = ApiUrlOption,
     api_key: str | None = ApiKeyOption,
 ) -> None:
-    """Download every prediction of the job as JSONL, CSV or Parquet."""
+    """Download the job's predictions (all, or one epoch/step) as JSONL, CSV or Parquet."""
     with _client(api_url, api_key) as client:
-        job_id = resolve_job(client, job).id
+        found = resolve_job(client, job)
+        job_id = found.id
+        only = resolve_epoch(found, epoch)
         if output == "-":
-            data = client.training_predictions.export(job_id, format=format.value)
+            data = client.training_predictions.export(
+                job_id, format=format.value, epoch=only, step=step
+            )
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
             return
         target = Path(output) if output else Path(f"{job_id}.{format.value}")
-        written = client.training_predictions.export(job_id, format=format.value, path=target)
+        written = client.training_predictions.export(
+            job_id, format=format.value, path=target, epoch=only, step=step
+        )
     _console().print(f"Wrote {written.stat().st_size} bytes to {escape(str(written))}")

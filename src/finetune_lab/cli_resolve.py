@@ -1,8 +1,9 @@
-"""Naming a job on the command line: its id, or its name when exactly one job has that name."""
+"""Naming a job on the command line (its id, or its name when exactly one job has that name)
+and its epochs (a number, or `latest`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from finetune_lab.client import FinetuneLabClient
 from finetune_lab.errors import NotFoundError
@@ -49,3 +50,51 @@ def resolve_job(client: FinetuneLabClient, ref: str) -> Job:
             f"{len(named)} jobs are named {ref!r}; pass one of their ids: {shown}{tail}"
         )
     return named[0]
+
+
+# --- epochs -------------------------------------------------------------------------------
+
+LATEST = "latest"
+
+
+class EpochLookupError(JobLookupError):
+    """`latest`, or a default epoch, names nothing: the job has too few epochs (exit code 2)."""
+
+
+def is_epoch_ref(text: str) -> bool:
+    """What `--epoch` takes: `latest` or an epoch number."""
+    return text == LATEST or (text.isascii() and text.isdigit())
+
+
+def resolve_epoch(job: Job, ref: str | None) -> int | None:
+    """`--epoch` as a number: `latest` is the job's last epoch (None: no filter)."""
+    if ref is None:
+        return None
+    if ref != LATEST:
+        return int(ref)
+    if job.latest_epoch is None:
+        raise EpochLookupError(f"job {job.id} has no predictions yet, so no latest epoch")
+    return job.latest_epoch
+
+
+def compare_epochs(
+    job_id: str, epochs: Sequence[int], from_ref: str | None, to_ref: str | None
+) -> tuple[int, int]:
+    """The epochs to compare: `to` defaults to the latest, `from` to the epoch before `to`
+    (among the epochs that have predictions)."""
+    known = sorted(epochs)
+    needs_known = LATEST in (from_ref, to_ref) or from_ref is None or to_ref is None
+    if needs_known and not known:
+        raise EpochLookupError(f"job {job_id} has no predictions yet")
+    to_epoch = known[-1] if to_ref in (None, LATEST) else int(str(to_ref))
+    if from_ref is None:
+        earlier = [epoch for epoch in known if epoch < to_epoch]
+        if not earlier:
+            shown = ", ".join(map(str, known))
+            raise EpochLookupError(
+                f"no epoch before {to_epoch} to compare with (job {job_id} has predictions in "
+                f"epoch {shown}); pass --from-epoch"
+            )
+        return earlier[-1], to_epoch
+    from_epoch = known[-1] if from_ref == LATEST else int(from_ref)
+    return from_epoch, to_epoch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,9 @@ from typer.testing import CliRunner
 from _support.appserver import ServerHandle
 from _support.net import free_port
 from finetune_lab.cli_predictions import SPARK_CHARS, predictions_app, sparkline
-from finetune_lab.client import _transport
+from finetune_lab.client import FinetuneLabClient, _transport
 
-from ._data import ROUNDS, avg_cer, avg_exact, epoch_groups, expected_improvement
+from ._data import ROUNDS, avg_cer, avg_exact, epoch_groups, expected_improvement, rows
 
 runner = CliRunner()
 
@@ -139,3 +140,152 @@ def test_errors_exit_1_with_one_red_line(
     monkeypatch.delenv("FINETUNE_LAB_API_KEY", raising=False)
     code, _, err = invoke("epochs", unique_job_id, "--api-url", server.base_url)
     assert code == 1 and "FINETUNE_LAB_API_KEY" in err
+
+
+# --- list filters, `latest`, export filters, compare -----------------------------------------
+
+
+def table_rows(out: str) -> list[list[str]]:
+    """The body rows of the rich tables in `out`, as stripped cells."""
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in out.splitlines()
+        if line.startswith("│")
+    ]
+
+
+@pytest.fixture
+def client(server: ServerHandle, api_key: str) -> Iterator[FinetuneLabClient]:
+    with FinetuneLabClient(api_key=api_key, base_url=server.base_url) as c:
+        yield c
+
+
+def test_list_latest_epoch_sample_and_search(seeded_job: str, auth: list[str]) -> None:
+    code, out, err = invoke("list", seeded_job, "--epoch", "latest", *auth)
+    assert code == 0, err
+    assert [row[:3] for row in table_rows(out)] == [["2", "20", str(i)] for i in range(4)]
+    assert "Showing 4 of 4 predictions" in out
+
+    code, out, err = invoke("list", seeded_job, "--sample", "2", "--q", "ABCX", *auth)
+    assert code == 0, err
+    assert [row[:3] for row in table_rows(out)] == [["0", "0", "2"], ["2", "20", "2"]]
+    assert "Showing 2 of 2 predictions" in out
+
+
+def test_list_sort(seeded_job: str, auth: list[str]) -> None:
+    code, out, err = invoke("list", seeded_job, "--sort", "-char_error_rate", "--limit", "3", *auth)
+    assert code == 0, err
+    rows = table_rows(out)
+    # Worst first; ties keep epoch, step, sample order.
+    assert [(r[:3], r[7]) for r in rows] == [
+        (["0", "0", "0"], "1.000"),
+        (["0", "0", "1"], "1.000"),
+        (["1", "5", "0"], "1.000"),
+    ]
+    assert "Showing 3 of 16 predictions, sorted by -char_error_rate" in out
+
+    code, out, err = invoke("list", seeded_job, "--sort=char_error_rate", "--epoch", "1", *auth)
+    assert code == 0, err
+    assert [r[7] for r in table_rows(out)] == ["0.000", "0.000", "0.250", "0.500"] + ["1.000"] * 4
+
+    code, out, err = invoke("list", seeded_job, "--sort=-word_overlap", "--limit", "1", *auth)
+    assert code == 0, err
+    assert "overlap" in out and len(table_rows(out)[0]) == 9  # the sorted score gets a column
+
+    code, _, err = invoke("list", seeded_job, "--sort", "cer", *auth)
+    assert code == 2 and "cer" in err
+
+
+@pytest.mark.parametrize("value", ["lates", "-1", "1.5", "\uff11"])
+def test_bad_epoch_is_a_usage_error(seeded_job: str, auth: list[str], value: str) -> None:
+    code, out, err = invoke("list", seeded_job, "--epoch", value, *auth)
+    assert (code, out) == (2, "")
+    assert "expected 'latest' or an epoch number" in err
+
+
+def test_latest_of_a_job_without_predictions(
+    client: FinetuneLabClient, auth: list[str], unique_job_id: str
+) -> None:
+    client.jobs.create(id=unique_job_id, name="empty", model_name="tiny")
+    for args in (["list", "--epoch", "latest"], ["export", "-o", "-", "--epoch", "latest"]):
+        code, out, err = invoke(args[0], unique_job_id, *args[1:], *auth)
+        assert (code, out) == (2, ""), err
+        assert err.startswith(f"Error: job {unique_job_id} has no predictions yet")
+    code, _, err = invoke("compare", unique_job_id, *auth)
+    assert code == 2 and "has no predictions yet" in err
+
+
+def test_export_epoch_and_step(seeded_job: str, auth: list[str], tmp_path: Path) -> None:
+    def keys(*args: str) -> list[tuple[int, int, int]]:
+        code, out, err = invoke("export", seeded_job, "--output", "-", *args, *auth)
+        assert code == 0, err
+        records = [json.loads(line) for line in out.splitlines() if line]
+        return [(r["epoch"], r["step"], r["sample_index"]) for r in records]
+
+    assert keys("--epoch", "latest") == [(2, 20, i) for i in range(4)]
+    assert keys("--step", "5") == [(1, 5, i) for i in range(4)]
+    assert keys("--epoch", "1", "--step", "10") == [(1, 10, i) for i in range(4)]
+    assert keys("--epoch", "0", "--step", "10") == []
+
+    target = tmp_path / "e1.csv"
+    code, _, err = invoke(
+        "export", seeded_job, "--format", "csv", "--epoch", "1", "-o", str(target), *auth
+    )
+    assert code == 0, err
+    with target.open(newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"] * 8
+
+
+def test_compare_defaults_to_previous_vs_latest(seeded_job: str, auth: list[str]) -> None:
+    code, out, err = invoke("compare", seeded_job, *auth)
+    assert code == 0, err
+    assert f"Epoch 1 (step 10) → epoch 2 (step 20) of {seeded_job}" in out
+    assert "improved 2 · regressed 1 · unchanged 1" in out
+    assert "Improved: top 2 of 2" in out and "Regressed: top 1 of 1" in out
+    rows = table_rows(out)
+    # Biggest CER drop first: sample 3 (0.5 → 0), then sample 0 (0.25 → 0); then the regression.
+    assert [(r[0], r[3], r[4], r[5]) for r in rows] == [
+        ("3", "ab", "abcd", "0.500 → 0.000"),
+        ("0", "abcx", "abcd", "0.250 → 0.000"),
+        ("2", "abcd", "abcx", "0.000 → 0.250"),
+    ]
+
+
+def test_compare_explicit_epochs_top_and_json(
+    client: FinetuneLabClient, seeded_job: str, auth: list[str]
+) -> None:
+    code, out, err = invoke("compare", seeded_job, "--from-epoch", "0", "--top", "1", *auth)
+    assert code == 0, err
+    assert "Epoch 0 (step 0) → epoch 2 (step 20)" in out
+    assert "improved 3 · regressed 0 · unchanged 1" in out
+    assert "Improved: top 1 of 3" in out and "Regressed" not in out
+    assert len(table_rows(out)) == 1
+
+    # --to-epoch alone: compared with the epoch before it.
+    code, out, err = invoke("compare", seeded_job, "--to-epoch", "1", "--json", *auth)
+    assert code == 0, err
+    assert (
+        json.loads(out)
+        == client.training_predictions.compare(seeded_job, from_epoch=0, to_epoch=1).raw
+    )
+
+    code, out, err = invoke(
+        "compare", seeded_job, "--from-epoch", "2", "--to-epoch", "latest", "--json", *auth
+    )
+    assert code == 0, err
+    assert json.loads(out)["summary"] == {"improved": 0, "regressed": 0, "unchanged": 4}
+
+
+def test_compare_errors(client: FinetuneLabClient, seeded_job: str, auth: list[str]) -> None:
+    code, out, err = invoke("compare", seeded_job, "--to-epoch", "0", *auth)
+    assert (code, out) == (2, "")
+    assert err.startswith("Error: no epoch before 0 to compare with")
+    assert "--from-epoch" in err and len(err.strip().splitlines()) == 1
+
+    code, _, err = invoke("compare", seeded_job, "--from-epoch", "7", *auth)
+    assert code == 1 and err.startswith("Error: 404")
+
+    one_epoch = client.jobs.create(name="one epoch", model_name="tiny").id
+    client.training_predictions.create(one_epoch, rows()[:4])
+    code, _, err = invoke("compare", one_epoch, *auth)
+    assert code == 2 and "has predictions in epoch 0" in err

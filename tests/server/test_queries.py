@@ -11,6 +11,7 @@ import random
 from collections import defaultdict
 from datetime import datetime
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -878,17 +879,32 @@ def test_export_csv(client, dataset):
 
 
 def parquet_value(field, value):
-    if field in JSON_FIELDS and isinstance(value, str):
-        return json.loads(value)
-    if field in JSON_FIELDS and isinstance(value, list) and field == "metrics":
+    """Typed Parquet columns back to the API's JSON: `metrics` is a map (pairs), each
+    validation error a struct whose `detail` is JSON text."""
+    if value is None or field not in JSON_FIELDS:
+        return value
+    assert isinstance(value, list), (field, value)  # a typed column, never JSON text
+    if field == "metrics":
         return dict(value)
-    return value
+    return [{**error, "detail": json.loads(error["detail"])} for error in value]
 
 
 def test_export_parquet(client, dataset):
     resp = export(client, dataset, "parquet")
     table = pq.read_table(io.BytesIO(resp.content))
     assert_same_rows(table.to_pylist(), fetch_all(client, dataset), coerce=parquet_value)
+
+
+def test_export_parquet_column_types(client, dataset):
+    schema = pq.read_schema(io.BytesIO(export(client, dataset, "parquet").content))
+    metrics = schema.field("metrics").type
+    assert pa.types.is_map(metrics), metrics
+    assert (metrics.key_type, metrics.item_type) == (pa.string(), pa.float64())
+    errors = schema.field("validation_errors").type
+    assert pa.types.is_list(errors) and pa.types.is_struct(errors.value_type), errors
+    assert [f.name for f in errors.value_type] == ["validator", "message", "detail"]
+    listed = fetch_all(client, dataset)
+    assert any(r["validation_errors"] for r in listed) and any(r["metrics"] for r in listed)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])

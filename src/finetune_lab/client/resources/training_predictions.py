@@ -10,13 +10,14 @@ import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 import httpx
 import orjson
 from pydantic import BaseModel
 
 from finetune_lab.client import _transport
+from finetune_lab.client._frames import predictions_frame, require_pandas
 from finetune_lab.client._sse import ServerSentEvent, SSEDecoder
 from finetune_lab.client._transport import (
     AsyncTransport,
@@ -51,6 +52,9 @@ from finetune_lab.schema import (
     TrendsResponse,
     WireModel,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ExportFormat: TypeAlias = Literal["jsonl", "csv", "parquet"]
 GroupBy: TypeAlias = Literal["epoch", "step"]
@@ -321,6 +325,34 @@ class TrainingPredictions:
                 return
             cursor = page.next_cursor
 
+    def to_pandas(
+        self,
+        job_id: str,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        sample_index: int | None = None,
+        prompt_id: str | None = None,
+        validation_pass: bool | None = None,
+        q: str | None = None,
+        page_size: int = 500,
+    ) -> pd.DataFrame:
+        """The rows of `iter()` (same filters) as a DataFrame: one column per field, each
+        custom metric as a float column `metrics.<name>`, `validation_errors` as lists of
+        dicts. Needs the `pandas` extra (`pip install 'finetune-lab[pandas]'`)."""
+        require_pandas()  # before any request: a missing extra fails fast
+        rows = self.iter(
+            job_id,
+            epoch=epoch,
+            step=step,
+            sample_index=sample_index,
+            prompt_id=prompt_id,
+            validation_pass=validation_pass,
+            q=q,
+            page_size=page_size,
+        )
+        return predictions_frame(rows)
+
     def epochs(self, job_id: str) -> EpochsResponse:
         return self._transport.execute(_epochs_spec(job_id))
 
@@ -477,6 +509,32 @@ class AsyncTrainingPredictions:
             if not page.next_cursor or not page.predictions:
                 return
             cursor = page.next_cursor
+
+    async def to_pandas(
+        self,
+        job_id: str,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        sample_index: int | None = None,
+        prompt_id: str | None = None,
+        validation_pass: bool | None = None,
+        q: str | None = None,
+        page_size: int = 500,
+    ) -> pd.DataFrame:
+        """`await client.training_predictions.to_pandas(job_id)`; see the sync one."""
+        require_pandas()
+        rows = self.iter(
+            job_id,
+            epoch=epoch,
+            step=step,
+            sample_index=sample_index,
+            prompt_id=prompt_id,
+            validation_pass=validation_pass,
+            q=q,
+            page_size=page_size,
+        )
+        return predictions_frame([prediction async for prediction in rows])
 
     async def epochs(self, job_id: str) -> EpochsResponse:
         return await self._transport.execute(_epochs_spec(job_id))

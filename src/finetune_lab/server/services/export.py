@@ -102,7 +102,28 @@ class _ChunkSink:
         return data
 
 
+def _validation_errors_type(pa: Any) -> Any:
+    """Parquet's `validation_errors`: a list of structs; `detail` (any JSON) stays JSON text."""
+    fields = [("validator", pa.string()), ("message", pa.string()), ("detail", pa.string())]
+    return pa.list_(pa.struct(fields))
+
+
+def _parquet_errors(errors: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if errors is None:
+        return None
+    return [
+        {
+            "validator": error.get("validator"),
+            "message": error.get("message"),
+            "detail": orjson.dumps(error.get("detail")).decode(),
+        }
+        for error in errors
+    ]
+
+
 def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
+    """Typed columns: `metrics` is a map<string, double> (pandas reads each cell back as a list
+    of `(name, value)` pairs, pyarrow's `to_pylist(maps_as_pydicts="strict")` as a dict)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -133,8 +154,8 @@ def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
             ("do_sample", pa.bool_()),
             ("validation_pass", pa.bool_()),
             ("validation_kind", pa.string()),
-            ("validation_errors", pa.string()),
-            ("metrics", pa.string()),  # JSON text
+            ("validation_errors", _validation_errors_type(pa)),
+            ("metrics", pa.map_(pa.string(), pa.float64())),
         ]
     )
     sink = _ChunkSink()
@@ -143,10 +164,8 @@ def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
             columns: dict[str, list[Any]] = {name: [] for name in PREDICTION_FIELDS}
             for row in rows:
                 for name in PREDICTION_FIELDS:
-                    value = row[name]
-                    if name in JSON_FIELDS and value is not None:
-                        value = orjson.dumps(value).decode()
-                    columns[name].append(value)
+                    columns[name].append(row[name])
+                columns["validation_errors"][-1] = _parquet_errors(row["validation_errors"])
             writer.write_table(pa.table(columns, schema=schema))
             yield sink.drain()
     yield sink.drain()

@@ -68,7 +68,7 @@ def _read_events(db: Database, job_id: str, after: int) -> list[tuple[int, str, 
 def _still_allowed(request: Request, db: Database, job_id: str) -> bool:
     """Re-checked at every heartbeat: a revoked key, an expired session or a deleted job ends
     the stream (the client's reconnect then gets the 401 or 404)."""
-    secret = credential_from(request)
+    secret = credential_from(request.headers)
     authenticator: Authenticator = request.app.state.authenticator
     principal = authenticator.authenticate(secret) if secret else None
     if principal is None or not principal.allows("training"):
@@ -80,9 +80,7 @@ def _still_allowed(request: Request, db: Database, job_id: str) -> bool:
     return True
 
 
-async def _events(
-    request: Request, db: Database, job_id: str, start: int
-) -> AsyncIterator[bytes]:
+async def _events(request: Request, db: Database, job_id: str, start: int) -> AsyncIterator[bytes]:
     settings: Settings = request.app.state.settings
     notifier: StreamNotifier = request.app.state.stream_notifier
     loop = asyncio.get_running_loop()
@@ -100,8 +98,11 @@ async def _events(
                 # Keep the client connected (heartbeats go on) and read again at the next
                 # poll: the stream resumes by itself once the database is back.
                 if not outage:
-                    log.warning("stream of %s waits for the database: %s", job_id,
-                                describe_database_error(exc))
+                    log.warning(
+                        "stream of %s waits for the database: %s",
+                        job_id,
+                        describe_database_error(exc),
+                    )
                 outage = True
                 batch = []
             for event_id, kind, data in batch:

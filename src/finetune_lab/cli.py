@@ -1,4 +1,4 @@
-"""The `finetune-lab` command: serve, keys, db, demo, sync, predictions."""
+"""The `finetune-lab` command: serve, keys, jobs, db, demo, sync, predictions."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ app = typer.Typer(
     help="FineTune Lab: watch what your model says while it fine-tunes.", no_args_is_help=True
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Training jobs (operator tasks).", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(db_app, name="db")
 app.add_typer(predictions_app, name="predictions")
 
@@ -162,7 +164,7 @@ def keys_revoke(
     key: Annotated[str, typer.Argument(help="Key id or prefix (as `keys list` shows).")],
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Revoke a key at once (its sessions end too)."""
+    """Revoke a key at once (its sessions and its jobs' tokens end too)."""
     from finetune_lab.server.services.keys import revoke_key
 
     count = revoke_key(_database(database_url), key)
@@ -170,6 +172,20 @@ def keys_revoke(
         console.print(f"[red]no active key matches {key!r}[/]")
         raise typer.Exit(1)
     console.print(f"revoked {count} key(s)")
+
+
+@jobs_app.command("revoke-token")
+def jobs_revoke_token(
+    job_id: Annotated[str, typer.Argument(help="The job whose token must stop working.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """End a job's token at once (the job and its data stay; its owner can rotate a new one)."""
+    from finetune_lab.server.services.jobs import revoke_job_token_by_id
+
+    if not revoke_job_token_by_id(_database(database_url), job_id):
+        console.print(f"[red]no job {job_id!r} with a live token[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked the token of job {job_id}")
 
 
 @db_app.command("upgrade")
@@ -199,8 +215,13 @@ def demo(
 
     try:
         run_demo(
-            host=host, port=port, serve=serve, console=console, api_url=api_url,
-            api_key=api_key, quick=quick,
+            host=host,
+            port=port,
+            serve=serve,
+            console=console,
+            api_url=api_url,
+            api_key=api_key,
+            quick=quick,
         )
     except FinetuneLabError as exc:
         console.print(f"[red]{exc}[/]")
@@ -226,7 +247,9 @@ def sync(
     directory = spool_dir or default_spool_dir()
     with console.status(f"Uploading from {directory}") as status:
         results = sync_spool(
-            directory, api_url=api_url, api_key=api_key,
+            directory,
+            api_url=api_url,
+            api_key=api_key,
             on_job=lambda spool: status.update(f"Uploading job {spool.job_id}"),
         )
     if not results:

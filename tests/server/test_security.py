@@ -41,17 +41,20 @@ def test_rate_limit_is_per_key_with_retry_after(limited: ServerHandle) -> None:
         assert_error(httpx.get(limited.base_url + JOBS, headers={"X-API-Key": "flk_nope"}), 401)
 
 
-def test_job_tokens_have_their_own_budget(limited: ServerHandle) -> None:
+def test_job_tokens_spend_their_keys_budget(limited: ServerHandle) -> None:
     key = limited.create_key("carol")
     with limited.client(key) as http:
-        job = http.post(JOBS, json={"id": new_id()}).json()
-    token = {"Authorization": f"Bearer {job['job_token']}"}
-    with httpx.Client(base_url=limited.base_url, headers=token) as writer:
-        codes = [
-            writer.post(f"{PRED}/{job['id']}", json={"predictions": [row(1, i, 0)]}).status_code
-            for i in range(9)
-        ]
-    assert codes == [200] * 8 + [429]
+        job = http.post(JOBS, json={"id": new_id()}).json()  # 1 of the key's 8
+        token = {"Authorization": f"Bearer {job['job_token']}"}
+        with httpx.Client(base_url=limited.base_url, headers=token) as writer:
+            codes = [
+                writer.post(f"{PRED}/{job['id']}", json={"predictions": [row(1, i, 0)]})
+                for i in range(8)
+            ]
+        assert [r.status_code for r in codes] == [200] * 7 + [429]
+        assert_error(codes[-1], 429, "rate_limited")
+        # The token spent the key's budget: the key itself is now over it too.
+        assert_error(http.get(JOBS), 429, "rate_limited")
 
 
 def test_rate_limit_can_be_turned_off(make_server: MakeServer) -> None:

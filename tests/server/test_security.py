@@ -106,9 +106,7 @@ def test_cors_is_off_by_default(server: ServerHandle, api_key: str) -> None:
     origin = {"Origin": "https://evil.example"}
     with server.client(api_key) as http:
         answer = http.get(JOBS, headers=origin)
-        preflight = http.options(
-            JOBS, headers={**origin, "Access-Control-Request-Method": "GET"}
-        )
+        preflight = http.options(JOBS, headers={**origin, "Access-Control-Request-Method": "GET"})
     assert answer.status_code == 200
     assert "access-control-allow-origin" not in answer.headers
     assert "access-control-allow-origin" not in preflight.headers
@@ -153,8 +151,11 @@ def test_secrets_never_returned_or_logged(make_server: MakeServer) -> None:
         model = http.post(
             "/api/models",
             json={
-                "name": "remote", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
-                "upstream_model": "m", "api_key": "sk-very-secret-upstream",
+                "name": "remote",
+                "kind": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "upstream_model": "m",
+                "api_key": "sk-very-secret-upstream",
             },
         )
         assert model.status_code == 201, model.text

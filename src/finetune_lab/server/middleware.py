@@ -26,8 +26,7 @@ class BodySizeLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                response = error_response(413, "payload_too_large", self._message())
-                await response(scope, receive, send)
+                await self._refuse(scope, receive, send)
                 return
         received = 0
         over = False
@@ -50,9 +49,7 @@ class BodySizeLimit:
             if over:
                 if not started:
                     started = True
-                    await error_response(413, "payload_too_large", self._message())(
-                        scope, receive, send
-                    )
+                    await self._refuse(scope, receive, send)
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -61,10 +58,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
             if not started:  # the app let the error through: answer it here
-                started = True
-                await error_response(413, "payload_too_large", self._message())(
-                    scope, receive, send
-                )
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(413, "payload_too_large", self._message())(scope, receive, send)
 
     def _message(self) -> str:
         return f"request body is over {self.limit} bytes"

@@ -8,10 +8,13 @@ Fixture interface (see tests/_support for the implementation):
 - ``unique_job_id``: fresh ``t-<hex>`` job id so tests sharing a server never collide.
 - ``postgres``: the session's PostgreSQL (``create_database()`` → SQLAlchemy URL);
   ``pg_database_url``: a fresh empty PostgreSQL database for one test.
-- ``make_server``: start a private server (own database, optional extra env) for one test.
+- ``make_server``: start a private server (own database, optional extra env) for one test;
+  ``database_url=`` another server's to run several processes on one database.
+- ``redis``: the session's ``redis-server`` (``.url`` for ``FINETUNE_LAB_RATE_LIMIT_STORAGE``).
 
 PostgreSQL comes from ``FINETUNE_LAB_TEST_POSTGRES_URL`` or a throwaway local cluster. Without
 binaries, PostgreSQL tests skip locally but fail when ``CI`` is set: CI must cover that backend.
+Redis (Debian's ``redis-server``) follows the same rule.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pytest
 from _support.appserver import Backend, ServerHandle, ServerStartError
 from _support.infra import Infra, MakeServer
 from _support.postgres import EXTERNAL_URL_ENV, PostgresServer, PostgresUnavailable
+from _support.redis import RedisServer, RedisUnavailable
 
 BACKENDS: list[Backend] = ["sqlite", "postgresql"]
 
@@ -57,6 +61,17 @@ def postgres(_infra: Infra) -> PostgresServer:
         if in_ci():
             pytest.fail(f"{exc}; CI must run the PostgreSQL suite", pytrace=False)
         pytest.skip(f"{exc} (install postgresql-15 or set {EXTERNAL_URL_ENV})")
+
+
+@pytest.fixture(scope="session")
+def redis(_infra: Infra) -> RedisServer:
+    """The session's Redis; skip (local) or fail (CI) when redis-server is not installed."""
+    try:
+        return _infra.redis()
+    except RedisUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"{exc}; CI must run the shared rate-limit tests", pytrace=False)
+        pytest.skip(f"{exc} (install redis-server)")
 
 
 @pytest.fixture
@@ -117,15 +132,20 @@ def make_server(request: pytest.FixtureRequest, _infra: Infra) -> Iterator[MakeS
     """Factory for private servers (own database; ``extra_env`` for settings) stopped after the
     test: for tests that restart, reconfigure or otherwise disturb a server.
 
-    Usage: ``srv = make_server("postgresql", extra_env={...})``.
+    Usage: ``srv = make_server("postgresql", extra_env={...})``; a second process on the same
+    database: ``make_server("postgresql", database_url=srv.database_url)``.
     """
     started: list[ServerHandle] = []
 
-    def make(backend: Backend = "sqlite", extra_env: dict[str, str] | None = None) -> ServerHandle:
+    def make(
+        backend: Backend = "sqlite",
+        extra_env: dict[str, str] | None = None,
+        database_url: str | None = None,
+    ) -> ServerHandle:
         if backend == "postgresql":
             request.getfixturevalue("postgres")
         try:
-            handle = _infra.new_server(backend, extra_env=extra_env)
+            handle = _infra.new_server(backend, extra_env=extra_env, database_url=database_url)
         except ServerStartError as exc:
             pytest.fail(str(exc), pytrace=False)
         started.append(handle)

@@ -164,7 +164,7 @@ def keys_revoke(
     key: Annotated[str, typer.Argument(help="Key id or prefix (as `keys list` shows).")],
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Revoke a key at once (its sessions end too)."""
+    """Revoke a key at once (its sessions and its jobs' tokens end too)."""
     from finetune_lab.server.services.keys import revoke_key
 
     count = revoke_key(_database(database_url), key)
@@ -172,6 +172,20 @@ def keys_revoke(
         console.print(f"[red]no active key matches {key!r}[/]")
         raise typer.Exit(1)
     console.print(f"revoked {count} key(s)")
+
+
+@jobs_app.command("revoke-token")
+def jobs_revoke_token(
+    job_id: Annotated[str, typer.Argument(help="The job whose token must stop working.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """End a job's token at once (the job and its data stay; its owner can rotate a new one)."""
+    from finetune_lab.server.services.jobs import revoke_job_token_by_id
+
+    if not revoke_job_token_by_id(_database(database_url), job_id):
+        console.print(f"[red]no job {job_id!r} with a live token[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked the token of job {job_id}")
 
 
 @db_app.command("upgrade")

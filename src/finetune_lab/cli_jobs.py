@@ -22,7 +22,9 @@ from finetune_lab.cli_resolve import resolve_job
 from finetune_lab.schema import Job
 from finetune_lab.training.announce import dashboard_url
 
-jobs_app = typer.Typer(name="jobs", help="List and inspect training jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    name="jobs", help="List and inspect training jobs; revoke a job's token.", no_args_is_help=True
+)
 
 JsonOption = typer.Option(False, "--json", help="Print the server's JSON instead of a table")
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from .appserver import Backend, ServerHandle, sqlite_url
 from .postgres import LocalCluster, PostgresServer, external_server
+from .redis import RedisServer
 
 ALICE = "alice"
 
-#: Type of the ``make_server`` fixture: ``make_server(backend="sqlite", extra_env=None)``.
+#: Type of the ``make_server`` fixture:
+#: ``make_server(backend="sqlite", extra_env=None, database_url=None)``.
 MakeServer = Callable[..., ServerHandle]
 
 
@@ -26,6 +28,8 @@ class Infra:
         self.root = root
         self._postgres: PostgresServer | None = None
         self._postgres_error: BaseException | None = None
+        self._redis: RedisServer | None = None
+        self._redis_error: BaseException | None = None
         self._shared: dict[Backend, ServerHandle] = {}
         self._shared_errors: dict[Backend, BaseException] = {}
         self._servers: list[ServerHandle] = []
@@ -44,19 +48,37 @@ class Infra:
                 raise
         return self._postgres
 
+    def redis(self) -> RedisServer:
+        """The session's Redis (a private ``redis-server``), started on first use."""
+        if self._redis_error is not None:
+            raise self._redis_error
+        if self._redis is None:
+            try:
+                self._redis = RedisServer()
+            except BaseException as exc:
+                self._redis_error = exc
+                raise
+        return self._redis
+
     def database_url(self, backend: Backend, home: Path) -> str:
         """A fresh, empty database for a new server."""
         if backend == "sqlite":
             return sqlite_url(home)
         return self.postgres().create_database()
 
-    def new_server(self, backend: Backend, extra_env: dict[str, str] | None = None) -> ServerHandle:
-        """Start a server with its own home dir and its own fresh database."""
+    def new_server(
+        self,
+        backend: Backend,
+        extra_env: dict[str, str] | None = None,
+        database_url: str | None = None,
+    ) -> ServerHandle:
+        """Start a server with its own home dir and its own fresh database (or, given
+        ``database_url``, another server's: several processes behind one database)."""
         home = self.root / f"{backend}-{uuid.uuid4().hex[:8]}"
         home.mkdir(parents=True)
         handle = ServerHandle(
             backend=backend,
-            database_url=self.database_url(backend, home),
+            database_url=database_url or self.database_url(backend, home),
             home=home,
             extra_env=dict(extra_env or {}),
         )
@@ -94,13 +116,16 @@ class Infra:
         self._servers = [s for s in self._servers if s is not handle]
 
     def close(self) -> None:
-        """Stop app servers first, then PostgreSQL. Safe to call twice (fixture + atexit)."""
+        """Stop app servers first, then Redis and PostgreSQL. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         for handle in reversed(self._servers):
             handle.stop()
         self._servers.clear()
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
         if self._postgres is not None:
             self._postgres.close()
             self._postgres = None

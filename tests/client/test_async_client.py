@@ -146,6 +146,19 @@ async def test_jobs(async_client: AsyncFinetuneLabClient, unique_job_id: str) ->
         await async_client.jobs.get(unique_job_id)
 
 
+async def test_job_token_rotation(
+    async_client: AsyncFinetuneLabClient, server: ServerHandle, unique_job_id: str
+) -> None:
+    old = (await async_client.jobs.create(id=unique_job_id)).job_token
+    new = (await async_client.jobs.rotate_token(unique_job_id)).job_token
+    assert new and new != old
+    async with AsyncFinetuneLabClient(api_key=new, base_url=server.base_url) as by_token:
+        assert (await by_token.whoami()).job_id == unique_job_id
+        assert (await async_client.jobs.revoke_token(unique_job_id)).job_token is None
+        with pytest.raises(AuthenticationError):
+            await by_token.whoami()
+
+
 async def test_auth(async_client: AsyncFinetuneLabClient, server: ServerHandle) -> None:
     me = await async_client.whoami()
     assert (me.user, me.credential) == ("alice", "api_key")

@@ -119,6 +119,24 @@ def test_job_token_can_only_write_its_own_predictions(
     assert client.training_predictions.get(unique_job_id).total_count == 3
 
 
+def test_rotate_and_revoke_a_job_token(
+    client: FinetuneLabClient, server: ServerHandle, unique_job_id: str
+) -> None:
+    old = client.jobs.create(id=unique_job_id).job_token
+    rotated = client.jobs.rotate_token(unique_job_id)
+    assert rotated.id == unique_job_id and rotated.job_token and rotated.job_token != old
+    stale = FinetuneLabClient(api_key=old, base_url=server.base_url, max_retries=0)
+    with stale, pytest.raises(AuthenticationError):
+        stale.training_predictions.create(unique_job_id, rows()[:1])
+    with FinetuneLabClient(api_key=rotated.job_token, base_url=server.base_url) as fresh:
+        assert fresh.training_predictions.create(unique_job_id, rows()[:1]).created == 1
+        assert client.jobs.revoke_token(unique_job_id).job_token is None
+        with pytest.raises(AuthenticationError):
+            fresh.whoami()
+    with pytest.raises(NotFoundError):
+        client.jobs.rotate_token(f"{unique_job_id}-missing")
+
+
 def test_revoked_or_bogus_session_is_rejected(server: ServerHandle) -> None:
     bogus = FinetuneLabClient(api_key="fls_" + "A" * 43, base_url=server.base_url)
     with bogus, pytest.raises(AuthenticationError):

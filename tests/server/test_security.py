@@ -41,17 +41,20 @@ def test_rate_limit_is_per_key_with_retry_after(limited: ServerHandle) -> None:
         assert_error(httpx.get(limited.base_url + JOBS, headers={"X-API-Key": "flk_nope"}), 401)
 
 
-def test_job_tokens_have_their_own_budget(limited: ServerHandle) -> None:
+def test_job_tokens_spend_their_keys_budget(limited: ServerHandle) -> None:
     key = limited.create_key("carol")
     with limited.client(key) as http:
-        job = http.post(JOBS, json={"id": new_id()}).json()
-    token = {"Authorization": f"Bearer {job['job_token']}"}
-    with httpx.Client(base_url=limited.base_url, headers=token) as writer:
-        codes = [
-            writer.post(f"{PRED}/{job['id']}", json={"predictions": [row(1, i, 0)]}).status_code
-            for i in range(9)
-        ]
-    assert codes == [200] * 8 + [429]
+        job = http.post(JOBS, json={"id": new_id()}).json()  # 1 of the key's 8
+        token = {"Authorization": f"Bearer {job['job_token']}"}
+        with httpx.Client(base_url=limited.base_url, headers=token) as writer:
+            codes = [
+                writer.post(f"{PRED}/{job['id']}", json={"predictions": [row(1, i, 0)]})
+                for i in range(8)
+            ]
+        assert [r.status_code for r in codes] == [200] * 7 + [429]
+        assert_error(codes[-1], 429, "rate_limited")
+        # The token spent the key's budget: the key itself is now over it too.
+        assert_error(http.get(JOBS), 429, "rate_limited")
 
 
 def test_rate_limit_can_be_turned_off(make_server: MakeServer) -> None:
@@ -103,9 +106,7 @@ def test_cors_is_off_by_default(server: ServerHandle, api_key: str) -> None:
     origin = {"Origin": "https://evil.example"}
     with server.client(api_key) as http:
         answer = http.get(JOBS, headers=origin)
-        preflight = http.options(
-            JOBS, headers={**origin, "Access-Control-Request-Method": "GET"}
-        )
+        preflight = http.options(JOBS, headers={**origin, "Access-Control-Request-Method": "GET"})
     assert answer.status_code == 200
     assert "access-control-allow-origin" not in answer.headers
     assert "access-control-allow-origin" not in preflight.headers
@@ -150,8 +151,11 @@ def test_secrets_never_returned_or_logged(make_server: MakeServer) -> None:
         model = http.post(
             "/api/models",
             json={
-                "name": "remote", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
-                "upstream_model": "m", "api_key": "sk-very-secret-upstream",
+                "name": "remote",
+                "kind": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "upstream_model": "m",
+                "api_key": "sk-very-secret-upstream",
             },
         )
         assert model.status_code == 201, model.text

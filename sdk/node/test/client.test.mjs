@@ -158,6 +158,21 @@ describe("jobs", () => {
     await client.jobs.delete(generated.id);
   });
 
+  it("rotates and revokes a job's token", async () => {
+    const id = uniqueJobId("tok");
+    const old = (await client.jobs.create({ id })).job_token;
+    const rotated = await client.jobs.rotateToken(id);
+    assert.equal(rotated.id, id);
+    assert.ok(rotated.job_token && rotated.job_token !== old);
+    const stale = new FinetuneLabClient({ apiKey: old, baseUrl: server.baseUrl, maxRetries: 0 });
+    await assert.rejects(stale.whoami(), AuthenticationError);
+    const fresh = new FinetuneLabClient({ apiKey: rotated.job_token, baseUrl: server.baseUrl });
+    assert.equal((await fresh.whoami()).job_id, id);
+    assert.equal((await client.jobs.revokeToken(id)).job_token, null);
+    await assert.rejects(fresh.whoami(), AuthenticationError);
+    await assert.rejects(client.jobs.rotateToken(`${id}-missing`), NotFoundError);
+  });
+
   it("encodes job ids as one path segment", async () => {
     // A '/' or '?' in an id must not change the route: such ids are invalid, hence 404.
     await assert.rejects(client.jobs.get("a/b"), NotFoundError);

@@ -26,6 +26,7 @@ from finetune_lab.server.dashboard import install_dashboard
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.docs import install_docs
 from finetune_lab.server.errors import install_error_handlers
+from finetune_lab.server.gate import CredentialGate
 from finetune_lab.server.middleware import APIResponseHeaders, BodySizeLimit
 from finetune_lab.server.notify import PostgresListener, StreamNotifier
 from finetune_lab.server.rate_limit import RateLimiter
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.settings = settings
     app.state.db = db
     app.state.authenticator = Authenticator(db)
-    app.state.rate_limiter = RateLimiter(settings.rate_limit)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
     app.state.stream_notifier = StreamNotifier()
     app.state.stream_listener = (
         PostgresListener(db.url, app.state.stream_notifier) if db.is_postgres else None
@@ -85,6 +86,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_error_handlers(app)
     install_docs(app)
     install_dashboard(app)
+    # Outermost last: CORS, API headers, body size (declared), credentials and rate limit.
+    app.add_middleware(
+        CredentialGate,
+        authenticator=app.state.authenticator,
+        limiter=app.state.rate_limiter,
+    )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(APIResponseHeaders)
     if settings.cors_origins:  # off unless configured: the dashboard is same-origin

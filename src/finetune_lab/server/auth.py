@@ -2,17 +2,20 @@
 
 Secrets are looked up by their SHA-256 through a unique index: one indexed read, no scan,
 and the timing of that lookup depends on the hash, not on how much of a guess was right.
+Sessions and job tokens are valid only while the API key behind them is, and spend its rate
+budget. `admit` runs from the headers alone, before any body is read (server/gate.py).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from sqlalchemy import select, update
+from starlette.concurrency import run_in_threadpool
 
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import api_keys, jobs, sessions, users
@@ -27,6 +30,8 @@ from finetune_lab.server.services.tokens import (
 )
 
 LAST_USED_EVERY_S = 60.0
+#: Where the gate leaves the caller in the ASGI scope for the route's dependency.
+PRINCIPAL_SCOPE_KEY = "finetune_lab.principal"
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,8 @@ class Principal:
     user: str
     credential: str  # api_key | session | job_token
     scopes: tuple[str, ...]
-    api_key_id: int | None = None
+    api_key_id: int  # the key itself, the session's key, or the key the job token is bound to
+    key_hash: str  # that key's SHA-256: names its rate budget, unique across databases
     job_id: str | None = None  # set for job tokens: the only job they may write
 
     def allows(self, scope: str) -> bool:
@@ -43,15 +49,15 @@ class Principal:
 
     @property
     def rate_bucket(self) -> str:
-        """Whose budget a request spends: its API key's (sessions too), or its job token's."""
-        return f"key:{self.api_key_id}" if self.api_key_id is not None else f"job:{self.job_id}"
+        """Whose budget a request spends: always its API key's (sessions and job tokens too)."""
+        return f"key:{self.key_hash[:32]}"
 
 
-def credential_from(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
+def credential_from(headers: Mapping[str, str]) -> str | None:
+    key = headers.get("x-api-key")
     if key:
         return key.strip()
-    authorization = request.headers.get("authorization", "")
+    authorization = headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
@@ -76,7 +82,13 @@ class Authenticator:
 
     def _api_key(self, digest: str) -> Principal | None:
         query = (
-            select(api_keys.c.id, api_keys.c.scopes, users.c.id.label("uid"), users.c.name)
+            select(
+                api_keys.c.id,
+                api_keys.c.scopes,
+                api_keys.c.key_hash,
+                users.c.id.label("uid"),
+                users.c.name,
+            )
             .join(users, users.c.id == api_keys.c.user_id)
             .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
         )
@@ -86,7 +98,7 @@ class Authenticator:
             return None
         self._mark_used(int(row.id))
         return Principal(
-            int(row.uid), row.name, "api_key", tuple(row.scopes), api_key_id=int(row.id)
+            int(row.uid), row.name, "api_key", tuple(row.scopes), int(row.id), row.key_hash
         )
 
     def _session(self, digest: str) -> Principal | None:
@@ -95,6 +107,7 @@ class Authenticator:
                 sessions.c.expires_at,
                 api_keys.c.id,
                 api_keys.c.scopes,
+                api_keys.c.key_hash,
                 users.c.id.label("uid"),
                 users.c.name,
             )
@@ -107,20 +120,36 @@ class Authenticator:
         if row is None or row.expires_at <= utcnow():
             return None
         return Principal(
-            int(row.uid), row.name, "session", tuple(row.scopes), api_key_id=int(row.id)
+            int(row.uid), row.name, "session", tuple(row.scopes), int(row.id), row.key_hash
         )
 
     def _job_token(self, digest: str) -> Principal | None:
+        # Only while the job's key is alive: revoking the key ends its jobs' tokens too.
         query = (
-            select(jobs.c.id, users.c.id.label("uid"), users.c.name)
+            select(
+                jobs.c.id,
+                api_keys.c.id.label("key_id"),
+                api_keys.c.key_hash,
+                users.c.id.label("uid"),
+                users.c.name,
+            )
+            .join(api_keys, api_keys.c.id == jobs.c.api_key_id)
             .join(users, users.c.id == jobs.c.user_id)
-            .where(jobs.c.job_token_hash == digest)
+            .where(jobs.c.job_token_hash == digest, api_keys.c.revoked_at.is_(None))
         )
         with self.db.read() as conn:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return Principal(int(row.uid), row.name, "job_token", ("training",), job_id=row.id)
+        return Principal(
+            int(row.uid),
+            row.name,
+            "job_token",
+            ("training",),
+            int(row.key_id),
+            row.key_hash,
+            job_id=row.id,
+        )
 
     def _mark_used(self, key_id: int) -> None:
         """Record last use at most once a minute per key: no write on every request."""
@@ -135,18 +164,31 @@ class Authenticator:
             )
 
 
-def current_principal(request: Request) -> Principal:
-    secret = credential_from(request)
+def admit(
+    authenticator: Authenticator, limiter: RateLimiter, headers: Mapping[str, str]
+) -> Principal:
+    """The caller named by the headers, charged one request; 401 or 429 otherwise.
+
+    Blocking (a database read, maybe a Redis round trip): call it from a worker thread."""
+    secret = credential_from(headers)
     if secret is None:
         raise APIError(401, "missing credentials: send X-API-Key or Authorization: Bearer")
-    authenticator: Authenticator = request.app.state.authenticator
     principal = authenticator.authenticate(secret)
     if principal is None:
         raise APIError(401, "invalid, expired or revoked credentials")
-    limiter: RateLimiter = request.app.state.rate_limiter
     if limiter.enabled:
         limiter.check(principal.rate_bucket)
     return principal
+
+
+async def current_principal(request: Request) -> Principal:
+    """The caller the gate admitted (before the body was read); routes outside the gated
+    prefixes are admitted here."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(principal, Principal):
+        return principal
+    state = request.app.state
+    return await run_in_threadpool(admit, state.authenticator, state.rate_limiter, request.headers)
 
 
 def require_scope(scope: str, *, job_token_ok: bool = False) -> Callable[..., Awaitable[Principal]]:

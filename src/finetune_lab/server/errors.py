@@ -104,6 +104,18 @@ def describe_database_error(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def database_unavailable(method: str, path: str, exc: Exception) -> Response:
+    """The database is down, restarting or overloaded: a transient 503 clients retry (the SDK
+    does), answered without dropping the connection, not a 500 with a traceback."""
+    log.error("database unavailable on %s %s: %s", method, path, describe_database_error(exc))
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is unavailable; retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> Response:
@@ -135,16 +147,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "validation_error", "a value in the request cannot be stored")
 
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
-        # The database is down, restarting or overloaded: a transient 503 clients retry (the
-        # SDK does), answered without dropping the connection, not a 500 with a traceback.
-        log.error(
-            "database unavailable on %s %s: %s",
-            request.method, request.url.path, describe_database_error(exc),
-        )
-        return error_response(
-            503, "database_unavailable", "the database is unavailable; retry shortly",
-            headers={"Retry-After": "1"},
-        )
+        return database_unavailable(request.method, request.url.path, exc)
 
     for kind in DATABASE_UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)

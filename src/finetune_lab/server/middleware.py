@@ -7,8 +7,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from finetune_lab.server.errors import APIError, error_response
 
 
+class BodyTooLarge(APIError):
+    """Raised into the app when a streamed body passes the cap (a route reading raw bytes
+    answers it as is; FastAPI's body parser would turn it into a 400, see below)."""
+
+
 class BodySizeLimit:
-    """Refuse bodies over `limit` bytes with 413: declared sizes at once, streamed as they pass."""
+    """Refuse bodies over `limit` bytes with 413: declared sizes at once, streamed (chunked)
+    ones as soon as they pass the cap, whatever the app makes of the error it then sees."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -20,21 +26,42 @@ class BodySizeLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                response = error_response(413, "payload_too_large", self._message())
-                await response(scope, receive, send)
+                await self._refuse(scope, receive, send)
                 return
         received = 0
+        over = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise APIError(413, self._message())
+                    over = True
+                    raise BodyTooLarge(413, self._message())
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            # FastAPI reports any failure while reading a declared body as 400: once the cap
+            # is passed, whatever the app answers is replaced by the 413.
+            nonlocal started
+            if over:
+                if not started:
+                    started = True
+                    await self._refuse(scope, receive, send)
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if not started:  # the app let the error through: answer it here
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(413, "payload_too_large", self._message())(scope, receive, send)
 
     def _message(self) -> str:
         return f"request body is over {self.limit} bytes"

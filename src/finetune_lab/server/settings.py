@@ -19,15 +19,21 @@ def default_database_url() -> str:
 class Settings:
     database_url: str = field(default_factory=default_database_url)
     max_body_bytes: int = MAX_BODY_BYTES
-    # Requests per API key (sessions included) and per job token, per server process, in the
-    # `limits` notation ("1200/minute", "20/second;1000/minute"); "off" disables it.
+    # Requests per API key (its sessions and job tokens included) in the `limits` notation
+    # ("1200/minute", "20/second;1000/minute"); "off" disables it.
     rate_limit: str = field(
         default_factory=lambda: os.environ.get("FINETUNE_LAB_RATE_LIMIT", "1200/minute")
+    )
+    # Where the windows are counted: memory:// (this process) or redis://host:port/db (one
+    # budget shared by every server process using that Redis).
+    rate_limit_storage: str = field(
+        default_factory=lambda: os.environ.get("FINETUNE_LAB_RATE_LIMIT_STORAGE", "memory://")
     )
     # Origins allowed to call the API from a browser (comma-separated); none by default.
     cors_origins: tuple[str, ...] = field(
         default_factory=lambda: tuple(
-            o.strip() for o in os.environ.get("FINETUNE_LAB_CORS_ORIGINS", "").split(",")
+            o.strip()
+            for o in os.environ.get("FINETUNE_LAB_CORS_ORIGINS", "").split(",")
             if o.strip()
         )
     )

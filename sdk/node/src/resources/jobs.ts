@@ -61,6 +61,23 @@ export class Jobs {
     );
   }
 
+  /** A new `job_token` bound to this client's key; the previous token stops working.
+   * Safe to retry: a repeated rotation only kills a token whose answer was lost. */
+  rotateToken(jobId: string, options?: RequestOptions): Promise<Job> {
+    return this.transport.json(
+      { method: "POST", path: `${PREFIX}/${pathSegment(jobId)}/token`, idempotent: true },
+      requestOptions(options),
+    );
+  }
+
+  /** End the job's token now (the job and its data stay); `rotateToken` issues a new one. */
+  revokeToken(jobId: string, options?: RequestOptions): Promise<Job> {
+    return this.transport.json(
+      { method: "DELETE", path: `${PREFIX}/${pathSegment(jobId)}/token` },
+      requestOptions(options),
+    );
+  }
+
   /** Delete the job and all its predictions. */
   delete(jobId: string, options?: RequestOptions): Promise<JobDeleted> {
     return this.transport.json(

@@ -47,6 +47,12 @@ def _delete_spec(job_id: str) -> RequestSpec[JobDeleted]:
     return RequestSpec("DELETE", f"{_PREFIX}/{path_segment(job_id)}", parse_model(JobDeleted))
 
 
+def _token_spec(method: str, job_id: str) -> RequestSpec[Job]:
+    # Safe to retry: a repeated rotation only kills a token whose answer was lost.
+    path = f"{_PREFIX}/{path_segment(job_id)}/token"
+    return RequestSpec(method, path, parse_model(Job), idempotent=True)
+
+
 class Jobs:
     """Sync access to `/api/training/jobs`."""
 
@@ -82,6 +88,14 @@ class Jobs:
         """Delete the job and all its predictions."""
         return self._transport.execute(_delete_spec(job_id))
 
+    def rotate_token(self, job_id: str) -> Job:
+        """A new `job_token` bound to this client's key; the previous token stops working."""
+        return self._transport.execute(_token_spec("POST", job_id))
+
+    def revoke_token(self, job_id: str) -> Job:
+        """End the job's token now; `rotate_token` issues a new one."""
+        return self._transport.execute(_token_spec("DELETE", job_id))
+
 
 class AsyncJobs:
     """Async access to `/api/training/jobs`; same methods as `Jobs`."""
@@ -114,6 +128,12 @@ class AsyncJobs:
 
     async def delete(self, job_id: str) -> JobDeleted:
         return await self._transport.execute(_delete_spec(job_id))
+
+    async def rotate_token(self, job_id: str) -> Job:
+        return await self._transport.execute(_token_spec("POST", job_id))
+
+    async def revoke_token(self, job_id: str) -> Job:
+        return await self._transport.execute(_token_spec("DELETE", job_id))
 
 
 __all__ = ["AsyncJobs", "Jobs"]

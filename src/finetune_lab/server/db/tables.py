@@ -88,6 +88,9 @@ jobs = Table(
     Column("status", String(16), nullable=False),
     Column("config", Json, nullable=False),
     Column("job_token_hash", String(64), unique=True),
+    # The key (or the key behind the session) that created the job, or last rotated its
+    # token: the job token is valid only while that key is, and spends its rate budget.
+    Column("api_key_id", BigId, ForeignKey("api_keys.id"), index=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Index("ix_jobs_user_created", "user_id", "created_at"),

@@ -65,3 +65,19 @@ def delete_job(
     job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)
 ) -> dict[str, Any]:
     return service.delete_job(db, principal, job_id)
+
+
+@router.post("/{job_id}/token", response_model=Job)
+def rotate_job_token(
+    job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)
+) -> dict[str, Any]:
+    """A new `job_token` for the job, bound to the calling key; the previous token is dead."""
+    return service.rotate_job_token(db, principal, job_id)
+
+
+@router.delete("/{job_id}/token", response_model=Job)
+def revoke_job_token(
+    job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)
+) -> dict[str, Any]:
+    """End the job's token now (its data stays); `POST .../token` issues a new one."""
+    return service.revoke_job_token(db, principal, job_id)

@@ -61,7 +61,7 @@ def _still_allowed(request: Request, db: Database, job_id: str) -> bool:
     """Re-checked at every heartbeat: a revoked key or an expired session ends the stream (the
     client's reconnect then gets the 401). Ownership of the job is checked at every read too,
     inside the read itself (stream.read_events)."""
-    secret = credential_from(request)
+    secret = credential_from(request.headers)
     authenticator: Authenticator = request.app.state.authenticator
     principal = authenticator.authenticate(secret) if secret else None
     if principal is None or not principal.allows("training"):

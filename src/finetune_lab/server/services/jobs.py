@@ -1,4 +1,8 @@
-"""Training jobs: create or resume, list, update, delete, each confined to its owner."""
+"""Training jobs: create or resume, list, update, delete, each confined to its owner.
+
+A job's token is bound to the API key that created the job (or last rotated the token):
+it works only while that key does, and rotating or revoking it ends the old token at once.
+"""
 
 from __future__ import annotations
 
@@ -102,6 +106,7 @@ def create_job(db: Database, principal: Principal, body: JobCreate) -> tuple[dic
                 status="pending",
                 config=config,
                 job_token_hash=hash_secret(token),
+                api_key_id=principal.api_key_id,
                 created_at=now,
                 updated_at=now,
             )
@@ -150,6 +155,42 @@ def update_job(db: Database, principal: Principal, job_id: str, patch: JobPatch)
             )
         row = owned_job(conn, principal, job_id)
         return _to_wire(row, _stats(conn, [job_id]).get(job_id))
+
+
+def rotate_job_token(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
+    """A new token for the job, bound to the caller's key; the old one stops working."""
+    token = new_secret(JOB_TOKEN_PREFIX)
+    _set_token(db, principal, job_id, hash_secret(token), principal.api_key_id)
+    return get_job(db, principal, job_id) | {"job_token": token}
+
+
+def revoke_job_token(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
+    """The job keeps its data; its token stops working until rotated."""
+    _set_token(db, principal, job_id, None, None)
+    return get_job(db, principal, job_id)
+
+
+def _set_token(
+    db: Database, principal: Principal, job_id: str, token_hash: str | None, key_id: int | None
+) -> None:
+    with db.write() as conn:
+        owned_job(conn, principal, job_id)
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(job_token_hash=token_hash, api_key_id=key_id, updated_at=utcnow())
+        )
+
+
+def revoke_job_token_by_id(db: Database, job_id: str) -> bool:
+    """Operator revocation (the CLI): any user's job; False when it has no live token."""
+    with db.write() as conn:
+        result = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.job_token_hash.is_not(None))
+            .values(job_token_hash=None, api_key_id=None, updated_at=utcnow())
+        )
+    return bool(result.rowcount)
 
 
 def delete_job(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:

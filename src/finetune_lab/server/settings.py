@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from finetune_lab.paths import home_dir
 from finetune_lab.schema import MAX_BODY_BYTES
+from finetune_lab.server.services.scoring_pool import PoolSettings, default_workers
 
 
 def default_database_url() -> str:
@@ -27,7 +28,8 @@ class Settings:
     # Origins allowed to call the API from a browser (comma-separated); none by default.
     cors_origins: tuple[str, ...] = field(
         default_factory=lambda: tuple(
-            o.strip() for o in os.environ.get("FINETUNE_LAB_CORS_ORIGINS", "").split(",")
+            o.strip()
+            for o in os.environ.get("FINETUNE_LAB_CORS_ORIGINS", "").split(",")
             if o.strip()
         )
     )
@@ -58,3 +60,30 @@ class Settings:
     stream_poll_s: float = field(
         default_factory=lambda: float(os.environ.get("FINETUNE_LAB_STREAM_POLL_S", "5"))
     )
+    # Ingest scores and validates rows in this many worker processes (0: in the serving
+    # process, without time budgets). Validation time budgets: per row, per batch (seconds
+    # of worker time), and for checking a job's JSON Schema at creation.
+    scoring_workers: int = field(
+        default_factory=lambda: int(
+            os.environ.get("FINETUNE_LAB_SCORING_WORKERS", str(default_workers()))
+        )
+    )
+    validation_row_budget_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_VALIDATION_ROW_BUDGET_S", "1"))
+    )
+    validation_batch_budget_s: float = field(
+        default_factory=lambda: float(
+            os.environ.get("FINETUNE_LAB_VALIDATION_BATCH_BUDGET_S", "10")
+        )
+    )
+    schema_check_budget_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_SCHEMA_CHECK_BUDGET_S", "10"))
+    )
+
+    def scoring_pool(self) -> PoolSettings:
+        return PoolSettings(
+            workers=self.scoring_workers,
+            row_s=self.validation_row_budget_s,
+            batch_s=self.validation_batch_budget_s,
+            schema_check_s=self.schema_check_budget_s,
+        )

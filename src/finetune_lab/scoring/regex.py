@@ -46,8 +46,12 @@ class PatternCache:
     def __init__(self) -> None:
         self._compiled: dict[str, re2._Regexp] = {}
 
-    def search(self, pattern: str, text: str) -> bool:
+    def compile(self, pattern: str) -> re2._Regexp:
         compiled = self._compiled.get(pattern)
         if compiled is None:
             compiled = self._compiled[pattern] = compile_pattern(pattern)
+        return compiled
+
+    def search(self, pattern: str, text: str) -> bool:
+        compiled = self._compiled.get(pattern) or self.compile(pattern)
         return compiled.search(text) is not None

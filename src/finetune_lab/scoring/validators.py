@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator, FormatChecker, SchemaError, ValidationError
+from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import extend, validator_for
+from jsonschema.validators import validator_for
 from referencing.exceptions import Unresolvable
 
-from finetune_lab.scoring.regex import PatternCache, RegexError, compile_pattern, reason
+from finetune_lab.scoring.re2_schema import check_schema, re2_validator
+from finetune_lab.scoring.regex import PatternCache, RegexError, reason
 
 # 19+ digits may be an integer beyond 64 bits, which orjson reads as an inexact float.
 _LONG_DIGITS = re.compile(r"[0-9]{19}")
@@ -63,91 +63,6 @@ def parse_json(text: str) -> Any:
     return value
 
 
-def _re2_keywords(base: type[Validator], patterns: PatternCache) -> type[Validator]:
-    """`base` with every keyword that matches a regex matching it with RE2 (same semantics and
-    messages as jsonschema's own keywords, which call Python's backtracking `re`)."""
-
-    def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
-        if validator.is_type(instance, "string") and not patterns.search(patrn, instance):
-            yield ValidationError(f"{instance!r} does not match {patrn!r}")
-
-    def pattern_properties(validator: Any, pattern_props: Any, instance: Any, schema: Any) -> Any:
-        if not validator.is_type(instance, "object"):
-            return
-        for patrn, subschema in pattern_props.items():
-            for key, value in instance.items():
-                if patterns.search(patrn, key):
-                    yield from validator.descend(value, subschema, path=key, schema_path=patrn)
-
-    def additional_properties(validator: Any, extra: Any, instance: Any, schema: Any) -> Any:
-        if not validator.is_type(instance, "object"):
-            return
-        known = schema.get("properties", {})
-        regexes = list(schema.get("patternProperties", {}))
-        extras = {
-            key
-            for key in instance
-            if key not in known and not any(patterns.search(p, key) for p in regexes)
-        }
-        if validator.is_type(extra, "object"):
-            for key in extras:
-                yield from validator.descend(instance[key], extra, path=key)
-        elif not extra and extras:
-            names = sorted(extras, key=str)
-            if "patternProperties" in schema:
-                verb = "does" if len(names) == 1 else "do"
-                listed = ", ".join(repr(p) for p in sorted(regexes))
-                message = f"{', '.join(map(repr, names))} {verb} not match any of the regexes: "
-                yield ValidationError(message + listed)
-            else:
-                verb = "was" if len(names) == 1 else "were"
-                message = f"Additional properties are not allowed ({', '.join(map(repr, names))}"
-                yield ValidationError(f"{message} {verb} unexpected)")
-
-    replaced = {
-        "pattern": pattern,
-        "patternProperties": pattern_properties,
-        "additionalProperties": additional_properties,
-    }
-    keywords = {name: fn for name, fn in replaced.items() if name in base.VALIDATORS}
-    return extend(base, keywords)
-
-
-def _re2_format_checker(meta_validator: type[Validator]) -> FormatChecker:
-    """The metaschema's format checker with `regex` meaning "RE2 can run it"."""
-    checker = FormatChecker()
-    checker.checkers = dict(meta_validator.FORMAT_CHECKER.checkers)
-
-    def is_regex(instance: object) -> bool:
-        if isinstance(instance, str):
-            compile_pattern(instance)
-        return True
-
-    checker.checks("regex", raises=RegexError)(is_regex)
-    return checker
-
-
-def check_schema(cls: type[Validator], schema: Any) -> None:
-    """`cls.check_schema` where every regex must be one RE2 can run (SchemaError otherwise)."""
-    meta_validator = validator_for(cls.META_SCHEMA, default=cls)
-    cls.check_schema(schema, format_checker=_re2_format_checker(meta_validator))
-    # Drafts 3 and 4 do not mark `patternProperties` keys as regexes: check them here.
-    stack = [schema]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            keyed = item.get("patternProperties")
-            for patrn in keyed if isinstance(keyed, dict) else ():
-                try:
-                    compile_pattern(patrn)
-                except RegexError as exc:
-                    error = SchemaError(f"{patrn!r} is not a 'regex'", cause=exc)
-                    raise error from exc
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
 @dataclass(frozen=True)
 class ValidationResult:
     passed: bool
@@ -159,21 +74,37 @@ class Validators:
     """A compiled validator set; build once per job config (it never changes), apply to every
     prediction. Schema regexes run on RE2 and are compiled once per validator set."""
 
-    def __init__(self, json_parse: bool = False, json_schema: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        json_parse: bool = False,
+        json_schema: dict[str, Any] | None = None,
+        *,
+        checked: bool = False,
+    ) -> None:
+        """`checked`: the schema already passed `check_schema` (at job creation), so only
+        compile it: the check costs ~0.7 ms per subschema."""
         self.json_parse = json_parse or json_schema is not None
         self._schema_validator: Any = None
         if json_schema is not None:
             cls = validator_for(json_schema, default=Draft202012Validator)
-            check_schema(cls, json_schema)
-            self._schema_validator = _re2_keywords(cls, PatternCache())(json_schema)
+            patterns = PatternCache()
+            if not checked:
+                check_schema(cls, json_schema, patterns)
+            self._schema_validator = re2_validator(cls, json_schema, patterns)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any] | None) -> Validators | None:
+    def from_config(
+        cls, config: dict[str, Any] | None, *, checked: bool = False
+    ) -> Validators | None:
         """Validators of a job config, or None when the job has none."""
         spec = ((config or {}).get("predictions") or {}).get("validators") or {}
         if not spec.get("json_parse") and spec.get("json_schema") is None:
             return None
-        return cls(json_parse=bool(spec.get("json_parse")), json_schema=spec.get("json_schema"))
+        return cls(
+            json_parse=bool(spec.get("json_parse")),
+            json_schema=spec.get("json_schema"),
+            checked=checked,
+        )
 
     @property
     def kind(self) -> str:
@@ -244,10 +175,12 @@ class UnusableValidators(Validators):
         return ValidationResult(False, self.kind, [error])
 
 
-def compile_validators(config: dict[str, Any] | None) -> tuple[Validators | None, str | None]:
+def compile_validators(
+    config: dict[str, Any] | None, *, checked: bool = False
+) -> tuple[Validators | None, str | None]:
     """(validators of a job config or None, None) or (None, why the config is unusable)."""
     try:
-        return Validators.from_config(config), None
+        return Validators.from_config(config, checked=checked), None
     except SchemaError as exc:
         problem = "config.predictions.validators.json_schema is not a valid JSON Schema: "
         problem += exc.message

@@ -80,10 +80,17 @@ class Settings:
         default_factory=lambda: float(os.environ.get("FINETUNE_LAB_SCHEMA_CHECK_BUDGET_S", "10"))
     )
 
+    # Batches without a JSON Schema whose scores should take at most this many milliseconds are
+    # scored in the serving process (0: every batch goes to the workers).
+    scoring_inline_ms: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_SCORING_INLINE_MS", "10"))
+    )
+
     def scoring_pool(self) -> PoolSettings:
         return PoolSettings(
             workers=self.scoring_workers,
             row_s=self.validation_row_budget_s,
             batch_s=self.validation_batch_budget_s,
             schema_check_s=self.schema_check_budget_s,
+            inline_s=self.scoring_inline_ms / 1000,
         )

@@ -27,10 +27,11 @@ from finetune_lab.scoring.metrics import CER_MAX_CELLS
 from finetune_lab.scoring.worker import Budget, RowResult, ValidatorSpec
 
 GRACE_S = 5.0  # a chunk's hard limit is its budget plus this (worker start-up, IPC)
-# Seconds per edit-distance cell and per character, ~4x this machine's measured cost: a chunk's
-# hard limit also covers its scores, which are bounded (CER_MAX_CELLS) but may add up.
+# Seconds per edit-distance cell (~4x the measured 2.6e-11), per character and per row (~2x
+# measured): estimates of a batch's scoring cost, for the inline choice and the hard limits.
 CELL_S = 1e-10
-CHAR_S = 1e-8
+CHAR_S = 3e-8
+ROW_S = 2e-6
 CHUNK_ROWS = 500  # at most this many rows per task: load spreads over the workers
 MIN_CHUNK_ROWS = 50  # fewer per task and the IPC costs more than the rows
 
@@ -49,6 +50,9 @@ class PoolSettings:
     row_s: float
     batch_s: float
     schema_check_s: float
+    # A batch without a JSON Schema whose scores are estimated to take at most this long is
+    # scored in the serving process: the round trip to a worker would cost more.
+    inline_s: float = 0.01
 
 
 class SchemaCheckTimeout(Exception):
@@ -67,7 +71,7 @@ def _scoring_s(rows: list[tuple[str, str | None]]) -> float:
     """A generous bound on the seconds the scores of `rows` take."""
     cells = sum(min(len(p) * len(t or ""), CER_MAX_CELLS) for p, t in rows)
     chars = sum(len(p) + len(t or "") for p, t in rows)
-    return cells * CELL_S + chars * CHAR_S
+    return cells * CELL_S + chars * CHAR_S + len(rows) * ROW_S
 
 
 class ScoringPool:
@@ -106,10 +110,9 @@ class ScoringPool:
         self, spec: ValidatorSpec | None, rows: list[tuple[str, str | None]]
     ) -> list[RowResult]:
         """Scores and validation of every (prediction, ground_truth), in order."""
-        if self._pool is None:
+        cheap = (spec is None or not spec.has_schema) and _scoring_s(rows) <= self.settings.inline_s
+        if self._pool is None or cheap or not rows:
             return worker.score_chunk(spec, rows, None)
-        if not rows:
-            return []
         parts = chunks(len(rows), self.settings.workers)
         budgets = [self._budget(len(part), len(rows)) for part in parts]
         futures = [

@@ -302,3 +302,26 @@ def test_every_row_is_scored_and_validated_as_in_process(client, stall_server) -
         verdict = validators(stored["prediction"])
         assert stored["validation_pass"] is verdict.passed
         assert stored["validation_errors"] == verdict.errors
+
+
+def test_a_job_stored_before_the_re2_rule_fails_its_rows_not_the_ingest(
+    client, stall_server
+) -> None:
+    """An older server accepted lookarounds; such a job's rows now fail validation with the
+    reason, and the batch is stored."""
+    import sqlalchemy as sa
+
+    job_id = schema_job(client, {"type": "string", "pattern": "^a"})
+    legacy = {"predictions": {"validators": {"json_schema": {"pattern": "^(?!b)"}}}}
+    engine = sa.create_engine(stall_server.database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE jobs SET config = :config WHERE id = :id"),
+            {"config": json.dumps(legacy), "id": job_id},
+        )
+    engine.dispose()
+    ingest(client, job_id, [row(0, 0, 0, prediction='"abc"'), row(0, 0, 1, prediction="1")])
+    text, number = fetch_all(client, job_id)
+    assert text["validation_pass"] is False
+    assert "not supported by RE2" in text["validation_errors"][0]["message"]
+    assert number["validation_pass"] is True  # `pattern` only applies to strings

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from finetune_lab.paths import home_dir
 from finetune_lab.schema import MAX_BODY_BYTES
-from finetune_lab.server.services.scoring_pool import PoolSettings, default_workers
+
+if TYPE_CHECKING:  # the pool imports the scoring stack: only the server needs it
+    from finetune_lab.server.services.scoring_pool import PoolSettings
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def default_database_url() -> str:
@@ -87,6 +98,8 @@ class Settings:
     )
 
     def scoring_pool(self) -> PoolSettings:
+        from finetune_lab.server.services.scoring_pool import PoolSettings
+
         return PoolSettings(
             workers=self.scoring_workers,
             row_s=self.validation_row_budget_s,

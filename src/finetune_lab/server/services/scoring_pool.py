@@ -36,14 +36,6 @@ CHUNK_ROWS = 500  # at most this many rows per task: load spreads over the worke
 MIN_CHUNK_ROWS = 50  # fewer per task and the IPC costs more than the rows
 
 
-def default_workers() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class PoolSettings:
     workers: int  # 0: score in the serving process, without budgets (embedding, debugging)

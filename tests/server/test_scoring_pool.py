@@ -89,10 +89,11 @@ def test_rows_after_the_chunk_budget_are_not_validated() -> None:
     assert results[-1][:4] == (1.0, 0.0, 1.0, 1.0)  # scored all the same
 
 
-def test_without_validation_a_row_keeps_its_scores() -> None:
-    [result] = worker.score_chunk(UNIQUE, [("[1]", "[2]")], Budget(1, 1), validate=False)
+def test_the_last_resort_keeps_a_rows_scores() -> None:
+    [result] = worker.scores_only(UNIQUE, [("[1]", "[2]")], row_s=1)
     assert result[:4] == worker.score_chunk(None, [("[1]", "[2]")], None)[0][:4]
-    assert result[4] is False and result[6][0]["type"] == "timeout"
+    assert result[4:6] == (False, "json_parse+json_schema")
+    assert result[6][0]["type"] == "timeout"
 
 
 @pytest.fixture
@@ -136,6 +137,20 @@ def test_a_worker_that_dies_mid_chunk_loses_no_row(pool: ScoringPool) -> None:
     runner.join(timeout=120)
     assert pool._pool.schedule(os.getpid).result(timeout=60) != pid  # it was replaced
     assert results == worker.score_chunk(UNIQUE, rows, None)
+
+
+def test_a_row_whose_worker_dies_is_stored_with_its_scores(pool: ScoringPool) -> None:
+    assert pool._pool is not None
+    pid = pool._pool.schedule(os.getpid).result(timeout=60)
+    rows = [(heavy_array(1_500), "[]")]
+    results: list[object] = []
+    runner = threading.Thread(target=lambda: results.extend(pool.score_rows(UNIQUE, rows)))
+    runner.start()
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    runner.join(timeout=120)
+    assert results == worker.scores_only(UNIQUE, rows, row_s=60)
+    assert results[0][:4] == worker.score_chunk(None, rows, None)[0][:4]
 
 
 def test_job_config_check_runs_in_a_worker(pool: ScoringPool) -> None:

@@ -124,36 +124,40 @@ def _validate_within(validators: Validators, prediction: str, seconds: float) ->
         return None
 
 
-def timeout_error(validators: Validators, message: str, budget_s: float) -> dict[str, Any]:
-    """The one validation error of a row whose validation did not finish within its budget."""
-    validator = "json_schema" if "json_schema" in validators.kind else "json_parse"
-    return {
-        "validator": validator,
+def _kind(spec: ValidatorSpec) -> str:
+    return "json_parse+json_schema" if spec.has_schema else "json_parse"
+
+
+def _timed_out(spec: ValidatorSpec, message: str, budget_s: float) -> tuple[Any, ...]:
+    """(validation_pass, kind, errors) of a row whose validation did not finish in time."""
+    error = {
+        "validator": "json_schema" if spec.has_schema else "json_parse",
         "type": "timeout",
         "message": message,
         "detail": {"budget_s": budget_s},
     }
-
-
-def _timed_out(validators: Validators, message: str, budget_s: float) -> tuple[Any, ...]:
-    return (False, validators.kind, [timeout_error(validators, message, budget_s)])
+    return (False, _kind(spec), [error])
 
 
 def score_chunk(
-    spec: ValidatorSpec | None,
-    rows: list[tuple[str, str | None]],
-    budget: Budget | None,
-    validate: bool = True,
+    spec: ValidatorSpec | None, rows: list[tuple[str, str | None]], budget: Budget | None
 ) -> list[RowResult]:
-    """Scores and validation of (prediction, ground_truth) rows, in order.
-
-    `budget` None: no time limits (in-process use). `validate` False: scores only, every row
-    recorded as timed out (the last resort after a worker had to be killed on one row)."""
+    """Scores and validation of (prediction, ground_truth) rows, in order; `budget` None: no
+    time limits (in-process use)."""
     validators = _validators(spec) if spec is not None else None
-    if validators is None or budget is None or not can_interrupt():
+    if spec is None or validators is None or budget is None or not can_interrupt():
         return [_row(validators, prediction, truth) for prediction, truth in rows]
     with _ticking():
-        return _score_within(validators, rows, budget, validate)
+        return _score_within(spec, validators, rows, budget)
+
+
+def scores_only(
+    spec: ValidatorSpec, rows: list[tuple[str, str | None]], row_s: float
+) -> list[RowResult]:
+    """Scores, and a per-row timeout as the validation: the last resort after a worker had to
+    be killed on a row. The validators are not even compiled."""
+    message = f"validation did not finish within the {row_s:g} s budget per row"
+    return [tuple(score(p, t)) + _timed_out(spec, message, row_s) for p, t in rows]
 
 
 def _row(validators: Validators | None, prediction: str, truth: str | None) -> RowResult:
@@ -165,30 +169,30 @@ def _row(validators: Validators | None, prediction: str, truth: str | None) -> R
 
 
 def _score_within(
-    validators: Validators, rows: list[tuple[str, str | None]], budget: Budget, validate: bool
+    spec: ValidatorSpec,
+    validators: Validators,
+    rows: list[tuple[str, str | None]],
+    budget: Budget,
 ) -> list[RowResult]:
     deadline = time.monotonic() + budget.chunk_s
     results: list[RowResult] = []
     for prediction, truth in rows:
         scores = tuple(score(prediction, truth))
         left = deadline - time.monotonic()
-        if not validate:
-            message = f"validation did not finish within the {budget.row_s:g} s budget per row"
-            results.append(scores + _timed_out(validators, message, budget.row_s))
-        elif left <= 0:
+        if left <= 0:
             message = "not validated: the batch's validation time budget was spent"
-            results.append(scores + _timed_out(validators, message, budget.chunk_s))
+            results.append(scores + _timed_out(spec, message, budget.chunk_s))
+            continue
+        allowed = min(budget.row_s, left)
+        result = _validate_within(validators, prediction, allowed)
+        if result is not None:
+            results.append((*scores, result.passed, result.kind, result.errors))
+        elif allowed < budget.row_s:
+            message = "validation stopped: the batch's validation time budget was spent"
+            results.append(scores + _timed_out(spec, message, budget.chunk_s))
         else:
-            allowed = min(budget.row_s, left)
-            result = _validate_within(validators, prediction, allowed)
-            if result is not None:
-                results.append((*scores, result.passed, result.kind, result.errors))
-            elif allowed < budget.row_s:
-                message = "validation stopped: the batch's validation time budget was spent"
-                results.append(scores + _timed_out(validators, message, budget.chunk_s))
-            else:
-                message = f"validation took longer than the {budget.row_s:g} s budget per row"
-                results.append(scores + _timed_out(validators, message, budget.row_s))
+            message = f"validation took longer than the {budget.row_s:g} s budget per row"
+            results.append(scores + _timed_out(spec, message, budget.row_s))
     return results
 
 

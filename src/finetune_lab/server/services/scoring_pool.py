@@ -120,17 +120,11 @@ class ScoringPool:
         return Budget(row_s=self.settings.row_s, chunk_s=self.settings.batch_s * rows / of)
 
     def _submit(
-        self,
-        spec: ValidatorSpec | None,
-        rows: list[tuple[str, str | None]],
-        budget: Budget,
-        validate: bool = True,
+        self, spec: ValidatorSpec | None, rows: list[tuple[str, str | None]], budget: Budget
     ) -> Future[list[RowResult]]:
         assert self._pool is not None
         limit = min(budget.chunk_s, budget.row_s * len(rows)) + GRACE_S + _scoring_s(rows)
-        return self._pool.schedule(
-            worker.score_chunk, args=(spec, rows, budget, validate), timeout=limit
-        )
+        return self._pool.schedule(worker.score_chunk, args=(spec, rows, budget), timeout=limit)
 
     def _collect(
         self,
@@ -150,8 +144,15 @@ class ScoringPool:
                     for row, single in zip(rows, singles, strict=True)
                     for result in self._collect(spec, [row], budget, single)
                 ]
+            if spec is None:  # scores alone are bounded: nothing else can stall
+                raise
             # Scores only: they are bounded, the validation is what could not finish.
-            return self._submit(spec, rows, budget, validate=False).result()
+            assert self._pool is not None
+            limit = GRACE_S + _scoring_s(rows)
+            scored = self._pool.schedule(
+                worker.scores_only, args=(spec, rows, budget.row_s), timeout=limit
+            )
+            return scored.result()
 
     # -- job creation --------------------------------------------------------------------------
     def check_config(self, config: dict[str, Any] | None) -> str | None:

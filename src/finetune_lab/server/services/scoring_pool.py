@@ -8,7 +8,7 @@ Budgets (settings.py): each row's validation gets `row_s` seconds, each batch `b
 of validation in all (shared by its chunks in proportion to their rows); the worker interrupts
 a row past its budget (SIGALRM) and records a timeout. Behind that, pebble kills a worker whose
 chunk overruns its share by GRACE_S (a stall SIGALRM cannot break): its rows are retried one per
-task, and a row that needs killing again is stored with its scores and a timeout error.
+task, and a row whose own task dies is stored with its scores and a timeout error.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.services import ingest
 from finetune_lab.server.services.queries import encode_cursor
+from finetune_lab.server.services.scoring_pool import ScoringPool
 
 ROUNDS = 100
 BIG_PER_ROUND = 10_000  # 1,000,000 predictions
@@ -37,7 +38,7 @@ def fill(db: Database, owner: Principal, job_id: str, per_round: int) -> None:
                 start=start,
             )
             items = ingest.parse_batch(orjson.dumps({"predictions": rows}))
-            ingest.ingest(db, owner, job_id, items)
+            ingest.ingest(db, owner, job_id, items, ScoringPool.in_process())
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from finetune_lab.server.middleware import APIResponseHeaders, BodySizeLimit
 from finetune_lab.server.notify import PostgresListener, StreamNotifier
 from finetune_lab.server.rate_limit import RateLimiter
 from finetune_lab.server.routes import auth, health, jobs, predictions, stream
+from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.settings import Settings
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -54,8 +55,13 @@ STREAM_EVENT_MODELS = (PredictionsEvent, RoundCompleteEvent, HeartbeatEvent)
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with serving.running(app):
-        yield
+    pool: ScoringPool = app.state.scoring_pool
+    pool.start()
+    try:
+        async with serving.running(app):
+            yield
+    finally:
+        pool.close()
     listener: PostgresListener | None = app.state.stream_listener
     if listener is not None:
         await listener.close()
@@ -79,6 +85,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.db = db
     app.state.authenticator = Authenticator(db)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
+    app.state.scoring_pool = ScoringPool(settings.scoring_pool())
     app.state.stream_notifier = StreamNotifier()
     app.state.stream_listener = (
         PostgresListener(db.url, app.state.stream_notifier) if db.is_postgres else None

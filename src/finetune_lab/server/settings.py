@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from finetune_lab.paths import home_dir
 from finetune_lab.schema import MAX_BODY_BYTES
+
+if TYPE_CHECKING:  # the pool imports the scoring stack: only the server needs it
+    from finetune_lab.server.services.scoring_pool import PoolSettings
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def default_database_url() -> str:
@@ -64,3 +76,39 @@ class Settings:
     stream_poll_s: float = field(
         default_factory=lambda: float(os.environ.get("FINETUNE_LAB_STREAM_POLL_S", "5"))
     )
+    # Ingest scores and validates rows in this many worker processes (0: in the serving
+    # process, without time budgets). Validation time budgets: per row, per batch (seconds
+    # of worker time), and for checking a job's JSON Schema at creation.
+    scoring_workers: int = field(
+        default_factory=lambda: int(
+            os.environ.get("FINETUNE_LAB_SCORING_WORKERS", str(default_workers()))
+        )
+    )
+    validation_row_budget_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_VALIDATION_ROW_BUDGET_S", "1"))
+    )
+    validation_batch_budget_s: float = field(
+        default_factory=lambda: float(
+            os.environ.get("FINETUNE_LAB_VALIDATION_BATCH_BUDGET_S", "10")
+        )
+    )
+    schema_check_budget_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_SCHEMA_CHECK_BUDGET_S", "10"))
+    )
+
+    # Batches without a JSON Schema whose scores should take at most this many milliseconds are
+    # scored in the serving process (0: every batch goes to the workers).
+    scoring_inline_ms: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_SCORING_INLINE_MS", "10"))
+    )
+
+    def scoring_pool(self) -> PoolSettings:
+        from finetune_lab.server.services.scoring_pool import PoolSettings
+
+        return PoolSettings(
+            workers=self.scoring_workers,
+            row_s=self.validation_row_budget_s,
+            batch_s=self.validation_batch_budget_s,
+            schema_check_s=self.schema_check_budget_s,
+            inline_s=self.scoring_inline_ms / 1000,
+        )

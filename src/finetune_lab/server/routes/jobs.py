@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from finetune_lab.schema import MAX_INT, Job, JobCreate, JobDeleted, JobPatch, JobsPage, JobStatus
 from finetune_lab.server.auth import Principal, require_scope
@@ -22,11 +22,12 @@ training = require_scope("training")
 )
 def create_job(
     body: JobCreate,
+    request: Request,
     response: Response,
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> dict[str, Any]:
-    job, created = service.create_job(db, principal, body)
+    job, created = service.create_job(db, principal, body, request.app.state.scoring_pool)
     if not created:
         response.status_code = 200
     return job

@@ -57,9 +57,10 @@ async def create_predictions(
 ) -> JSONBytesResponse:
     """Store a batch (≤ 5,000 items): scored, validated and upserted in one transaction."""
     body = await request.body()  # BodySizeLimit has already capped it
+    scoring = request.app.state.scoring_pool
 
     def work() -> dict[str, Any]:
-        return ingest.ingest(db, principal, job_id, ingest.parse_batch(body))
+        return ingest.ingest(db, principal, job_id, ingest.parse_batch(body), scoring)
 
     result = await run_in_threadpool(work)
     request.app.state.stream_notifier.publish(job_id)  # committed: wake this process's streams

@@ -21,13 +21,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from finetune_lab.schema import MAX_BATCH_ITEMS, PredictionIn, PredictionsBatch, is_valid_job_id
-from finetune_lab.scoring import Validators, score
+from finetune_lab.scoring.worker import ValidatorSpec
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions
 from finetune_lab.server.errors import APIError, not_found
 from finetune_lab.server.services import stream
 from finetune_lab.server.services.rollups import refresh_rounds
+from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.services.tokens import utcnow
 
 KEY_COLUMNS = ("job_id", "step", "sample_index")
@@ -100,26 +101,30 @@ def _batch_error(errors: list[Any]) -> APIError:
 
 
 def _scored_rows(
-    items: list[PredictionIn], job_id: str, user_id: int, validators: Validators | None
+    items: list[PredictionIn],
+    job_id: str,
+    user_id: int,
+    spec: ValidatorSpec | None,
+    scoring: ScoringPool,
 ) -> list[dict[str, Any]]:
     # Same (step, sample_index) twice in one batch: the last one wins.
     latest: dict[tuple[int, int], PredictionIn] = {}
     for item in items:
         latest[(item.step, item.sample_index)] = item
+    kept = list(latest.values())
+    results = scoring.score_rows(spec, [(item.prediction, item.ground_truth) for item in kept])
     rows = []
-    for item in latest.values():
+    for item, result in zip(kept, results, strict=True):
         row = dict(item.__dict__)
-        scores = score(item.prediction, item.ground_truth)
-        row["exact_match"], row["char_error_rate"], row["length_ratio"], row["word_overlap"] = (
-            scores
-        )
-        if validators is None:
-            row["validation_pass"] = row["validation_kind"] = row["validation_errors"] = None
-        else:
-            result = validators(item.prediction)
-            row["validation_pass"] = result.passed
-            row["validation_kind"] = result.kind
-            row["validation_errors"] = result.errors
+        (
+            row["exact_match"],
+            row["char_error_rate"],
+            row["length_ratio"],
+            row["word_overlap"],
+            row["validation_pass"],
+            row["validation_kind"],
+            row["validation_errors"],
+        ) = result
         row["job_id"] = job_id
         row["user_id"] = user_id
         row["created_at"] = None  # stamped once per batch by the upsert
@@ -235,7 +240,11 @@ def _existing_keys(
 
 
 def ingest(
-    db: Database, principal: Principal, job_id: str, items: list[PredictionIn]
+    db: Database,
+    principal: Principal,
+    job_id: str,
+    items: list[PredictionIn],
+    scoring: ScoringPool,
 ) -> dict[str, Any]:
     if principal.job_id is not None and principal.job_id != job_id:
         raise APIError(403, "this job token belongs to another job")
@@ -248,9 +257,11 @@ def ingest(
         raise not_found()
     if not items:
         return {"job_id": job_id, "accepted": 0, "created": 0, "updated": 0}
-    # Scoring happens before the write lock: concurrent writers only queue for the database part.
-    # (A job's config never changes after creation, so scoring with it early is safe.)
-    rows = _scored_rows(items, job_id, principal.user_id, Validators.from_config(config))
+    # Scoring happens before the write lock, in the scoring processes: concurrent writers only
+    # queue for the database part. (A job's config never changes after creation, so scoring
+    # with it early is safe, and the workers keep its validators compiled.)
+    spec = ValidatorSpec.of(config)
+    rows = _scored_rows(items, job_id, principal.user_id, spec, scoring)
     with db.write() as conn:
         if db.is_postgres:
             # Writers of one job take turns, so the rollup refresh sees every committed row.

@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from finetune_lab.schema import JobCreate, JobPatch, is_valid_job_id
-from finetune_lab.scoring.validators import check_validators_config
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions, round_rollups, stream_events
 from finetune_lab.server.errors import APIError, not_found, validation_error
+from finetune_lab.server.services.scoring_pool import SchemaCheckTimeout, ScoringPool
 from finetune_lab.server.services.tokens import JOB_TOKEN_PREFIX, hash_secret, new_secret, utcnow
 
 JOB_COLUMNS = (
@@ -72,10 +72,25 @@ def _to_wire(
     return job
 
 
-def create_job(db: Database, principal: Principal, body: JobCreate) -> tuple[dict[str, Any], bool]:
+def _config_problem(scoring: ScoringPool, config: dict[str, Any]) -> str | None:
+    """Checked in a scoring worker, within a time budget: a huge schema is refused, it cannot
+    stall the server."""
+    try:
+        return scoring.check_config(config)
+    except SchemaCheckTimeout:
+        budget = scoring.settings.schema_check_s
+        return (
+            "config.predictions.validators.json_schema could not be checked within "
+            f"{budget:g} s: the schema is too large or too complex"
+        )
+
+
+def create_job(
+    db: Database, principal: Principal, body: JobCreate, scoring: ScoringPool
+) -> tuple[dict[str, Any], bool]:
     """Returns (job, created). An existing id of the caller resumes; another user's is 409."""
     config = body.config or {}
-    problem = check_validators_config(config)
+    problem = _config_problem(scoring, config)
     if problem:
         raise validation_error(
             problem,

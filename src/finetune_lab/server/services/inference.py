@@ -60,7 +60,9 @@ def usage_of(completion: Completion) -> dict[str, int] | None:
 
 
 def as_api_error(exc: BackendError) -> APIError:
-    return APIError(exc.status_code, exc.message, type=exc.error_type, details=exc.details)
+    return APIError(
+        exc.status_code, exc.message, type=exc.error_type, details=exc.details, headers=exc.headers
+    )
 
 
 @dataclass

@@ -20,6 +20,7 @@ from finetune_lab.server.services.backends.base import (
     GenerationParams,
     StreamEvent,
 )
+from finetune_lab.server.services.outbound import RETRY_AFTER_S
 
 UPSTREAM_READ_TIMEOUT_S = 300.0
 UPSTREAM_CONNECT_TIMEOUT_S = 10.0
@@ -93,7 +94,10 @@ def _transport_error(exc: httpx.TransportError, model: Any) -> BackendError:
     url = _shown_url(model)
     if isinstance(exc, httpx.PoolTimeout):
         return BackendError(
-            503, "outbound_busy", "no connection to the model endpoint was free; retry shortly"
+            503,
+            "outbound_busy",
+            "no connection to the model endpoint was free; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     if isinstance(exc, httpx.TimeoutException):
         return BackendError(504, "upstream_timeout", f"the model endpoint {url} timed out")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 
@@ -17,7 +19,7 @@ from _support.fake_openai import FakeOpenAI
 from _support.infra import MakeServer
 from server._helpers import assert_error
 
-from .conftest import NewUser, register_remote
+from .conftest import NewUser, register_local, register_remote
 from .test_batch_testing import start_run, wait_for
 from .test_predict import chat, sse_events, traces
 
@@ -227,3 +229,62 @@ def test_credentials_in_base_url_are_masked_and_still_used(
     # A URL that cannot be parsed is refused at registration, not a 500 at call time.
     bad = {"name": "bad-url", "kind": "openai", "base_url": "http://[::1/v1"}
     assert_error(user.http.post("/api/models", json=bad), 422)
+
+
+def test_a_burst_on_one_local_model_leaves_threads_for_another(
+    make_server: MakeServer, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Calls queue per checkpoint on the event loop: A's burst at one local model does not
+    take every generation thread, so B's call to another local model is not queued behind it."""
+    # Limits above the burst: what is tested here is where admitted calls wait.
+    srv = make_server(
+        "sqlite",
+        extra_env={
+            "FINETUNE_LAB_OUTBOUND_PER_USER": "512",
+            "FINETUNE_LAB_OUTBOUND_PER_TARGET": "512",
+        },
+    )
+    a, b = user_on(srv), user_on(srv)
+    busy_model = register_local(a, tiny_checkpoint)
+    other_model = register_local(b, Path(shutil.copytree(tiny_checkpoint, tmp_path / "copy")))
+    question = {"temperature": 0, "max_tokens": 8}
+
+    def ask(http: httpx.Client, model: str) -> float:
+        started = time.perf_counter()
+        resp = http.post("/api/v1/predict", json=chat(model, "two plus two?", **question))
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["choices"][0]["message"]["content"] == "four"
+        return time.perf_counter() - started
+
+    ask(a, busy_model["name"])  # both loaded before anything is timed
+    alone = sorted(ask(b, other_model["name"]) for _ in range(3))[1]
+    burst = 160
+    long_answer = {"temperature": 1.0, "max_tokens": 48, "seed": 1}
+    burst_client = httpx.Client(
+        base_url=srv.base_url,
+        headers=dict(a.headers),
+        timeout=120,
+        limits=httpx.Limits(max_connections=burst + 10),
+    )
+
+    def fire() -> int:
+        body = chat(busy_model["name"], "tell me a story", **long_answer)
+        return burst_client.post("/api/v1/predict", json=body).status_code
+
+    with burst_client, ThreadPoolExecutor(burst) as pool:
+        futures = [pool.submit(fire) for _ in range(burst)]
+        # The whole burst has reached the server (1 s) and is being answered.
+        time.sleep(1.0)
+        deadline = time.monotonic() + 60
+        while not any(f.done() for f in futures):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        busy = ask(b, other_model["name"])
+        still_running = sum(not f.done() for f in futures)
+        statuses = [f.result() for f in futures]
+    # B's answer came before most of A's burst (on a shared thread pool it queued behind it).
+    assert still_running > burst // 2, (still_running, alone, busy)
+    assert busy < 3 * alone + 1.0, (alone, busy)
+    assert statuses == [200] * burst
+    a.close()
+    b.close()

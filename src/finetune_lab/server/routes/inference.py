@@ -43,7 +43,6 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
             },
         },
     },
-    429: {"description": "The caller has too many model calls in flight"},
     502: {"description": "The model endpoint failed"},
     503: {"description": "The model cannot be loaded or run here, or no outbound slot is free"},
     504: {"description": "The model endpoint timed out"},

@@ -288,3 +288,40 @@ def test_a_burst_on_one_local_model_leaves_threads_for_another(
     assert statuses == [200] * burst
     a.close()
     b.close()
+
+
+def test_streams_hold_their_slot_until_they_end(
+    make_server: MakeServer, fake_openai: FakeOpenAI
+) -> None:
+    """One slot per user: a stream holds it to its end, an abandoned one gives it back, and a
+    stream over the limit is a plain 429 JSON answer, not an event."""
+    srv = make_server(
+        "sqlite",
+        extra_env={"FINETUNE_LAB_OUTBOUND_PER_USER": "1", "FINETUNE_LAB_OUTBOUND_WAIT_S": "2"},
+    )
+    user = user_on(srv)
+    echo = register_remote(user, fake_openai.base_url, "echo")
+    slow = register_remote(user, fake_openai.base_url, "slow-5000")  # outlasts the 2 s wait
+    for _ in range(3):  # finished streams release their slot
+        resp = user.post("/api/v1/predict", json=chat(echo["name"], "hi", stream=True))
+        assert resp.status_code == 200 and sse_events(resp)[-1] == "[DONE]"
+
+    with user.stream("POST", "/api/v1/predict", json=chat(slow["name"], "x", stream=True)) as s:
+        assert s.status_code == 200
+        next(s.iter_lines())  # the first event; then the client hangs up
+    # Once the server noticed, the slot is free again (the wait covers the noticing).
+    resp = user.post("/api/v1/predict", json=chat(echo["name"], "after"))
+    assert resp.status_code == 200, resp.text
+
+    with user.stream("POST", "/api/v1/predict", json=chat(slow["name"], "x", stream=True)) as s:
+        assert s.status_code == 200
+        refused = user.post(
+            "/api/v1/predict",
+            json=chat(echo["name"], "over", stream=True),
+        )
+        error = assert_error(refused, 429, "concurrency_limited")
+        assert error["details"]["max_in_flight"] == 1
+        assert sse_events(httpx.Response(200, content=s.read()))[-1] == "[DONE]"
+    statuses = [t["status_code"] for t in traces(user)]
+    assert statuses.count(429) == 1 and statuses.count(499) == 1
+    user.close()

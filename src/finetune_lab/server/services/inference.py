@@ -7,9 +7,10 @@ worker share them, so a batch prompt counts against its user's limit like a pred
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,14 +229,15 @@ class Inference:
         self, model: Any, body: ChatCompletionRequest, record: CallRecord, slot: Slot
     ) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._chunks(model, body, record):
-                yield chunk
+            async with contextlib.aclosing(self._chunks(model, body, record)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         finally:
             slot.release()
 
     async def _chunks(
         self, model: Any, body: ChatCompletionRequest, record: CallRecord
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
 

@@ -13,10 +13,16 @@ from typing import Any
 
 class FakeOpenAI:
     """Model names choose the behaviour: `echo` (answer = last user message upper-cased),
-    `slow-<ms>` (echo after a pause), `fail-<status>` (that HTTP error)."""
+    `slow-<ms>` (echo after a pause), `fail-<status>` (that HTTP error), `leak-<status>` (that
+    HTTP error, its body echoing the caller's credentials and a long tail, as careless upstreams
+    do), `leakstream` (a stream whose error event does the same). `in_flight[model]` and
+    `peak[model]` count concurrent requests per model name."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self._count_lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,6 +35,34 @@ class FakeOpenAI:
                     {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
                 )
                 model = body["model"]
+                with fake._count_lock:
+                    fake.in_flight[model] = fake.in_flight.get(model, 0) + 1
+                    fake.peak[model] = max(fake.peak.get(model, 0), fake.in_flight[model])
+                try:
+                    self._answer(model, body)
+                finally:
+                    with fake._count_lock:
+                        fake.in_flight[model] -= 1
+
+            def _leak(self) -> str:
+                auth = self.headers.get("Authorization") or ""
+                return (
+                    f"Invalid credentials. You sent Authorization: {auth} for {self.path}?"
+                    f"api_key={auth.split(' ')[-1]} (key {auth.split(' ')[-1]}); contact "
+                    "support with sk-live-0123456789abcdefXYZ. " + "trace " * 400
+                )
+
+            def _answer(self, model: str, body: dict[str, Any]) -> None:
+                if model.startswith("leak-"):
+                    self._json(int(model[5:]), {"error": {"message": self._leak()}})
+                    return
+                if model == "leakstream":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    event = {"error": {"message": self._leak()}}
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    return
                 if model.startswith("fail-"):
                     self._json(int(model[5:]), {"error": {"message": f"boom {model}"}})
                     return
@@ -77,7 +111,10 @@ class FakeOpenAI:
                 }
                 self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # bursts of concurrent calls are what tests send
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

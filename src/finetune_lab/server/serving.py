@@ -13,6 +13,7 @@ from finetune_lab.server.db import Database
 from finetune_lab.server.routes import analytics, batch_testing, inference, models
 from finetune_lab.server.services.batch_worker import BatchWorker, WorkerSettings
 from finetune_lab.server.services.inference import Inference
+from finetune_lab.server.services.outbound import OutboundLimits
 from finetune_lab.server.settings import Settings
 
 ROUTERS = (
@@ -25,7 +26,18 @@ ROUTERS = (
 
 
 def install(app: FastAPI, db: Database, settings: Settings) -> None:
-    app.state.inference = Inference(db, model_cache_size=settings.model_cache_size)
+    limits = OutboundLimits(
+        per_user=max(1, settings.outbound_per_user),
+        per_target=max(1, settings.outbound_per_target),
+        total=max(1, settings.outbound_total),
+        wait_s=max(0.0, settings.outbound_wait_s),
+    )
+    app.state.inference = Inference(
+        db,
+        model_cache_size=settings.model_cache_size,
+        limits=limits,
+        pool_timeout_s=max(0.1, settings.outbound_pool_timeout_s),
+    )
     app.state.batch_worker = BatchWorker(
         db,
         app.state.inference,

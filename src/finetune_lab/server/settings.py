@@ -102,6 +102,27 @@ class Settings:
         default_factory=lambda: float(os.environ.get("FINETUNE_LAB_SCORING_INLINE_MS", "10"))
     )
 
+    # Outbound model calls (predict and batch prompts, remote and local models), per server
+    # process: at most this many in flight per user, per target (upstream scheme://host:port
+    # or local checkpoint) and in all; a predict call without a free slot waits this long,
+    # then 429 (its user's limit) or 503 (target/all). The HTTP pool holds `outbound_total`
+    # connections and gives up waiting for one after `outbound_pool_timeout_s`.
+    outbound_per_user: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_OUTBOUND_PER_USER", "16"))
+    )
+    outbound_per_target: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_OUTBOUND_PER_TARGET", "64"))
+    )
+    outbound_total: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_OUTBOUND_TOTAL", "256"))
+    )
+    outbound_wait_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_OUTBOUND_WAIT_S", "1"))
+    )
+    outbound_pool_timeout_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_OUTBOUND_POOL_TIMEOUT_S", "5"))
+    )
+
     def scoring_pool(self) -> PoolSettings:
         from finetune_lab.server.services.scoring_pool import PoolSettings
 

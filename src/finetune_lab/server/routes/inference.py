@@ -12,12 +12,14 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from finetune_lab.schema_serving import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from finetune_lab.server.auth import Principal, require_scope
 from finetune_lab.server.errors import APIError, describe_validation_errors
 from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services.inference import CallRecord, Inference
+from finetune_lab.server.services.outbound import Slot
 
 router = APIRouter(tags=["inference"])
 production = require_scope("production")
@@ -42,11 +44,26 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     502: {"description": "The model endpoint failed"},
-    503: {"description": "The model cannot be loaded or run here"},
+    503: {"description": "The model cannot be loaded or run here, or no outbound slot is free"},
     504: {"description": "The model endpoint timed out"},
 }
 # Models FastAPI cannot see through the raw-body route; app.py adds them to the schema.
 SCHEMA_MODELS = (ChatCompletionRequest, ChatCompletion, ChatCompletionChunk)
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """Releases the stream's outbound slot however the response ends (a client that leaves
+    before the first chunk never starts the generator, whose own release would never run)."""
+
+    def __init__(self, content: Any, slot: Slot, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
 
 
 def _inference(request: Request) -> Inference:
@@ -81,9 +98,10 @@ async def _chat(request: Request, principal: Principal) -> Any:
         await inference.record(CallRecord(principal.user_id, name), error=error)
         raise error
     if body.stream:
-        chunks = await inference.open_stream(principal, body)
-        return StreamingResponse(
-            chunks,
+        stream = await inference.open_stream(principal, body)
+        return SlotStreamingResponse(
+            stream.chunks,
+            stream.slot,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

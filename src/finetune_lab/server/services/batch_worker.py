@@ -281,7 +281,8 @@ class BatchWorker:
         completion: Completion | None = None
         error: APIError | None = None
         try:
-            completion = await self.inference.complete(model, params)
+            # Queued, not refused: the run waits for its user's slot (it holds none meanwhile).
+            completion = await self.inference.complete(run["user_id"], model, params, queue=True)
         except APIError as exc:
             error = exc
         trace = record.values(completion=completion, error=error)

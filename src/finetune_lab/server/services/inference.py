@@ -1,14 +1,16 @@
 """Chat completions against registered models, each call (success or failure) traced.
 
 One `Inference` per server process owns the backends (an HTTP client for OpenAI-compatible
-endpoints, the cache of local checkpoints); predict routes and the batch worker share it.
+endpoints, the cache of local checkpoints) and the outbound gate; predict routes and the batch
+worker share them, so a batch prompt counts against its user's limit like a predict call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from finetune_lab.schema_serving import ChatCompletionRequest
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.errors import APIError
+from finetune_lab.server.redact import mask_httpx_logs
 from finetune_lab.server.services import model_registry, traces
 from finetune_lab.server.services.backends import (
     Backend,
@@ -30,6 +33,7 @@ from finetune_lab.server.services.backends import (
 )
 from finetune_lab.server.services.backends.local_hf import LocalModels
 from finetune_lab.server.services.backends.openai_compat import OpenAICompatibleBackend
+from finetune_lab.server.services.outbound import OutboundGate, OutboundLimits, Slot, target_of
 
 OPERATION = "chat.completions"
 MAX_TRACE_OUTPUT_CHARS = 100_000
@@ -57,7 +61,9 @@ def usage_of(completion: Completion) -> dict[str, int] | None:
 
 
 def as_api_error(exc: BackendError) -> APIError:
-    return APIError(exc.status_code, exc.message, type=exc.error_type, details=exc.details)
+    return APIError(
+        exc.status_code, exc.message, type=exc.error_type, details=exc.details, headers=exc.headers
+    )
 
 
 @dataclass
@@ -109,12 +115,34 @@ class CallRecord:
         return values
 
 
+@dataclass
+class OpenStream:
+    """A stream about to start: its chunks, and its outbound slot (released when it ends)."""
+
+    chunks: AsyncIterator[bytes]
+    slot: Slot
+
+
 class Inference:
-    def __init__(self, db: Database, *, model_cache_size: int = 2) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        model_cache_size: int = 2,
+        limits: OutboundLimits | None = None,
+        pool_timeout_s: float = 5.0,
+    ) -> None:
         self.db = db
-        self.http = httpx.AsyncClient(follow_redirects=False)
-        self.openai = OpenAICompatibleBackend(self.http)
+        self.gate = OutboundGate(limits or OutboundLimits())
+        # As many connections as the gate lets calls through: the pool is never what waits.
+        total = self.gate.limits.total
+        self.http = httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=total, max_keepalive_connections=min(total, 64)),
+        )
+        self.openai = OpenAICompatibleBackend(self.http, pool_timeout_s)
         self.local = LocalModels(model_cache_size)
+        mask_httpx_logs()
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -141,18 +169,30 @@ class Inference:
         record.model_id = model.id
         return model
 
-    async def complete(self, model: Any, params: GenerationParams) -> Completion:
-        """One completion, backend failures as APIError (no trace: the caller records it)."""
+    async def admit(self, user_id: int, model: Any, *, queue: bool = False) -> Slot:
+        """A slot for one call of `user_id` to `model`: 429/503 after a short wait, or with
+        `queue` (batch prompts) as long as it takes."""
+        wait_s = None if queue else self.gate.limits.wait_s
+        return await self.gate.acquire(user_id, target_of(model), wait_s=wait_s)
+
+    async def complete(
+        self, user_id: int, model: Any, params: GenerationParams, *, queue: bool = False
+    ) -> Completion:
+        """One completion within `user_id`'s share, failures as APIError (no trace: the caller
+        records it)."""
+        slot = await self.admit(user_id, model, queue=queue)
         try:
             return await self.backend(model).complete(model, params)
         except BackendError as exc:
             raise as_api_error(exc) from exc
+        finally:
+            slot.release()
 
     async def chat(self, principal: Principal, body: ChatCompletionRequest) -> dict[str, Any]:
         record = CallRecord(principal.user_id, body.model, input=_input_of(body))
         model = await self.resolve(principal, record)
         try:
-            completion = await self.complete(model, params_from(body))
+            completion = await self.complete(principal.user_id, model, params_from(body))
         except APIError as error:
             await self.record(record, error=error)
             raise
@@ -172,17 +212,32 @@ class Inference:
             "usage": usage_of(completion),
         }
 
-    async def open_stream(
-        self, principal: Principal, body: ChatCompletionRequest
-    ) -> AsyncIterator[bytes]:
-        """Resolve the model now (so 404 is a plain JSON answer), then stream SSE chunks."""
+    async def open_stream(self, principal: Principal, body: ChatCompletionRequest) -> OpenStream:
+        """Resolve the model and take its slot now (so 404/429 are plain JSON answers), then
+        stream SSE chunks. Whoever sends them releases `slot` at the end, even if the stream
+        never started (the chunks release it too when they end)."""
         record = CallRecord(principal.user_id, body.model, streamed=True, input=_input_of(body))
         model = await self.resolve(principal, record)
-        return self._stream(model, body, record)
+        try:
+            slot = await self.admit(principal.user_id, model)
+        except APIError as error:
+            await self.record(record, error=error)
+            raise
+        return OpenStream(self._stream(model, body, record, slot), slot)
 
     async def _stream(
-        self, model: Any, body: ChatCompletionRequest, record: CallRecord
+        self, model: Any, body: ChatCompletionRequest, record: CallRecord, slot: Slot
     ) -> AsyncIterator[bytes]:
+        try:
+            async with contextlib.aclosing(self._chunks(model, body, record)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            slot.release()
+
+    async def _chunks(
+        self, model: Any, body: ChatCompletionRequest, record: CallRecord
+    ) -> AsyncGenerator[bytes, None]:
         chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
 

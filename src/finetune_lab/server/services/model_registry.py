@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import Connection, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +15,7 @@ from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.serving_tables import models
 from finetune_lab.server.errors import APIError, not_found, validation_error
+from finetune_lab.server.redact import mask_url, redact, url_secrets
 from finetune_lab.server.services.tokens import utcnow
 
 PUBLIC_COLUMNS = (
@@ -30,9 +32,21 @@ PUBLIC_COLUMNS = (
 
 
 def to_wire(row: Any) -> dict[str, Any]:
+    """What a client sees: never the key, and `base_url` with its credentials masked."""
     data = {str(column.name): row._mapping[column.name] for column in PUBLIC_COLUMNS}
+    data["base_url"] = mask_url(data["base_url"])
     data["has_api_key"] = bool(row._mapping.get("api_key"))
     return data
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"base_url is not a valid URL: {exc}"
+    if not parsed.host:
+        return "base_url has no host"
+    return None
 
 
 def _checkpoint_problem(path: str) -> str | None:
@@ -53,6 +67,13 @@ def create_model(db: Database, principal: Principal, body: ModelCreate) -> dict[
         if problem:
             raise validation_error(
                 problem, [{"loc": ["body", "path"], "message": problem, "type": "value_error"}]
+            )
+    if body.kind == "openai":
+        problem = _url_problem(body.base_url or "")
+        if problem:
+            problem = redact(problem, url_secrets(body.base_url))
+            raise validation_error(
+                problem, [{"loc": ["body", "base_url"], "message": problem, "type": "value_error"}]
             )
     values = body.model_dump()
     values["id"] = f"mdl_{uuid.uuid4().hex}"

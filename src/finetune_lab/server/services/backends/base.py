@@ -41,13 +41,19 @@ class BackendError(Exception):
     """A failure to report to the caller with this HTTP status and error type."""
 
     def __init__(
-        self, status_code: int, error_type: str, message: str, details: Any = None
+        self,
+        status_code: int,
+        error_type: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.error_type = error_type
         self.message = message
         self.details = details
+        self.headers = headers
 
 
 class Backend(Protocol):

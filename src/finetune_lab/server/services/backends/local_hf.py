@@ -7,10 +7,11 @@ server extra works without them (then using a local model is a clear 503).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,12 @@ class LocalModels:
         self._cache: OrderedDict[tuple[str, str, float], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, str, float], threading.Lock] = {}
+        self._turns: dict[str, asyncio.Lock] = {}
+
+    def _turn(self, path: str) -> asyncio.Lock:
+        """Calls to one checkpoint queue here, on the event loop, not in worker threads: a
+        burst against one model must not take every thread that other models need."""
+        return self._turns.setdefault(path, asyncio.Lock())
 
     def get(self, path: str, requested_device: str) -> LoadedModel:
         """Blocking: the loaded model (loading it once even under concurrent first calls).
@@ -221,9 +228,28 @@ class LocalModels:
         return self._finish(loaded, prepared, new_ids, params.stop)
 
     async def complete(self, model: Any, params: GenerationParams) -> Completion:
-        return await asyncio.to_thread(self.complete_blocking, model, params)
+        async with self._turn(model.path):
+            return await asyncio.to_thread(self.complete_blocking, model, params)
 
     async def stream(self, model: Any, params: GenerationParams) -> AsyncIterator[StreamEvent]:
+        turn = self._turn(model.path)
+        await turn.acquire()
+        generation: list[asyncio.Future[list[int]]] = []
+        try:
+            async with contextlib.aclosing(self._stream(model, params, generation)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            if generation and not generation[0].done():
+                # The client left: the turn passes on once the generation thread is done.
+                generation[0].add_done_callback(lambda _: turn.release())
+            else:
+                turn.release()
+
+    async def _stream(
+        self, model: Any, params: GenerationParams, generation: list[asyncio.Future[list[int]]]
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The stream's events; `generation` receives the generation thread's future."""
         from transformers import AsyncTextIteratorStreamer
 
         loaded = await asyncio.to_thread(self.get, model.path, model.device)
@@ -240,6 +266,7 @@ class LocalModels:
                 raise
 
         future = asyncio.get_running_loop().run_in_executor(None, run)
+        generation.append(future)
         trimmer = StopTrimmer(params.stop)
         try:
             async for delta in streamer:

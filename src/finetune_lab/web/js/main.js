@@ -70,8 +70,13 @@ function route() {
   renderNav(session);
   closeView();
   clear(app);
-  const match = path.match(/^\/jobs\/(.+)$/);
-  current = match ? showJob(app, decodeURIComponent(match[1]), params) : showJobs(app);
+  let jobId = null;
+  try {
+    jobId = path.startsWith("/jobs/") ? decodeURIComponent(path.slice(6)) || null : null;
+  } catch {
+    jobId = null; // a malformed escape: show the jobs list rather than nothing
+  }
+  current = jobId !== null ? showJob(app, jobId, params) : showJobs(app);
   current.path = path;
 }
 

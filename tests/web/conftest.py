@@ -18,6 +18,8 @@ import pytest
 
 from _support.appserver import ServerHandle
 
+from . import _seed
+
 CHROMIUM_ENV = "FINETUNE_LAB_CHROMIUM"
 CHROMIUM = os.environ.get(CHROMIUM_ENV, "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -119,6 +121,14 @@ def dashboard(chromium: Any, sqlite_server: ServerHandle, _infra: Any) -> Iterat
     yield board
     board.context.close()
     assert not board.errors, board.errors  # no script errors, no CSP violations
+
+
+@pytest.fixture
+def seeded(dashboard: Dashboard, unique_job_id: str) -> str:
+    """The job of _seed (4 epochs x 60 samples) owned by the signed-in user."""
+    with dashboard.server.client(dashboard.key) as http:
+        _seed.seed_job(http, unique_job_id)
+    return unique_job_id
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from _support.appserver import ServerHandle
 
@@ -46,13 +45,6 @@ PIXELS_JS = """([kind, rgb]) => {
   return { line: line.length, band, leftY: meanY((x) => x < lo + third),
            rightY: meanY((x) => x > hi - third), points: canvas.closest(".chart").dataset.points };
 }"""
-
-
-@pytest.fixture
-def seeded(dashboard: Dashboard, unique_job_id: str) -> str:
-    with dashboard.server.client(dashboard.key) as http:
-        _seed.seed_job(http, unique_job_id)
-    return unique_job_id
 
 
 def _api(board: Dashboard, path: str, **params: Any) -> Any:
@@ -136,9 +128,7 @@ def test_job_page_charts_draw_the_real_trends(
     page.click("#group-by button[data-group='step']")
     page.wait_for_function("() => document.querySelector('.chart[data-kind=cer]')")
     steps = _api(dashboard, f"/api/training/predictions/{seeded}/trends", group_by="step")
-    assert page.get_attribute(".chart[data-kind='cer']", "data-points") == str(
-        len(steps["trends"])
-    )
+    assert page.get_attribute(".chart[data-kind='cer']", "data-points") == str(len(steps["trends"]))
 
 
 def _rows(page: Any) -> list[dict[str, str]]:
@@ -158,15 +148,25 @@ def _wait_table_change(page: Any, before: str | None) -> None:
 def test_filter_search_sort_and_paging(dashboard: Dashboard, seeded: str) -> None:
     page = dashboard.page
     dashboard.open_job(seeded)
-    counts = page.eval_on_selector_all(
-        "#epochs button",
-        "bs => bs.map((b) => [b.dataset.epoch, b.querySelector('.count').innerText])",
+    options = page.eval_on_selector_all(
+        "#round-select option", "os => os.map((o) => [o.value, o.textContent])"
     )
-    assert counts == [["all", "240"]] + [[str(e), "60"] for e in range(_seed.EPOCHS)]
-    assert page.inner_text("#table-summary") == f"1{DASH}50 of 240"
+    latest = _seed.EPOCHS - 1
+    assert options[:2] == [
+        ["latest", f"Latest: Epoch {latest} · step {latest * 100} (60)"],
+        ["all", "All rounds (240)"],
+    ]
+    assert [o[0] for o in options[2:]] == [f"{e}.{e * 100}" for e in reversed(range(_seed.EPOCHS))]
+    # It opens on the latest round.
+    assert page.inner_text("#table-summary") == f"1{DASH}50 of 60"
+    assert {r["epoch"] for r in _rows(page)} == {str(latest)}
 
     stamp = page.get_attribute("#predictions", "data-loaded")
-    page.click("#epochs button[data-epoch='2']")
+    page.select_option("#round-select", "all")
+    _wait_table_change(page, stamp)
+    assert page.inner_text("#table-summary") == f"1{DASH}50 of 240"
+    stamp = page.get_attribute("#predictions", "data-loaded")
+    page.select_option("#round-select", "2.200")
     _wait_table_change(page, stamp)
     rows = _rows(page)
     assert {r["epoch"] for r in rows} == {"2"} and len(rows) == 50
@@ -194,6 +194,9 @@ def test_filter_search_sort_and_paging(dashboard: Dashboard, seeded: str) -> Non
     page.fill("#search", "what is 13 times")
     _wait_table_change(page, stamp)
     assert [(r["epoch"], r["sample"]) for r in _rows(page)] == [("2", "13")]
+    stamp = page.get_attribute("#predictions", "data-loaded")
+    page.select_option("#round-select", "all")
+    _wait_table_change(page, stamp)
 
     stamp = page.get_attribute("#predictions", "data-loaded")
     page.fill("#search", "")
@@ -248,13 +251,13 @@ def test_sample_evolution_diffs_against_truth_and_previous(
 def test_compare_epochs_buckets_link_to_samples(dashboard: Dashboard, seeded: str) -> None:
     page = dashboard.page
     dashboard.open_job(seeded)
-    page.select_option("#compare-from", "2")
-    page.select_option("#compare-to", "3")
+    # "previous epoch vs latest" by default, not "baseline vs latest"
+    assert page.input_value("#compare-from") == "2" and page.input_value("#compare-to") == "3"
     page.click("#compare-run")
     page.wait_for_selector("#compare-result .buckets")
-    api = _api(
-        dashboard, f"/api/training/predictions/{seeded}/compare", from_epoch=2, to_epoch=3
-    )
+    assert page.inner_text("#compare-head-from") == "Before: Epoch 2 · step 200"
+    assert page.inner_text("#compare-head-to") == "After: Epoch 3 · step 300"
+    api = _api(dashboard, f"/api/training/predictions/{seeded}/compare", from_epoch=2, to_epoch=3)
     shown = page.eval_on_selector_all(
         "#compare-result .buckets button",
         "bs => Object.fromEntries(bs.map((b) => [b.dataset.bucket,"
@@ -268,6 +271,23 @@ def test_compare_epochs_buckets_link_to_samples(dashboard: Dashboard, seeded: st
     )
     assert listed == [item["sample_index"] for item in api["regressed"]]
     assert _seed.REGRESSING_SAMPLE in listed
+    assert "null" not in page.inner_text("#compare-result")  # no stray null under a short list
+    # Each row shows the prompt and the truth, and each side's answer diffed against the truth.
+    row = page.locator(f"#compare-result .flip[data-sample='{_seed.REGRESSING_SAMPLE}']")
+    assert (
+        row.locator(".flip-prompt")
+        .inner_text()
+        .endswith(f"What is {_seed.REGRESSING_SAMPLE} times 3?")
+    )
+    assert _seed.truth(_seed.REGRESSING_SAMPLE) in row.locator(".flip-truth").inner_text()
+    sides = []
+    for side in ("from", "to"):
+        diff = row.locator(f".flip-{side} .diff[data-against='vs truth']")
+        sides.append(
+            (diff.locator("del").count(), diff.locator("ins").inner_text() if side == "to" else "")
+        )
+    assert sides[0] == (0, "")  # right in epoch 2: nothing to mark
+    assert sides[1] == (1, "16}")  # epoch 3 answers 16 where the truth says 15
     page.click(f"#compare-result .flip[data-sample='{_seed.REGRESSING_SAMPLE}'] .sample-link")
     page.wait_for_selector(f"#sample h2:has-text('Sample #{_seed.REGRESSING_SAMPLE}')")
 
@@ -279,14 +299,23 @@ def test_a_new_round_appears_within_two_seconds(dashboard: Dashboard, seeded: st
     with dashboard.server.client(dashboard.key) as http:
         started = time.monotonic()
         _seed.ingest(http, seeded, _seed.EPOCHS)
-        page.wait_for_selector(f"#epochs button[data-epoch='{_seed.EPOCHS}']", timeout=2000)
+        new_round = f"{_seed.EPOCHS}.{_seed.EPOCHS * 100}"
+        page.wait_for_selector(
+            f"#round-select option[value='{new_round}']", state="attached", timeout=2000
+        )
         page.wait_for_function(
             "n => document.querySelector('.chart[data-kind=cer]').dataset.points === String(n)",
             arg=_seed.EPOCHS + 1,
             timeout=2000,
         )
         assert time.monotonic() - started < 2.0
-    assert page.inner_text("#table-summary") == f"1{DASH}50 of {(_seed.EPOCHS + 1) * _seed.SAMPLES}"
+    # The table was on "latest": it moved to the new round by itself.
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('#predictions tbody tr[data-epoch]')]"
+        ".every((r) => r.dataset.epoch === String(n))",
+        arg=_seed.EPOCHS,
+    )
+    assert page.inner_text("#table-summary") == f"1{DASH}50 of {_seed.SAMPLES}"
 
 
 def test_an_empty_job_goes_live_without_reload(dashboard: Dashboard, unique_job_id: str) -> None:
@@ -339,7 +368,7 @@ def test_dashboard_responses_carry_security_headers(sqlite_server: ServerHandle)
             assert response.headers["x-content-type-options"] == "nosniff"
             assert response.headers["referrer-policy"] == "no-referrer"
         html = http.get("/").text
-        assert "<script type=\"module\" src=" in html and "<script>" not in html
+        assert '<script type="module" src=' in html and "<script>" not in html
         assert "content-security-policy" not in http.get("/healthz").headers
         assert http.get("/assets/js/nope.js").status_code == 404
 
@@ -379,7 +408,9 @@ def test_live_across_server_processes_on_postgresql(
             board.page.wait_for_selector("#live.live")
             started = time.monotonic()
             _seed.ingest(http, unique_job_id, 1)
-            board.page.wait_for_selector("#epochs button[data-epoch='1']", timeout=2000)
+            board.page.wait_for_selector(
+                "#round-select option[value='1.100']", state="attached", timeout=2000
+            )
             assert time.monotonic() - started < 2.0
             board.context.close()
             assert not board.errors, board.errors

@@ -62,7 +62,20 @@ export function trendChart(target, { title, xLabel, x, lines, band, yRange, kind
   return new uPlot(options, data, holder);
 }
 
-// A tiny line of the last values (null gaps skipped); the points stay inspectable in the DOM.
+// At most `max` points for the whole run: each point is the mean of its stretch of rounds
+// (nulls skipped), so a long run keeps its shape instead of showing only its end.
+export function downsample(values, max) {
+  if (values.length <= max) return values.slice();
+  const out = [];
+  for (let k = 0; k < max; k += 1) {
+    const part = values.slice(Math.floor((k * values.length) / max),
+      Math.floor(((k + 1) * values.length) / max)).filter((v) => v !== null && v !== undefined);
+    out.push(part.length ? part.reduce((a, b) => a + b, 0) / part.length : null);
+  }
+  return out;
+}
+
+// A tiny line of the values (null gaps skipped); the points stay inspectable in the DOM.
 export function sparkline(values, { color, label, lowerIsBetter = false }) {
   const width = 80;
   const height = 22;

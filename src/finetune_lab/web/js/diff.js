@@ -59,5 +59,32 @@ export function diff(before, after, mode = "char") {
     }
   }
   a.slice(endA).forEach((t) => push("=", t));
-  return ops;
+  return mode === "word" ? groupChanges(ops) : ops;
+}
+
+// Word mode: a change spanning several words reads as one deletion then one insertion (the
+// spaces between them belong to both), not as interleaved fragments.
+function groupChanges(ops) {
+  const out = [];
+  let removed = "";
+  let added = "";
+  const flush = () => {
+    if (removed) out.push({ op: "-", text: removed });
+    if (added) out.push({ op: "+", text: added });
+    removed = "";
+    added = "";
+  };
+  ops.forEach((op, k) => {
+    if (op.op === "-") removed += op.text;
+    else if (op.op === "+") added += op.text;
+    else if ((removed || added) && k + 1 < ops.length && /^\s+$/.test(op.text)) {
+      removed += op.text;
+      added += op.text;
+    } else {
+      flush();
+      out.push(op);
+    }
+  });
+  flush();
+  return out;
 }

@@ -1,14 +1,17 @@
-// Entry point: sign-in gate and a tiny hash router (#/ and #/jobs/<id>).
+// Entry point: sign-in gate and a tiny hash router (#/ and #/jobs/<id>?<view state>).
 
 import { whenSignedOut } from "./api.js";
 import { clear, h } from "./dom.js";
-import { currentSession, endSession, signIn } from "./session.js";
+import { parseHash } from "./route.js";
+import {
+  askOtherTabs, currentSession, endSession, signIn, whenSessionChanges,
+} from "./session.js";
 import { showJob } from "./views/job.js";
 import { showJobs } from "./views/jobs.js";
 
 const app = document.getElementById("app");
 const nav = document.getElementById("nav");
-let current = null; // the shown view: {close()}
+let current = null; // the shown view: {path, close(), apply?(params)}
 
 function closeView() {
   current?.close?.();
@@ -25,7 +28,7 @@ function signInForm(message) {
     h("h1", {}, "Sign in"),
     h("p", { class: "muted" },
       "Paste an API key (finetune-lab keys create). It is exchanged for a session token " +
-      "for this tab; the key itself is not stored."),
+      "shared with this site's other open tabs; the key itself is not stored."),
     key,
     h("button", { type: "submit" }, "Sign in"),
     error);
@@ -48,8 +51,8 @@ function renderNav(session) {
   clear(nav).append(
     h("a", { href: "#/" }, "Jobs"),
     h("span", { class: "muted user" }, session.user),
-    h("button", { class: "link", id: "sign-out", onclick: () => { endSession(); signInForm(); } },
-      "Sign out"),
+    h("button", { class: "link", id: "sign-out", title: "Signs out every tab of this site",
+      onclick: () => { endSession({ everywhere: true }); signInForm(); } }, "Sign out"),
   );
 }
 
@@ -59,13 +62,32 @@ function route() {
     signInForm();
     return;
   }
+  const { path, params } = parseHash();
+  if (current && current.path === path && current.apply) {
+    current.apply(params); // same view, new state (back/forward, an edited link)
+    return;
+  }
   renderNav(session);
   closeView();
   clear(app);
-  const match = location.hash.match(/^#\/jobs\/(.+)$/);
-  current = match ? showJob(app, decodeURIComponent(match[1])) : showJobs(app);
+  let jobId = null;
+  try {
+    jobId = path.startsWith("/jobs/") ? decodeURIComponent(path.slice(6)) || null : null;
+  } catch {
+    jobId = null; // a malformed escape: show the jobs list rather than nothing
+  }
+  current = jobId !== null ? showJob(app, jobId, params) : showJobs(app);
+  current.path = path;
 }
 
 whenSignedOut(() => signInForm("Your session ended: sign in again."));
+whenSessionChanges((state) => {
+  if (state === "signed-out") signInForm("Signed out (in another tab).");
+  else if (!current) route(); // another tab signed in while this one showed the form
+});
 window.addEventListener("hashchange", route);
-route();
+
+(async () => {
+  if (!currentSession()) await askOtherTabs(); // a link opened in a new tab
+  route();
+})();

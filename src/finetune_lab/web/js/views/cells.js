@@ -1,5 +1,6 @@
 // Table and panel pieces: capped text with expand, validation errors, score cells.
 
+import { diff } from "../diff.js";
 import { h } from "../dom.js";
 import { cap, num, pct } from "../format.js";
 
@@ -31,6 +32,17 @@ export function textBlock(text, { limit = COLLAPSED_CHARS, className = "" } = {}
   });
   wrap.append(h("span", { class: "ellipsis" }, "… "), more);
   return wrap;
+}
+
+// `before` -> `after` as spans, <del> and <ins>; texts are diffed on their first `limit`
+// characters only, so a huge answer cannot freeze the page.
+export function diffView(before, after, { mode = "word", label, limit = 4000 } = {}) {
+  const ops = diff(cap(before, limit).text, cap(after, limit).text, mode);
+  if (ops === null) return h("div", { class: "diff muted" }, `${label}: too long to diff`);
+  return h("div", { class: "diff", dataset: { against: label } },
+    h("span", { class: "diff-label" }, label),
+    ops.map((op) => op.op === "=" ? h("span", {}, op.text)
+      : op.op === "+" ? h("ins", {}, op.text) : h("del", {}, op.text)));
 }
 
 export function validationCell(row) {

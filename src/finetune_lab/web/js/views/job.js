@@ -1,17 +1,30 @@
-// The job page: trend charts, epoch selector, predictions table, sample evolution, epoch
-// comparison and export, kept current by the job's event stream.
+// The job page: trend charts, predictions table, sample evolution, epoch comparison and
+// export, kept current by the job's event stream. Its state lives in the address:
+// #/jobs/<id>?by=&round=&valid=&q=&sort=&sample=&from=&to=&bucket= (see route.js).
 
 import { api, download } from "../api.js";
 import { COLORS, trendChart } from "../charts.js";
 import { clear, h } from "../dom.js";
 import { count, num, pct, when } from "../format.js";
+import { updateQuery } from "../route.js";
 import { openStream } from "../stream.js";
 import { comparePanel } from "./compare.js";
 import { samplePanel } from "./sample.js";
-import { predictionsTable } from "./table.js";
+import { predictionsTable, tableState } from "./table.js";
 
 const REFRESH_DEBOUNCE_MS = 150;
 const MAX_METRIC_CHARTS = 6;
+const FINISHED = ["completed", "failed", "cancelled"];
+
+function sampleOf(params) {
+  const value = params.get("sample");
+  return value !== null && /^\d{1,15}$/.test(value) ? Number(value) : null;
+}
+
+function compareOf(params) {
+  const epoch = (name) => (/^\d{1,15}$/.test(params.get(name) || "") ? params.get(name) : null);
+  return { from: epoch("from"), to: epoch("to"), bucket: params.get("bucket") };
+}
 
 export function improvementText(trends, improvement) {
   if (trends.length < 2) return "One epoch so far: improvement shows from the second epoch on.";
@@ -59,11 +72,13 @@ function chartSpecs(points, groupBy) {
   return specs;
 }
 
-export function showJob(root, jobId) {
-  let groupBy = "epoch";
-  let selectedEpoch = null;
+export function showJob(root, jobId, params = new URLSearchParams()) {
+  let groupBy = params.get("by") === "step" ? "step" : "epoch";
   let charts = [];
   let closed = false;
+  let jobStatus = null;
+  let streamState = "connecting";
+  let streamError = null;
 
   const title = h("h1", {}, jobId);
   const meta = h("p", { class: "muted", id: "job-meta" });
@@ -72,8 +87,8 @@ export function showJob(root, jobId) {
   const chartGrid = h("div", { class: "charts", id: "charts" });
   const groupToggle = h("div", { class: "segmented", id: "group-by" },
     ["epoch", "step"].map((g) => h("button", { type: "button", class: g === groupBy ? "on" : "",
-      dataset: { group: g }, onclick: () => setGroup(g) }, g === "epoch" ? "Over epochs" : "Over steps")));
-  const epochBar = h("div", { class: "epochs", id: "epochs" });
+      dataset: { group: g }, onclick: () => { updateQuery({ by: g === "step" ? g : null }); setGroup(g); } },
+      g === "epoch" ? "Over epochs" : "Over steps")));
   const exportBar = h("div", { class: "exports" }, ["jsonl", "csv", "parquet"].map((format) =>
     h("button", { type: "button", dataset: { format }, onclick: () => exportAs(format) },
       `Export ${format.toUpperCase()}`)));
@@ -88,14 +103,30 @@ export function showJob(root, jobId) {
     h("section", { class: "card" },
       h("div", { class: "panel-head" }, h("h2", {}, "Trends"), groupToggle), chartGrid),
     h("section", { class: "card" },
-      h("div", { class: "panel-head" }, h("h2", {}, "Predictions")), epochBar,
+      h("div", { class: "panel-head" }, h("h2", {}, "Predictions")),
       h("div", { id: "table-root" })));
   root.append(page);
 
-  const sample = samplePanel(page, jobId);
-  const compare = comparePanel(page, jobId, { onSample: (i) => sample.show(i) });
+  const openSample = (index) => {
+    updateQuery({ sample: index });
+    sample.show(index);
+  };
+  const sample = samplePanel(page, jobId, { onClose: () => updateQuery({ sample: null }) });
+  const compare = comparePanel(page, jobId, { onSample: openSample,
+    onChange: (selection) => updateQuery(selection) });
   const table = predictionsTable(page.querySelector("#table-root"), jobId,
-    { onSample: (i) => sample.show(i) });
+    { onSample: openSample, onChange: (changes, options) => updateQuery(changes, options) });
+  table.apply(tableState(params));
+  compare.apply(compareOf(params));
+
+  function drawLive() {
+    const finished = FINISHED.includes(jobStatus);
+    live.className = `live ${finished ? "finished" : streamState}`;
+    live.textContent = finished ? `run ${jobStatus}`
+      : streamState === "live" ? "● live"
+        : streamState === "closed" ? `stream closed${streamError ? ` (${streamError.message})` : ""}`
+          : streamState === "connecting" ? "connecting…" : "reconnecting…";
+  }
 
   function drawCharts(points) {
     charts.forEach((c) => c.destroy());
@@ -107,30 +138,26 @@ export function showJob(root, jobId) {
     }
   }
 
-  function drawEpochs(epochs, total) {
-    const button = (epoch, label, n) => h("button", { type: "button",
-      class: selectedEpoch === epoch ? "on" : "", dataset: { epoch: epoch ?? "all" },
-      onclick: () => { selectedEpoch = epoch; drawEpochs(epochs, total); table.setEpoch(epoch); } },
-      label, " ", h("span", { class: "count" }, count(n)));
-    clear(epochBar).append(button(null, "All", total),
-      ...epochs.map((e) => button(e.epoch, `Epoch ${e.epoch}`, e.prediction_count)));
-  }
-
   async function loadSummary() {
-    const [job, epochs, trends] = await Promise.all([
-      api.job(jobId), api.epochs(jobId), api.trends(jobId, "epoch")]);
+    const [job, byEpoch, byStep] = await Promise.all([
+      api.job(jobId), api.trends(jobId, "epoch"), api.trends(jobId, "step")]);
     if (closed) return;
     title.textContent = job.name || job.id;
+    jobStatus = job.status;
+    drawLive();
     clear(meta).append(
       h("span", { class: `badge ${job.status}` }, job.status),
       ` ${job.model_name || "model ?"} · ${count(job.round_count)} rounds · `,
       `${count(job.prediction_count)} predictions · updated ${when(job.updated_at)}`);
     empty.hidden = job.prediction_count > 0;
-    improvement.textContent = trends.trends.length ? improvementText(trends.trends,
-      trends.overall_improvement) : "";
-    drawEpochs(epochs.epochs, job.prediction_count);
-    compare.setEpochs(epochs.epochs);
-    drawCharts(groupBy === "epoch" ? trends.trends : (await api.trends(jobId, "step")).trends);
+    const trends = byEpoch.trends;
+    improvement.textContent = trends.length ? improvementText(trends,
+      byEpoch.overall_improvement) : "";
+    table.setRounds(byStep.trends);
+    table.setValidation(byStep.trends.some((p) =>
+      p.validation_pass_rate !== null && p.validation_pass_rate !== undefined));
+    compare.setEpochs(trends);
+    drawCharts(groupBy === "epoch" ? trends : byStep.trends);
   }
 
   async function setGroup(g) {
@@ -156,7 +183,8 @@ export function showJob(root, jobId) {
     clearTimeout(pending);
     pending = setTimeout(async () => {
       try {
-        await Promise.all([loadSummary(), table.reload()]);
+        await loadSummary(); // first: the table may follow a new latest round
+        await table.reload();
         sample.refresh();
         page.dataset.updated = String(Date.now());
       } catch (error) {
@@ -179,9 +207,9 @@ export function showJob(root, jobId) {
         connected();
         if (initialDone) scheduleRefresh(); // reconnected, or connected late
       }
-      live.className = `live ${state}`;
-      live.textContent = state === "live" ? "● live" : state === "closed"
-        ? `stream closed${error ? ` (${error.message})` : ""}` : "reconnecting…";
+      streamState = state;
+      streamError = error;
+      drawLive();
     },
   });
 
@@ -189,17 +217,30 @@ export function showJob(root, jobId) {
     const started = performance.now();
     await Promise.race([streamReady, new Promise((resolve) => setTimeout(resolve, 1000))]);
     try {
-      await Promise.all([loadSummary(), table.load()]);
+      await loadSummary();
+      await table.load();
       initialDone = true;
     } catch (error) {
       clear(page).append(h("section", { class: "card" }, h("p", { class: "error" },
         `Could not load job ${jobId}: ${error.message}`), h("a", { href: "#/" }, "Back to jobs")));
       return;
     }
+    const linked = sampleOf(params);
+    if (linked !== null) sample.show(linked);
     page.dataset.ready = String(Math.round(performance.now() - started));
   })();
 
   return {
+    // Back/forward or an edited address on this same job: show that state.
+    apply(next) {
+      const by = next.get("by") === "step" ? "step" : "epoch";
+      if (by !== groupBy) setGroup(by);
+      table.apply(tableState(next));
+      compare.apply(compareOf(next));
+      const index = sampleOf(next);
+      if (index === null) sample.hide();
+      else if (index !== sample.shown) sample.show(index);
+    },
     close() {
       closed = true;
       stream.close();

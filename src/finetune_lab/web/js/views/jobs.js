@@ -1,12 +1,12 @@
 // The jobs list: status, model, rounds, latest exact match and CER with sparklines; polled.
 
 import { api } from "../api.js";
-import { COLORS, sparkline } from "../charts.js";
+import { COLORS, downsample, sparkline } from "../charts.js";
 import { clear, h } from "../dom.js";
 import { count, pct, num, when } from "../format.js";
 
 const REFRESH_MS = 4000;
-const SPARK_POINTS = 30;
+const SPARK_POINTS = 40; // a longer run is averaged down to this many points
 
 export function showJobs(root) {
   const body = h("tbody");
@@ -28,14 +28,20 @@ export function showJobs(root) {
   async function trendCells(job) {
     const trends = job.prediction_count ? (await api.trends(job.id)).trends : [];
     const last = trends[trends.length - 1] || {};
-    const recent = trends.slice(-SPARK_POINTS);
+    const line = (name) => downsample(trends.map((t) => t[name] ?? null), SPARK_POINTS);
+    const over = trends.length > SPARK_POINTS
+      ? ` over all ${trends.length} epochs (averaged into ${SPARK_POINTS} points)` : " by epoch";
+    const spark = (name, options) => {
+      const box = sparkline(line(name), options);
+      box.dataset.epochs = String(trends.length);
+      return box;
+    };
     return [
       h("td", { class: "num em" }, h("span", {}, pct(last.avg_exact_match)),
-        sparkline(recent.map((t) => t.avg_exact_match), { color: COLORS.exact,
-          label: "exact match by epoch" })),
+        spark("avg_exact_match", { color: COLORS.exact, label: `exact match${over}` })),
       h("td", { class: "num cer" }, h("span", {}, num(last.avg_char_error_rate)),
-        sparkline(recent.map((t) => t.avg_char_error_rate), { color: COLORS.cer,
-          label: "CER by epoch", lowerIsBetter: true })),
+        spark("avg_char_error_rate", { color: COLORS.cer, label: `CER${over}`,
+          lowerIsBetter: true })),
     ];
   }
 

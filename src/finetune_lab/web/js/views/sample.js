@@ -2,23 +2,12 @@
 // previous round.
 
 import { api } from "../api.js";
-import { diff } from "../diff.js";
 import { clear, h } from "../dom.js";
-import { cap, num, pct } from "../format.js";
-import { textBlock, validationCell } from "./cells.js";
+import { num, pct } from "../format.js";
+import { diffView, textBlock, validationCell } from "./cells.js";
 
-const DIFF_INPUT_CHARS = 4000; // longer answers are diffed on their first characters only
-
-function diffView(before, after, mode, label) {
-  const ops = diff(cap(before, DIFF_INPUT_CHARS).text, cap(after, DIFF_INPUT_CHARS).text, mode);
-  if (ops === null) return h("div", { class: "diff muted" }, `${label}: too long to diff`);
-  return h("div", { class: "diff", dataset: { against: label } },
-    h("span", { class: "diff-label" }, label),
-    ops.map((op) => op.op === "=" ? h("span", {}, op.text)
-      : op.op === "+" ? h("ins", {}, op.text) : h("del", {}, op.text)));
-}
-
-export function samplePanel(root, jobId) {
+// onClose: the user closed the panel (the page drops the sample from its address).
+export function samplePanel(root, jobId, { onClose = () => {} } = {}) {
   const panel = h("section", { class: "card", id: "sample", hidden: true });
   root.append(panel);
   let shown = null;
@@ -39,16 +28,20 @@ export function samplePanel(root, jobId) {
       ["word", "char"].map((m) => h("button", { type: "button", class: m === mode ? "on" : "",
         dataset: { mode: m }, onclick: () => { mode = m; show(index, { scroll: false }); } },
         m === "word" ? "Word diff" : "Character diff")));
+    const hasTruth = history.ground_truth !== null && history.ground_truth !== undefined;
     let previous = null;
     const rounds = history.rounds.map((round) => {
+      const validated = round.validation_pass !== null && round.validation_pass !== undefined;
       const item = h("li", { class: "round", dataset: { epoch: round.epoch, step: round.step } },
         h("div", { class: "round-head" },
           h("b", {}, `Epoch ${round.epoch}`), ` · step ${round.step} · EM ${pct(round.exact_match, 0)}`,
-          ` · CER ${num(round.char_error_rate)}`, " ", validationCell(round)),
+          ` · CER ${num(round.char_error_rate)}`,
+          validated ? [" · validation ", validationCell(round)] : null),
         textBlock(round.prediction, { className: "answer" }),
-        history.ground_truth !== null && history.ground_truth !== undefined
-          ? diffView(history.ground_truth, round.prediction, mode, "vs truth") : null,
-        previous !== null ? diffView(previous, round.prediction, mode, "vs previous round") : null);
+        hasTruth ? diffView(history.ground_truth, round.prediction, { mode, label: "vs truth" })
+          : null,
+        previous !== null
+          ? diffView(previous, round.prediction, { mode, label: "vs previous round" }) : null);
       previous = round.prediction;
       return item;
     });
@@ -56,8 +49,8 @@ export function samplePanel(root, jobId) {
       h("div", { class: "panel-head" },
         h("h2", {}, `Sample #${index}: answer in every round`),
         modeToggle,
-        h("button", { type: "button", class: "link", onclick: () => { panel.hidden = true;
-          shown = null; } }, "Close")),
+        h("button", { type: "button", class: "link", id: "sample-close",
+          onclick: () => { hide(); onClose(); } }, "Close")),
       h("div", { class: "pair" },
         h("div", {}, h("h3", {}, "Prompt"), textBlock(history.prompt, { limit: 600 })),
         h("div", {}, h("h3", {}, "Ground truth"), textBlock(history.ground_truth, { limit: 600 }))),
@@ -65,8 +58,17 @@ export function samplePanel(root, jobId) {
     if (scroll) panel.scrollIntoView({ block: "start" });
   }
 
+  function hide() {
+    panel.hidden = true;
+    shown = null;
+  }
+
   return {
     show,
+    hide,
+    get shown() {
+      return shown;
+    },
     refresh() {
       if (shown !== null) show(shown, { scroll: false });
     },

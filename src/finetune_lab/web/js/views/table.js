@@ -1,4 +1,5 @@
-// The predictions table: filters (epoch, validation, text), sort by score, cursor paging.
+// The predictions table: round picker, filters (validation, text), sort by score, cursor
+// paging. Opens on the latest round and follows new ones until another round is picked.
 
 import { api } from "../api.js";
 import { clear, h } from "../dom.js";
@@ -6,12 +7,36 @@ import { count } from "../format.js";
 import { scoreCells, textBlock, validationCell } from "./cells.js";
 
 const PAGE_SIZE = 50;
+const LATEST = "latest";
+const ALL = "all";
 
-export function predictionsTable(root, jobId, { onSample }) {
-  const state = { epoch: null, validation_pass: "", q: "", sort: "", page: 0 };
+const SORTS = ["-char_error_rate", "char_error_rate", "exact_match", "-word_overlap",
+  "word_overlap"];
+
+export const roundKey = (r) => `${r.epoch}.${r.step}`;
+
+// The table's part of the address, with what an absent or unknown value means.
+export function tableState(params) {
+  const sort = params.get("sort") || "";
+  return {
+    round: params.get("round") || LATEST,
+    validation_pass: ["true", "false"].includes(params.get("valid")) ? params.get("valid") : "",
+    q: (params.get("q") || "").slice(0, 200),
+    sort: SORTS.includes(sort) ? sort : "",
+  };
+}
+
+// onChange(changes, {replace}): the user changed a filter (the page writes it to its URL).
+export function predictionsTable(root, jobId, { onSample, onChange = () => {} }) {
+  const state = { round: LATEST, validation_pass: "", q: "", sort: "", page: 0 };
+  let rounds = []; // [{epoch, step, sample_count}] oldest first
   let cursors = [null]; // cursor of each page visited (default order)
   let lastRequest = null;
+  let loadedFilter = null;
 
+  const roundSelect = h("select", { id: "round-select", "aria-label": "Round" });
+  const older = h("button", { type: "button", id: "round-older", title: "Previous round" }, "‹");
+  const newer = h("button", { type: "button", id: "round-newer", title: "Next round" }, "›");
   const search = h("input", { type: "search", id: "search", placeholder: "Search prompt, answer, truth…",
     "aria-label": "Search text" });
   const validation = h("select", { id: "validation-filter", "aria-label": "Validation" },
@@ -31,9 +56,11 @@ export function predictionsTable(root, jobId, { onSample }) {
   const body = h("tbody");
   const table = h("table", { class: "grid predictions", id: "predictions" },
     h("thead", {}, h("tr", {}, ["Epoch", "Step", "#", "Prompt", "Prediction", "Ground truth",
-      "EM", "CER", "Overlap", "Valid"].map((t) => h("th", {}, t)))),
+      "EM", "CER", "Overlap", "Valid"].map((t) => h("th", { class: t === "Valid" ? "col-valid" : null }, t)))),
     body);
   root.append(
+    h("div", { class: "toolbar", id: "round-picker" }, h("span", { class: "muted" }, "Round"),
+      older, roundSelect, newer),
     h("div", { class: "toolbar" }, search, validation, sort),
     h("div", { class: "table-wrap" }, table),
     h("div", { class: "pager" }, prev, summary, next));
@@ -41,12 +68,71 @@ export function predictionsTable(root, jobId, { onSample }) {
   let typing = null;
   search.addEventListener("input", () => {
     clearTimeout(typing);
-    typing = setTimeout(() => restart({ q: search.value.trim() }), 250);
+    typing = setTimeout(() => {
+      const q = search.value.trim();
+      if (q === state.q) return;
+      // A new search (or clearing one) is a step back can undo; refining it is not.
+      onChange({ q }, { replace: Boolean(q && state.q) });
+      restart({ q });
+    }, 250);
   });
-  validation.addEventListener("change", () => restart({ validation_pass: validation.value }));
-  sort.addEventListener("change", () => restart({ sort: sort.value }));
+  validation.addEventListener("change", () => {
+    onChange({ valid: validation.value });
+    restart({ validation_pass: validation.value });
+  });
+  sort.addEventListener("change", () => {
+    onChange({ sort: sort.value });
+    restart({ sort: sort.value });
+  });
+  roundSelect.addEventListener("change", () => pickRound(roundSelect.value));
+  older.addEventListener("click", () => stepRound(-1));
+  newer.addEventListener("click", () => stepRound(1));
   prev.addEventListener("click", () => go(state.page - 1));
   next.addEventListener("click", () => go(state.page + 1));
+
+  function pickRound(value) {
+    onChange({ round: value === LATEST ? null : value });
+    state.round = value;
+    drawRounds();
+    restart({});
+  }
+
+  function stepRound(delta) {
+    const keys = rounds.map(roundKey);
+    const at = keys.indexOf(effectiveRound()?.key ?? "");
+    const target = at < 0 ? keys.length - 1 : at + delta;
+    if (target < 0 || target >= keys.length) return;
+    pickRound(keys[target]);
+  }
+
+  // The round the rows come from: {epoch, step, key}, or null for all rounds.
+  function effectiveRound() {
+    if (state.round === ALL) return null;
+    const found = state.round === LATEST ? rounds[rounds.length - 1]
+      : rounds.find((r) => roundKey(r) === state.round);
+    if (found) return { epoch: found.epoch, step: found.step, key: roundKey(found) };
+    const match = /^(\d+)\.(\d+)$/.exec(state.round); // linked before the rounds list arrived
+    return match ? { epoch: Number(match[1]), step: Number(match[2]), key: state.round } : null;
+  }
+
+  function drawRounds() {
+    const total = rounds.reduce((sum, r) => sum + r.sample_count, 0);
+    const last = rounds[rounds.length - 1];
+    const label = (r) => `Epoch ${r.epoch} · step ${r.step} (${count(r.sample_count)})`;
+    const options = [
+      h("option", { value: LATEST }, last ? `Latest: ${label(last)}` : "Latest round"),
+      h("option", { value: ALL }, `All rounds (${count(total)})`),
+      ...rounds.slice().reverse().map((r) => h("option", { value: roundKey(r) }, label(r))),
+    ];
+    const known = [LATEST, ALL, ...rounds.map(roundKey)];
+    if (!known.includes(state.round)) options.push(h("option", { value: state.round }, state.round));
+    clear(roundSelect).append(...options);
+    roundSelect.value = state.round;
+    roundSelect.dataset.rounds = String(rounds.length);
+    const at = rounds.map(roundKey).indexOf(effectiveRound()?.key ?? "");
+    older.disabled = state.round === ALL || at <= 0;
+    newer.disabled = state.round === ALL || at < 0 || at >= rounds.length - 1;
+  }
 
   function restart(changes) {
     Object.assign(state, changes, { page: 0 });
@@ -61,17 +147,22 @@ export function predictionsTable(root, jobId, { onSample }) {
   }
 
   function params() {
-    const p = { limit: PAGE_SIZE, epoch: state.epoch, validation_pass: state.validation_pass,
-      q: state.q, sort: state.sort };
+    const round = effectiveRound();
+    const p = { limit: PAGE_SIZE, epoch: round?.epoch, step: round?.step,
+      validation_pass: state.validation_pass, q: state.q, sort: state.sort };
     if (state.sort) p.offset = state.page * PAGE_SIZE;
     else p.cursor = cursors[state.page];
     return p;
   }
 
+  const filterOf = () => JSON.stringify([effectiveRound()?.key, state.validation_pass, state.q,
+    state.sort]);
+
   async function load() {
     const controller = new AbortController();
     lastRequest?.abort();
     lastRequest = controller;
+    const filter = filterOf();
     let page;
     try {
       page = await api.page(jobId, params(), { signal: controller.signal });
@@ -81,6 +172,7 @@ export function predictionsTable(root, jobId, { onSample }) {
       return;
     }
     if (lastRequest !== controller) return;
+    loadedFilter = filter;
     if (!state.sort) cursors[state.page + 1] = page.next_cursor;
     const first = state.page * PAGE_SIZE;
     const rows = page.predictions.map((row) => h("tr", { dataset: { sample: row.sample_index,
@@ -94,7 +186,7 @@ export function predictionsTable(root, jobId, { onSample }) {
       h("td", {}, textBlock(row.prediction)),
       h("td", {}, textBlock(row.ground_truth)),
       ...scoreCells(row),
-      h("td", {}, validationCell(row))));
+      h("td", { class: "col-valid" }, validationCell(row))));
     clear(body).append(...rows);
     if (!rows.length) {
       body.append(h("tr", {}, h("td", { colspan: 10, class: "muted empty" },
@@ -111,10 +203,30 @@ export function predictionsTable(root, jobId, { onSample }) {
   }
 
   return {
-    setEpoch(epoch) {
-      return restart({ epoch });
+    // The job's rounds changed: redraw the picker; following "latest" moves to the new one.
+    setRounds(list) {
+      rounds = list;
+      drawRounds();
     },
-    reload: load,
+    // Without validators the Valid column and filter only ever say "–": hide them.
+    setValidation(present) {
+      table.classList.toggle("no-validation", !present);
+      validation.hidden = !present;
+    },
+    // State from the address (first load, back/forward): reload only when it changed.
+    apply(next) {
+      Object.assign(state, next);
+      search.value = state.q;
+      validation.value = state.validation_pass;
+      sort.value = state.sort;
+      drawRounds();
+      if (loadedFilter !== null && loadedFilter !== filterOf()) return restart({});
+      return null;
+    },
+    reload() {
+      if (loadedFilter !== filterOf()) return restart({}); // following latest: a new round
+      return load();
+    },
     load,
   };
 }

@@ -880,13 +880,17 @@ def test_export_csv(client, dataset):
 
 def parquet_value(field, value):
     """Typed Parquet columns back to the API's JSON: `metrics` is a map (pairs), each
-    validation error a struct whose `detail` is JSON text."""
+    validation error a struct whose `detail` is JSON text and whose `type` is null when the
+    error names none."""
     if value is None or field not in JSON_FIELDS:
         return value
     assert isinstance(value, list), (field, value)  # a typed column, never JSON text
     if field == "metrics":
         return dict(value)
-    return [{**error, "detail": json.loads(error["detail"])} for error in value]
+    errors = [{**error, "detail": json.loads(error["detail"])} for error in value]
+    return [
+        {k: v for k, v in error.items() if k != "type" or v is not None} for error in errors
+    ]
 
 
 def test_export_parquet(client, dataset):
@@ -902,7 +906,7 @@ def test_export_parquet_column_types(client, dataset):
     assert (metrics.key_type, metrics.item_type) == (pa.string(), pa.float64())
     errors = schema.field("validation_errors").type
     assert pa.types.is_list(errors) and pa.types.is_struct(errors.value_type), errors
-    assert [f.name for f in errors.value_type] == ["validator", "message", "detail"]
+    assert [f.name for f in errors.value_type] == ["validator", "type", "message", "detail"]
     listed = fetch_all(client, dataset)
     assert any(r["validation_errors"] for r in listed) and any(r["metrics"] for r in listed)
 

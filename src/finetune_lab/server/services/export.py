@@ -103,8 +103,14 @@ class _ChunkSink:
 
 
 def _validation_errors_type(pa: Any) -> Any:
-    """Parquet's `validation_errors`: a list of structs; `detail` (any JSON) stays JSON text."""
-    fields = [("validator", pa.string()), ("message", pa.string()), ("detail", pa.string())]
+    """Parquet's `validation_errors`: a list of structs; `detail` (any JSON) stays JSON text;
+    `type` is set on the errors that name one (e.g. "timeout"), else null."""
+    fields = [
+        ("validator", pa.string()),
+        ("type", pa.string()),
+        ("message", pa.string()),
+        ("detail", pa.string()),
+    ]
     return pa.list_(pa.struct(fields))
 
 
@@ -114,6 +120,7 @@ def _parquet_errors(errors: list[dict[str, Any]] | None) -> list[dict[str, Any]]
     return [
         {
             "validator": error.get("validator"),
+            "type": error.get("type"),
             "message": error.get("message"),
             "detail": orjson.dumps(error.get("detail")).decode(),
         }

@@ -282,8 +282,9 @@ def test_a_burst_on_one_local_model_leaves_threads_for_another(
         busy = ask(b, other_model["name"])
         still_running = sum(not f.done() for f in futures)
         statuses = [f.result() for f in futures]
-    # B's answer came before most of A's burst (on a shared thread pool it queued behind it).
-    assert still_running > burst // 2, (still_running, alone, busy)
+    # B's answer came while much of A's burst was still running (on a shared thread pool it
+    # queued behind it: 7-11 of 160 left). A quarter leaves room for a loaded machine.
+    assert still_running > burst // 4, (still_running, alone, busy)
     assert busy < 3 * alone + 1.0, (alone, busy)
     assert statuses == [200] * burst
     a.close()

@@ -18,6 +18,7 @@ from rich.table import Table
 from finetune_lab.cli_compare import print_compare
 from finetune_lab.cli_format import clip as _clip
 from finetune_lab.cli_format import fmt as _fmt
+from finetune_lab.cli_gate import parse_thresholds, print_gate
 from finetune_lab.cli_resolve import (
     LATEST,
     JobLookupError,
@@ -92,14 +93,16 @@ def _console() -> Console:
 
 
 @contextmanager
-def _client(api_url: str | None, api_key: str | None) -> Iterator[FinetuneLabClient]:
-    """An SDK client whose errors end the command with one red line: exit code 1, or 2 when
-    the job named on the command line does not exist or is ambiguous."""
+def _client(
+    api_url: str | None, api_key: str | None, *, error_code: int = 1
+) -> Iterator[FinetuneLabClient]:
+    """An SDK client whose errors end the command with one red line: exit code `error_code`,
+    or 2 when the job named on the command line does not exist or is ambiguous."""
     try:
         with FinetuneLabClient(api_key=api_key, base_url=api_url) as client:
             yield client
     except FinetuneLabError as exc:
-        _fail(str(exc), 1)
+        _fail(str(exc), error_code)
     except JobLookupError as exc:
         _fail(str(exc), 2)
 
@@ -320,3 +323,40 @@ def export_predictions(
             job_id, format=format.value, path=target, epoch=only, step=step
         )
     _console().print(f"Wrote {written.stat().st_size} bytes to {escape(str(written))}")
+
+
+@predictions_app.command("gate")
+def gate_command(
+    job: str = JobArgument,
+    minimum: list[str] = typer.Option(
+        [], "--min", metavar="METRIC=VALUE", help="Pass only if the round's METRIC >= VALUE"
+    ),
+    maximum: list[str] = typer.Option(
+        [], "--max", metavar="METRIC=VALUE", help="Pass only if the round's METRIC <= VALUE"
+    ),
+    epoch: str | None = _epoch_option("--epoch", "Judge this epoch's last round [default: latest]"),
+    step: int | None = typer.Option(None, "--step", min=0, help="Judge the round at this step"),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON"),
+    api_url: str | None = ApiUrlOption,
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Check a round's scores against thresholds, for CI: exit 0 when every threshold holds,
+    1 when one fails, 2 on errors (unknown job or metric, no such round, bad thresholds).
+
+    Metrics: exact_match, char_error_rate, length_ratio, word_overlap, validation_pass_rate and
+    custom metrics by name. A metric without a value in the round fails its check."""
+    try:
+        low, high = parse_thresholds(minimum), parse_thresholds(maximum)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    with _client(api_url, api_key, error_code=2) as client:
+        found = resolve_job(client, job)
+        result = client.training_predictions.gate(
+            found.id, min=low, max=high, epoch=resolve_epoch(found, epoch), step=step
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        print_gate(_console(), result)
+    if not result.passed:
+        raise typer.Exit(code=1)

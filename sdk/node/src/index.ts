@@ -16,6 +16,7 @@ export type {
   CompareOptions,
   CreatePredictionsOptions,
   ExportOptions,
+  GateOptions,
   IterPredictionsOptions,
   ListPredictionsOptions,
   StreamOptions,

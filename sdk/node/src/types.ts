@@ -109,3 +109,29 @@ export type AnalyticsDataQuery = Query<"/api/analytics/data", "get">;
 export type TestSuiteUploadQuery = Query<"/api/test-suites/upload", "post">;
 /** Export file formats the server offers. */
 export type ExportFormat = NonNullable<ExportQuery["format"]>;
+
+// --- the checkpoint gate (computed by the SDK from `trends?group_by=step`) --------------------
+/** `min`: the round's value must be >= threshold; `max`: <= threshold. */
+export type GateOp = "min" | "max";
+/** One threshold and how the round did; `reason` says why it failed (null when it passed). */
+export interface GateCheck {
+  metric: string;
+  op: GateOp;
+  threshold: number;
+  value: number | null;
+  passed: boolean;
+  reason: string | null;
+}
+/** The round the gate judged. */
+export interface GateRound {
+  epoch: number;
+  step: number;
+  sample_count: number;
+}
+/** `trainingPredictions.gate()`: `passed` when every check passed. */
+export interface GateResult {
+  job_id: string;
+  round: GateRound;
+  checks: GateCheck[];
+  passed: boolean;
+}

@@ -17,6 +17,7 @@ import type {
   CompareQuery,
   CompareResponse,
   EpochsResponse,
+  GateResult,
   ExportFormat,
   ExportQuery,
   IngestResult,
@@ -31,6 +32,7 @@ import type {
   TrendsResponse,
 } from "../types.js";
 import { type AllKeys, requestOptions } from "./_shared.js";
+import { evaluateGate, type GateThresholds, gateSpec } from "./gate.js";
 
 const PREFIX = "/api/training/predictions";
 /** The server's limits (schema.py MAX_BATCH_ITEMS, MAX_BODY_BYTES). */
@@ -59,6 +61,8 @@ export interface CompareOptions extends CamelKeys<CompareQuery>, RequestOptions 
   toEpoch: number;
 }
 export interface ExportOptions extends CamelKeys<ExportQuery>, RequestOptions {}
+/** `gate()` options: thresholds and which round to judge. */
+export interface GateOptions extends GateThresholds, RequestOptions {}
 
 /** `stream()` options. `timeout` is the longest silence tolerated before reconnecting (the
  * server sends a heartbeat every 15 s when idle). */
@@ -206,6 +210,18 @@ export class TrainingPredictions {
       { method: "GET", path: path(jobId, "trends"), query },
       requestOptions(options),
     );
+  }
+
+  /**
+   * Does a round meet the thresholds? `min: {metric: t}` needs value >= t, `max` <= t; metrics:
+   * the four scores, `validation_pass_rate` and custom metrics by name. Judges the latest round,
+   * the last round of `epoch`, or the round at `step`. A metric without a value in that round
+   * fails its check. Bad arguments or an unknown metric throw ValidationError; no such round
+   * throws NotFoundError (computed from `trends({groupBy: "step"})`, no server change).
+   */
+  async gate(jobId: string, options: GateOptions = {}): Promise<GateResult> {
+    const spec = gateSpec(options);
+    return evaluateGate(await this.trends(jobId, { ...options, groupBy: "step" }), spec);
   }
 
   /** One prompt's answer in every round: how it evolved over training. */

@@ -7,6 +7,7 @@ import {
   type ChatCompletion,
   type ChatCompletionChunk,
   type CompareResponse,
+  type GateResult,
   type Job,
   type Prediction,
   type PredictionIn,
@@ -48,6 +49,9 @@ assertType<Equal<Result<typeof client.jobs.delete>, Ok<"/api/training/jobs/{job_
 assertType<Equal<Result<typeof client.whoami>, Ok<"/api/auth/whoami", "get">>>(true);
 assertType<Equal<Result<typeof client.createSession>, Created<"/api/auth/session", "post">>>(true);
 assertType<Equal<ReturnType<typeof tp.iter>, AsyncGenerator<Prediction>>>(true);
+assertType<Equal<Result<typeof tp.gate>, GateResult>>(true);
+// @ts-expect-error thresholds are numbers
+void tp.gate("j", { min: { exact_match: "0.9" } });
 assertType<Equal<Result<typeof tp.export>, ReadableStream<Uint8Array>>>(true);
 
 // Ingest items are the wire's PredictionIn, snake_case.

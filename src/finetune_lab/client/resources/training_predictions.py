@@ -29,6 +29,7 @@ from finetune_lab.client._transport import (
     parse_model,
     path_segment,
 )
+from finetune_lab.client.gate import GateResult, evaluate_gate, gate_spec
 from finetune_lab.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -359,6 +360,23 @@ class TrainingPredictions:
     def trends(self, job_id: str, *, group_by: GroupBy = "epoch") -> TrendsResponse:
         return self._transport.execute(_trends_spec(job_id, group_by))
 
+    def gate(
+        self,
+        job_id: str,
+        *,
+        min: Mapping[str, float] | None = None,
+        max: Mapping[str, float] | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> GateResult:
+        """Does a round meet the thresholds? `min={metric: t}` needs value >= t, `max` <= t;
+        metrics: the four scores, `validation_pass_rate` and custom metrics by name. Judges the
+        latest round, the last round of `epoch`, or the round at `step`. A metric without a value
+        in that round fails its check. Bad arguments or an unknown metric → ValidationError; no
+        such round → NotFoundError (both before any verdict)."""
+        spec = gate_spec(min, max, epoch, step)
+        return evaluate_gate(self._transport.execute(_trends_spec(job_id, "step")), spec)
+
     def sample(self, job_id: str, sample_index: int) -> SampleHistory:
         """One prompt's answer in every round: how it evolved over training."""
         return self._transport.execute(_sample_spec(job_id, sample_index))
@@ -541,6 +559,19 @@ class AsyncTrainingPredictions:
 
     async def trends(self, job_id: str, *, group_by: GroupBy = "epoch") -> TrendsResponse:
         return await self._transport.execute(_trends_spec(job_id, group_by))
+
+    async def gate(
+        self,
+        job_id: str,
+        *,
+        min: Mapping[str, float] | None = None,
+        max: Mapping[str, float] | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+    ) -> GateResult:
+        """`await client.training_predictions.gate(job_id, min=..., max=...)`; see the sync one."""
+        spec = gate_spec(min, max, epoch, step)
+        return evaluate_gate(await self._transport.execute(_trends_spec(job_id, "step")), spec)
 
     async def sample(self, job_id: str, sample_index: int) -> SampleHistory:
         return await self._transport.execute(_sample_spec(job_id, sample_index))

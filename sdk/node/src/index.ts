@@ -18,6 +18,7 @@ export type {
   ExportOptions,
   IterPredictionsOptions,
   ListPredictionsOptions,
+  MatrixOptions,
   StreamOptions,
   TrainingPredictions,
   TrendsOptions,

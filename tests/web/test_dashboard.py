@@ -131,6 +131,31 @@ def test_job_page_charts_draw_the_real_trends(
     assert page.get_attribute(".chart[data-kind='cer']", "data-points") == str(len(steps["trends"]))
 
 
+def test_job_page_states_the_best_round(dashboard: Dashboard, seeded: str) -> None:
+    hostile = "<img src=x onerror=alert(1)>"  # a metric name is shown as text, never markup
+    with dashboard.server.client(dashboard.key) as http:
+        row = {**_seed.round_rows(_seed.EPOCHS, samples=1)[0], "metrics": {hostile: 0.5}}
+        response = http.post(f"{_seed.PRED}/{seeded}", json={"predictions": [row]})
+        assert response.status_code == 200, response.text
+    best = _api(dashboard, f"/api/training/predictions/{seeded}/trends")["best"]
+    page = dashboard.page
+    dashboard.open_job(seeded)
+    line = page.wait_for_selector("#best-rounds span[data-score='exact_match']")
+    em = best["exact_match"]
+    assert em["epoch"] == _seed.EPOCHS  # the lone right answer of the last round wins
+    assert line.inner_text() == (
+        f"Best exact match {em['value']:.3f} at epoch {em['epoch']} (step {em['step']})"
+    )
+    cer = best["char_error_rate"]
+    assert page.inner_text("#best-rounds span[data-score='char_error_rate']") == (
+        f"Best character error rate {cer['value']:.3f} at epoch {cer['epoch']} (step {cer['step']})"
+    )
+    custom = page.inner_text(f"#best-rounds span[data-score='metric:{hostile}']")
+    assert custom == f"Best {hostile} 0.500 at epoch {_seed.EPOCHS} (step {_seed.EPOCHS * 100})"
+    assert page.query_selector("#best-rounds img") is None
+    assert page.query_selector("#best-rounds span[data-score='length_ratio']") is None
+
+
 def _rows(page: Any) -> list[dict[str, str]]:
     return page.eval_on_selector_all(
         "#predictions tbody tr[data-sample]",

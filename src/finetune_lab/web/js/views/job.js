@@ -45,6 +45,26 @@ export function improvementText(trends, improvement) {
   return parts.join(" ");
 }
 
+const BEST_LABELS = [
+  ["exact_match", "exact match"],
+  ["char_error_rate", "character error rate"],
+  ["word_overlap", "word overlap"],
+  ["validation_pass_rate", "validation pass rate"],
+];
+
+// One phrase per score that has a best round (trends' `best`), e.g.
+// "Best exact match 0.940 at epoch 5 (step 500)"; custom metrics after the built-in scores.
+export function bestPhrases(best) {
+  if (!best) return [];
+  const phrase = (label, b) => `Best ${label} ${num(b.value)} at epoch ${b.epoch} (step ${b.step})`;
+  const out = BEST_LABELS.filter(([key]) => best[key]).map(([key, label]) =>
+    ({ key, text: phrase(label, best[key]) }));
+  Object.keys(best.metrics || {}).sort().slice(0, MAX_METRIC_CHARTS).forEach((name) => {
+    out.push({ key: `metric:${name}`, text: phrase(name, best.metrics[name]) });
+  });
+  return out;
+}
+
 function chartSpecs(points, groupBy) {
   const x = points.map((p) => (groupBy === "step" ? p.step : p.epoch));
   const col = (name) => points.map((p) => p[name] ?? null);
@@ -85,6 +105,7 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
   const live = h("span", { class: "live connecting", id: "live" }, "connecting…");
   const improvement = h("p", { class: "improvement", id: "improvement" });
   const chartGrid = h("div", { class: "charts", id: "charts" });
+  const bestLine = h("p", { class: "muted small", id: "best-rounds" });
   const groupToggle = h("div", { class: "segmented", id: "group-by" },
     ["epoch", "step"].map((g) => h("button", { type: "button", class: g === groupBy ? "on" : "",
       dataset: { group: g }, onclick: () => { updateQuery({ by: g === "step" ? g : null }); setGroup(g); } },
@@ -101,7 +122,8 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
       meta, improvement, h("div", { class: "toolbar" }, exportBar, exportStatus)),
     empty,
     h("section", { class: "card" },
-      h("div", { class: "panel-head" }, h("h2", {}, "Trends"), groupToggle), chartGrid),
+      h("div", { class: "panel-head" }, h("h2", {}, "Trends"), groupToggle), bestLine,
+      chartGrid),
     h("section", { class: "card" },
       h("div", { class: "panel-head" }, h("h2", {}, "Predictions")),
       h("div", { id: "table-root" })));
@@ -126,6 +148,13 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
       : streamState === "live" ? "● live"
         : streamState === "closed" ? `stream closed${streamError ? ` (${streamError.message})` : ""}`
           : streamState === "connecting" ? "connecting…" : "reconnecting…";
+  }
+
+  function drawBest(best) {
+    const phrases = bestPhrases(best);
+    clear(bestLine).append(...phrases.flatMap(({ key, text }, i) =>
+      [...(i ? [" · "] : []), h("span", { dataset: { score: key } }, text)]));
+    bestLine.hidden = !phrases.length;
   }
 
   function drawCharts(points) {
@@ -157,6 +186,7 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
     table.setValidation(byStep.trends.some((p) =>
       p.validation_pass_rate !== null && p.validation_pass_rate !== undefined));
     compare.setEpochs(trends);
+    drawBest(byStep.best);
     drawCharts(groupBy === "epoch" ? trends : byStep.trends);
   }
 

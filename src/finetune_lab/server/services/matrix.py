@@ -44,6 +44,23 @@ def _resolve(conn: Connection, job_id: str, metric: str) -> tuple[str | None, st
     )
 
 
+def _sample_page(conn: Connection, job_id: str, limit: int, offset: int) -> tuple[list[int], int]:
+    """The page's sample indexes and the job's count of them, in one index pass over the job
+    (the count rides along as a window; only a page past the end needs a query of its own)."""
+    p = predictions.c
+    known = select(p.sample_index).where(p.job_id == job_id).distinct().subquery()
+    rows = conn.execute(
+        select(known.c.sample_index, func.count().over())
+        .order_by(known.c.sample_index)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    if rows:
+        return [int(row[0]) for row in rows], int(rows[0][1])
+    count = select(func.count(distinct(p.sample_index))).where(p.job_id == job_id)
+    return [], int(conn.scalar(count) or 0)
+
+
 def _value(raw: Any, custom: str | None) -> float | None:
     if custom is not None:
         value = (raw or {}).get(custom)
@@ -63,19 +80,7 @@ def matrix(
         rounds = conn.execute(
             select(r.epoch, r.step).where(r.job_id == job_id).order_by(r.epoch, r.step)
         ).all()
-        total = int(
-            conn.scalar(select(func.count(distinct(p.sample_index))).where(p.job_id == job_id)) or 0
-        )
-        indexes = list(
-            conn.scalars(
-                select(p.sample_index)
-                .where(p.job_id == job_id)
-                .distinct()
-                .order_by(p.sample_index)
-                .limit(limit)
-                .offset(offset)
-            )
-        )
+        indexes, total = _sample_page(conn, job_id, limit, offset)
         rows = (
             conn.execute(
                 select(p.epoch, p.step, p.sample_index, p.prompt_id, p[column or "metrics"]).where(
@@ -88,23 +93,26 @@ def matrix(
             else []
         )
     position = {(epoch, step): i for i, (epoch, step) in enumerate(rounds)}
-    samples = {
-        index: {"sample_index": index, "prompt_id": None, "values": [None] * len(rounds)}
-        for index in indexes
-    }
-    latest: dict[int, int] = {}  # sample -> round position its prompt_id came from
+    values: dict[int, list[float | None]] = {index: [None] * len(rounds) for index in indexes}
+    prompt_ids: dict[int, tuple[int, str]] = {}  # sample -> (round position, its prompt_id)
     for epoch, step, index, prompt_id, raw in rows:
         at = position.get((epoch, step))
         if at is None:  # rollups and rows commit together: only a defence
             continue
-        sample = samples[index]
-        sample["values"][at] = _value(raw, custom)
-        if prompt_id is not None and at >= latest.get(index, -1):
-            sample["prompt_id"], latest[index] = prompt_id, at
+        values[index][at] = _value(raw, custom)
+        if prompt_id is not None and at >= prompt_ids.get(index, (-1, ""))[0]:
+            prompt_ids[index] = (at, prompt_id)
     return {
         "job_id": job_id,
         "metric": metric,
         "rounds": [{"epoch": epoch, "step": step} for epoch, step in rounds],
-        "samples": list(samples.values()),
+        "samples": [
+            {
+                "sample_index": index,
+                "prompt_id": prompt_ids[index][1] if index in prompt_ids else None,
+                "values": values[index],
+            }
+            for index in indexes
+        ],
         "total_samples": total,
     }

@@ -9,6 +9,7 @@ import { count, num, pct, when } from "../format.js";
 import { updateQuery } from "../route.js";
 import { openStream } from "../stream.js";
 import { comparePanel } from "./compare.js";
+import { heatmapPanel } from "./heatmap.js";
 import { samplePanel } from "./sample.js";
 import { predictionsTable, tableState } from "./table.js";
 
@@ -138,6 +139,7 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
     onChange: (selection) => updateQuery(selection) });
   const table = predictionsTable(page.querySelector("#table-root"), jobId,
     { onSample: openSample, onChange: (changes, options) => updateQuery(changes, options) });
+  const heatmap = heatmapPanel(page, jobId, { onSample: openSample });
   table.apply(tableState(params));
   compare.apply(compareOf(params));
 
@@ -187,6 +189,7 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
       p.validation_pass_rate !== null && p.validation_pass_rate !== undefined));
     compare.setEpochs(trends);
     drawBest(byStep.best);
+    heatmap.refresh(new Set(byStep.trends.flatMap((p) => Object.keys(p.metrics || {}))));
     drawCharts(groupBy === "epoch" ? trends : byStep.trends);
   }
 

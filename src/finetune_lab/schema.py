@@ -295,11 +295,52 @@ class TrendPoint(WireModel):
     metrics: dict[str, float | None] = Field(default_factory=dict)
 
 
+class BestRound(WireModel):
+    """The round (epoch, step) whose average of one score was the best, and that average."""
+
+    epoch: int
+    step: int
+    value: float
+
+
+class BestRounds(WireModel):
+    """Per score, the best round: highest average, lowest for CER; ties go to the earliest
+    round. Scores without values are absent; length_ratio has no better direction, so none."""
+
+    exact_match: BestRound | None = None
+    char_error_rate: BestRound | None = None
+    word_overlap: BestRound | None = None
+    validation_pass_rate: BestRound | None = None
+    metrics: dict[str, BestRound] = Field(default_factory=dict)  # custom: higher is better
+
+
 class TrendsResponse(WireModel):
     job_id: str
     group_by: Literal["epoch", "step"] = "epoch"
     trends: list[TrendPoint]
     overall_improvement: float | None = None
+    best: BestRounds = Field(default_factory=BestRounds)  # always over rounds, whatever group_by
+
+
+class MatrixRound(WireModel):
+    epoch: int
+    step: int
+
+
+class MatrixSample(WireModel):
+    sample_index: int
+    prompt_id: str | None = None
+    values: list[float | None]  # one per round of `rounds`, null where the sample has none
+
+
+class PredictionMatrix(WireModel):
+    """One score of every sample in every round: samples (a page, by sample_index) by rounds."""
+
+    job_id: str
+    metric: str
+    rounds: list[MatrixRound]
+    samples: list[MatrixSample]
+    total_samples: int
 
 
 class SampleRound(WireModel):

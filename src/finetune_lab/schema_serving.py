@@ -94,6 +94,20 @@ class ModelDeleted(WireModel):
     deleted: bool
 
 
+class OpenAIModel(WireModel):
+    """One entry of `GET /v1/models`, in OpenAI's shape (what OpenAI clients list)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int  # unix seconds
+    owned_by: str
+
+
+class OpenAIModelList(WireModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+
+
 # --- chat completions (OpenAI-compatible) ---------------------------------------------------
 
 

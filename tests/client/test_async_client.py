@@ -64,6 +64,14 @@ async def test_reads(async_client: AsyncFinetuneLabClient, unique_job_id: str) -
     by_step = await tp.trends(unique_job_id, group_by="step")
     assert [(t.epoch, t.step) for t in by_step.trends] == list(ROUNDS)
 
+    assert trends.best.exact_match is not None
+    assert (trends.best.exact_match.epoch, trends.best.exact_match.step) == (2, 20)
+    grid = await tp.matrix(unique_job_id, metric="exact_match", limit=1, offset=1)
+    assert grid.total_samples == 4 and len(grid.rounds) == len(ROUNDS)
+    assert [(s.sample_index, s.values) for s in grid.samples] == [
+        (1, [1.0 if preds[1] == "abcd" else 0.0 for preds in ROUNDS.values()])
+    ]
+
     history = await tp.sample(unique_job_id, 3)
     assert [r.prediction for r in history.rounds] == [preds[3] for preds in ROUNDS.values()]
 

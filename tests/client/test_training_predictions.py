@@ -146,6 +146,37 @@ def test_trends_by_step(client: FinetuneLabClient, seeded_job: str) -> None:
         assert t.avg_char_error_rate == pytest.approx(avg_cer(ROUNDS[(t.epoch, t.step)]))
 
 
+def test_trends_best_round(client: FinetuneLabClient, seeded_job: str) -> None:
+    best = client.training_predictions.trends(seeded_job).best
+    assert best.char_error_rate is not None and best.exact_match is not None
+    assert (best.char_error_rate.epoch, best.char_error_rate.step) == (2, 20)
+    assert best.char_error_rate.value == pytest.approx(avg_cer(ROUNDS[(2, 20)]))
+    assert (best.exact_match.epoch, best.exact_match.step, best.exact_match.value) == (2, 20, 0.75)
+    assert best.validation_pass_rate is None  # no validators configured
+    # "reward" averages 1.5 in every round: the tie goes to the earliest.
+    assert best.metrics["reward"].model_dump() == {"epoch": 0, "step": 0, "value": 1.5}
+
+
+def test_matrix(client: FinetuneLabClient, seeded_job: str) -> None:
+    tp = client.training_predictions
+    grid = tp.matrix(seeded_job, metric="char_error_rate")
+    assert (grid.job_id, grid.metric, grid.total_samples) == (seeded_job, "char_error_rate", 4)
+    assert [(r.epoch, r.step) for r in grid.rounds] == list(ROUNDS)
+    assert [s.sample_index for s in grid.samples] == list(range(SAMPLES))
+    for sample in grid.samples:
+        assert sample.prompt_id == f"p{sample.sample_index}"
+        assert sample.values == pytest.approx(
+            [CER[preds[sample.sample_index]] for preds in ROUNDS.values()]
+        )
+    page = tp.matrix(seeded_job, metric="reward", limit=2, offset=2)
+    assert [(s.sample_index, s.values) for s in page.samples] == [
+        (2, [2.0] * 4),
+        (3, [3.0] * 4),
+    ]
+    with pytest.raises(ValidationError):
+        tp.matrix(seeded_job, metric="no-such-metric")
+
+
 def test_sample_history(client: FinetuneLabClient, seeded_job: str) -> None:
     history = client.training_predictions.sample(seeded_job, 0)
     assert (history.job_id, history.sample_index) == (seeded_job, 0)

@@ -131,6 +131,74 @@ def test_job_page_charts_draw_the_real_trends(
     assert page.get_attribute(".chart[data-kind='cer']", "data-points") == str(len(steps["trends"]))
 
 
+def test_job_page_states_the_best_round(dashboard: Dashboard, seeded: str) -> None:
+    hostile = "<img src=x onerror=alert(1)>"  # a metric name is shown as text, never markup
+    with dashboard.server.client(dashboard.key) as http:
+        row = {**_seed.round_rows(_seed.EPOCHS, samples=1)[0], "metrics": {hostile: 0.5}}
+        response = http.post(f"{_seed.PRED}/{seeded}", json={"predictions": [row]})
+        assert response.status_code == 200, response.text
+    best = _api(dashboard, f"/api/training/predictions/{seeded}/trends")["best"]
+    page = dashboard.page
+    dashboard.open_job(seeded)
+    line = page.wait_for_selector("#best-rounds span[data-score='exact_match']")
+    em = best["exact_match"]
+    assert em["epoch"] == _seed.EPOCHS  # the lone right answer of the last round wins
+    assert line.inner_text() == (
+        f"Best exact match {em['value']:.3f} at epoch {em['epoch']} (step {em['step']})"
+    )
+    cer = best["char_error_rate"]
+    assert page.inner_text("#best-rounds span[data-score='char_error_rate']") == (
+        f"Best character error rate {cer['value']:.3f} at epoch {cer['epoch']} (step {cer['step']})"
+    )
+    custom = page.inner_text(f"#best-rounds span[data-score='metric:{hostile}']")
+    assert custom == f"Best {hostile} 0.500 at epoch {_seed.EPOCHS} (step {_seed.EPOCHS * 100})"
+    assert page.query_selector("#best-rounds img") is None
+    assert page.query_selector("#best-rounds span[data-score='length_ratio']") is None
+
+
+CELL_JS = """([col, row]) => {
+  const canvas = document.querySelector("#heatmap-canvas");
+  const w = Number(canvas.dataset.col), hgt = Number(canvas.dataset.row);
+  const [r, g, b] = canvas.getContext("2d")
+    .getImageData(col * w + Math.floor(w / 2), row * hgt + Math.floor(hgt / 2), 1, 1).data;
+  return [r, g, b];
+}"""
+
+
+def test_heatmap_shows_each_sample_in_each_round(
+    dashboard: Dashboard, seeded: str, artifacts: Path
+) -> None:
+    page = dashboard.page
+    dashboard.open_job(seeded)
+    canvas = page.wait_for_selector("#heatmap-canvas[data-rows]")
+    assert canvas.get_attribute("data-metric") == "char_error_rate"
+    assert (canvas.get_attribute("data-rows"), canvas.get_attribute("data-cols")) == (
+        str(_seed.SAMPLES),
+        str(_seed.EPOCHS),
+    )
+    grid = _api(dashboard, f"/api/training/predictions/{seeded}/matrix", metric="char_error_rate")
+    wrong = 9  # not JSON in epoch 0 (a high CER), right from epoch 2 on (9 % 4 < 2)
+    values = grid["samples"][wrong]["values"]
+    assert values[0] > 0.5 and values[2:] == [0.0] * (_seed.EPOCHS - 2)
+    red, green, _ = page.evaluate(CELL_JS, [0, wrong])
+    assert red > green  # mostly wrong: red
+    red, green, _ = page.evaluate(CELL_JS, [_seed.EPOCHS - 1, wrong])
+    assert green > red  # learned: green
+    # Another score; then a click on a cell opens that sample's history.
+    page.select_option("#heatmap-metric", "metrics.reward")
+    page.wait_for_selector("#heatmap-canvas[data-metric='metrics.reward']")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None
+    col_px = box["width"] / _seed.EPOCHS
+    row_px = box["height"] / _seed.SAMPLES
+    target = _seed.REGRESSING_SAMPLE
+    page.mouse.click(box["x"] + col_px * 2.5, box["y"] + row_px * (target + 0.5))
+    page.wait_for_selector(f"#sample h2:has-text('Sample #{target}')")
+    assert f"Sample {target}, epoch 2 (step 200)" in page.inner_text("#heatmap-caption")
+    page.locator("#heatmap").screenshot(path=str(artifacts / "heatmap.png"))
+
+
 def _rows(page: Any) -> list[dict[str, str]]:
     return page.eval_on_selector_all(
         "#predictions tbody tr[data-sample]",

@@ -19,6 +19,7 @@ export type {
   GateOptions,
   IterPredictionsOptions,
   ListPredictionsOptions,
+  MatrixOptions,
   StreamOptions,
   TrainingPredictions,
   TrendsOptions,

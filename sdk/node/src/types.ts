@@ -24,6 +24,14 @@ export type EpochSummary = Schemas["EpochSummary"];
 export type EpochsResponse = Schemas["EpochsResponse"];
 export type TrendPoint = Schemas["TrendPoint"];
 export type TrendsResponse = Schemas["TrendsResponse"];
+/** The best round of one score: `{epoch, step, value}`. */
+export type BestRound = Schemas["BestRound"];
+/** Per score, its best round (`trends().best`); scores without values are absent. */
+export type BestRounds = Schemas["BestRounds"];
+export type MatrixRound = Schemas["MatrixRound"];
+export type MatrixSample = Schemas["MatrixSample"];
+/** One score of a page of samples in every round (`trainingPredictions.matrix()`). */
+export type PredictionMatrix = Schemas["PredictionMatrix"];
 export type SampleRound = Schemas["SampleRound"];
 export type SampleHistory = Schemas["SampleHistory"];
 export type CompareItem = Schemas["CompareItem"];
@@ -99,6 +107,7 @@ type Query<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extend
 export type ListPredictionsQuery = Query<"/api/training/predictions/{job_id}", "get">;
 export type TrendsQuery = Query<"/api/training/predictions/{job_id}/trends", "get">;
 export type CompareQuery = Query<"/api/training/predictions/{job_id}/compare", "get">;
+export type MatrixQuery = Query<"/api/training/predictions/{job_id}/matrix", "get">;
 export type ExportQuery = Query<"/api/training/predictions/{job_id}/export", "get">;
 export type StreamQuery = Query<"/api/training/predictions/{job_id}/stream", "get">;
 export type ListJobsQuery = Query<"/api/training/jobs", "get">;

@@ -338,6 +338,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/predictions/{job_id}/matrix": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["prediction_matrix_api_training_predictions__job_id__matrix_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/predictions/{job_id}/samples/{sample_index}": {
         parameters: {
             query?: never;
@@ -428,6 +444,22 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["chat_completions_v1_chat_completions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["openai_models_v1_models_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -546,6 +578,24 @@ export interface components {
             test_run_id: string;
             test_suite_id: string;
             total_prompts: number;
+        } & {
+            [key: string]: unknown;
+        };
+        BestRound: {
+            epoch: number;
+            step: number;
+            value: number;
+        } & {
+            [key: string]: unknown;
+        };
+        BestRounds: {
+            char_error_rate?: components["schemas"]["BestRound"] | null;
+            exact_match?: components["schemas"]["BestRound"] | null;
+            metrics?: {
+                [key: string]: components["schemas"]["BestRound"];
+            };
+            validation_pass_rate?: components["schemas"]["BestRound"] | null;
+            word_overlap?: components["schemas"]["BestRound"] | null;
         } & {
             [key: string]: unknown;
         };
@@ -782,6 +832,19 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        MatrixRound: {
+            epoch: number;
+            step: number;
+        } & {
+            [key: string]: unknown;
+        };
+        MatrixSample: {
+            prompt_id?: string | null;
+            sample_index: number;
+            values: (number | null)[];
+        } & {
+            [key: string]: unknown;
+        };
         ModelCreate: {
             api_key?: string | null;
             base_url?: string | null;
@@ -820,6 +883,28 @@ export interface components {
             request_count: number;
             success_count: number;
             total_tokens: number;
+        } & {
+            [key: string]: unknown;
+        };
+        OpenAIModel: {
+            created: number;
+            id: string;
+            /**
+             * @default model
+             * @constant
+             */
+            object?: "model";
+            owned_by: string;
+        } & {
+            [key: string]: unknown;
+        };
+        OpenAIModelList: {
+            data: components["schemas"]["OpenAIModel"][];
+            /**
+             * @default list
+             * @constant
+             */
+            object?: "list";
         } & {
             [key: string]: unknown;
         };
@@ -908,6 +993,15 @@ export interface components {
             step: number;
             /** @default null */
             total_tokens?: number | null;
+        };
+        PredictionMatrix: {
+            job_id: string;
+            metric: string;
+            rounds: components["schemas"]["MatrixRound"][];
+            samples: components["schemas"]["MatrixSample"][];
+            total_samples: number;
+        } & {
+            [key: string]: unknown;
         };
         PredictionsBatch: {
             predictions: components["schemas"]["PredictionIn"][];
@@ -1185,6 +1279,7 @@ export interface components {
             [key: string]: unknown;
         };
         TrendsResponse: {
+            best?: components["schemas"]["BestRounds"];
             /**
              * @default epoch
              * @enum {string}
@@ -3930,6 +4025,95 @@ export interface operations {
             };
         };
     };
+    prediction_matrix_api_training_predictions__job_id__matrix_get: {
+        parameters: {
+            query: {
+                limit?: number;
+                metric: string;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PredictionMatrix"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     sample_history_api_training_predictions__job_id__samples__sample_index__get: {
         parameters: {
             query?: never;
@@ -4484,6 +4668,89 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    openai_models_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIModelList"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };

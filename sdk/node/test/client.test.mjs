@@ -322,6 +322,29 @@ describe("trainingPredictions", () => {
     assert.deepEqual(byStep.trends.map((t) => [t.epoch, t.step, t.sample_count]), ROUNDS.map(([e, s]) => [e, s, 4]));
   });
 
+  it("trends name the best round per score; ties go to the earliest", async () => {
+    const { best } = await client.trainingPredictions.trends(jobId);
+    assert.deepEqual(best.exact_match, { epoch: 2, step: 20, value: 0.75 });
+    assert.deepEqual(best.char_error_rate, { epoch: 2, step: 20, value: 0.0625 });
+    assert.equal(best.validation_pass_rate, undefined);
+    assert.equal(best.length_ratio, undefined);
+    assert.deepEqual(best.metrics, { reward: { epoch: 0, step: 0, value: 1.5 } });
+  });
+
+  it("matrix: one score of every sample in every round, paged", async () => {
+    const grid = await client.trainingPredictions.matrix(jobId, { metric: "char_error_rate" });
+    assert.equal(grid.job_id, jobId);
+    assert.equal(grid.total_samples, 4);
+    assert.deepEqual(grid.rounds, ROUNDS.map(([epoch, step]) => ({ epoch, step })));
+    assert.deepEqual(grid.samples.map((s) => [s.sample_index, s.prompt_id, s.values]),
+      [0, 1, 2, 3].map((i) => [i, `p${i}`, ROUNDS.map(([, , preds]) => CER[preds[i]])]));
+    const page = await client.trainingPredictions.matrix(jobId, { metric: "reward", limit: 1, offset: 3 });
+    assert.deepEqual(page.samples, [{ sample_index: 3, prompt_id: "p3", values: [3, 3, 3, 3] }]);
+    await assert.rejects(client.trainingPredictions.matrix(jobId, { metric: "nope" }), ValidationError);
+    const bob = new FinetuneLabClient({ apiKey: keys.bob, baseUrl: server.baseUrl });
+    await assert.rejects(bob.trainingPredictions.matrix(jobId, { metric: "exact_match" }), NotFoundError);
+  });
+
   it("sample history", async () => {
     const history = await client.trainingPredictions.sample(jobId, 2);
     assert.equal(history.sample_index, 2);

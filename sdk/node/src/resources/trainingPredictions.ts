@@ -22,8 +22,10 @@ import type {
   ExportQuery,
   IngestResult,
   ListPredictionsQuery,
+  MatrixQuery,
   Prediction,
   PredictionIn,
+  PredictionMatrix,
   PredictionsPage,
   SampleHistory,
   StreamEvent,
@@ -59,6 +61,10 @@ export interface TrendsOptions extends CamelKeys<TrendsQuery>, RequestOptions {}
 export interface CompareOptions extends CamelKeys<CompareQuery>, RequestOptions {
   fromEpoch: number;
   toEpoch: number;
+}
+/** `matrix()` options: which score (`metric` is required), and the page of samples. */
+export interface MatrixOptions extends CamelKeys<MatrixQuery>, RequestOptions {
+  metric: string;
 }
 export interface ExportOptions extends CamelKeys<ExportQuery>, RequestOptions {}
 /** `gate()` options: thresholds and which round to judge. */
@@ -240,6 +246,23 @@ export class TrainingPredictions {
     };
     return this.transport.json(
       { method: "GET", path: path(jobId, "compare"), query },
+      requestOptions(options),
+    );
+  }
+
+  /**
+   * One score (a built-in, `validation_pass` as 1/0, or a custom metric) of a page of samples,
+   * ordered by sample_index, in every round: `samples[i].values[j]` is round `rounds[j]`, null
+   * where that sample has no prediction.
+   */
+  matrix(jobId: string, options: MatrixOptions): Promise<PredictionMatrix> {
+    const query: AllKeys<MatrixQuery> = {
+      metric: options.metric,
+      limit: options.limit,
+      offset: options.offset,
+    };
+    return this.transport.json(
+      { method: "GET", path: path(jobId, "matrix"), query },
       requestOptions(options),
     );
   }

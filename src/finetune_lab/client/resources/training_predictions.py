@@ -46,6 +46,7 @@ from finetune_lab.schema import (
     IngestResult,
     Prediction,
     PredictionIn,
+    PredictionMatrix,
     PredictionsEvent,
     PredictionsPage,
     RoundCompleteEvent,
@@ -126,6 +127,17 @@ def _compare_spec(job_id: str, from_epoch: int, to_epoch: int) -> RequestSpec[Co
         _path(job_id, "compare"),
         parse_model(CompareResponse),
         params={"from_epoch": from_epoch, "to_epoch": to_epoch},
+    )
+
+
+def _matrix_spec(
+    job_id: str, metric: str, limit: int, offset: int
+) -> RequestSpec[PredictionMatrix]:
+    return RequestSpec(
+        "GET",
+        _path(job_id, "matrix"),
+        parse_model(PredictionMatrix),
+        params={"metric": metric, "limit": limit, "offset": offset},
     )
 
 
@@ -385,6 +397,13 @@ class TrainingPredictions:
         """Which samples improved, regressed or stayed the same between two epochs."""
         return self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch))
 
+    def matrix(
+        self, job_id: str, *, metric: str, limit: int = 100, offset: int = 0
+    ) -> PredictionMatrix:
+        """One score (a built-in, `validation_pass` as 1/0, or a custom metric) of a page of
+        samples, ordered by sample_index, in every round: `samples[i].values[j]` is round j."""
+        return self._transport.execute(_matrix_spec(job_id, metric, limit, offset))
+
     def stream(
         self,
         job_id: str,
@@ -578,6 +597,11 @@ class AsyncTrainingPredictions:
 
     async def compare(self, job_id: str, *, from_epoch: int, to_epoch: int) -> CompareResponse:
         return await self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch))
+
+    async def matrix(
+        self, job_id: str, *, metric: str, limit: int = 100, offset: int = 0
+    ) -> PredictionMatrix:
+        return await self._transport.execute(_matrix_spec(job_id, metric, limit, offset))
 
     async def stream(
         self,

@@ -1,4 +1,5 @@
-"""`POST /api/v1/predict` and the same at `/v1/chat/completions` (OpenAI-compatible).
+"""`POST /api/v1/predict`, the same at `/v1/chat/completions`, and `GET /v1/models`
+(OpenAI-compatible).
 
 The body is read raw and validated here rather than by FastAPI, so that a malformed call is
 still traced like every other predict call.
@@ -14,10 +15,17 @@ from pydantic import ValidationError
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from finetune_lab.schema_serving import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from finetune_lab.schema_serving import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    OpenAIModelList,
+)
 from finetune_lab.server.auth import Principal, require_scope
+from finetune_lab.server.db import Database
 from finetune_lab.server.errors import APIError, describe_validation_errors
-from finetune_lab.server.responses import JSONBytesResponse
+from finetune_lab.server.responses import JSONBytesResponse, get_db
+from finetune_lab.server.services import model_registry
 from finetune_lab.server.services.inference import CallRecord, Inference
 from finetune_lab.server.services.outbound import Slot
 
@@ -118,3 +126,11 @@ async def predict(request: Request, principal: Principal = Depends(production)) 
 async def chat_completions(request: Request, principal: Principal = Depends(production)) -> Any:
     """The same as `/api/v1/predict`, where OpenAI clients look for it (base URL `.../v1`)."""
     return await _chat(request, principal)
+
+
+@router.get("/v1/models", response_model=OpenAIModelList)
+def openai_models(
+    principal: Principal = Depends(production), db: Database = Depends(get_db)
+) -> JSONBytesResponse:
+    """The caller's registered models in OpenAI's list shape (`openai.models.list()`)."""
+    return JSONBytesResponse(model_registry.openai_model_list(db, principal))

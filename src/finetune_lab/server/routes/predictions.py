@@ -12,6 +12,7 @@ from finetune_lab.schema import (
     CompareResponse,
     EpochsResponse,
     IngestResult,
+    PredictionMatrix,
     PredictionsPage,
     SampleHistory,
     TrendsResponse,
@@ -19,7 +20,7 @@ from finetune_lab.schema import (
 from finetune_lab.server.auth import Principal, require_scope
 from finetune_lab.server.db import Database
 from finetune_lab.server.responses import JSONBytesResponse, get_db
-from finetune_lab.server.services import export, ingest, queries
+from finetune_lab.server.services import export, ingest, matrix, queries
 from finetune_lab.server.services.queries import PredictionFilters
 
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
@@ -115,6 +116,27 @@ def trends(
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
     return JSONBytesResponse(queries.trends(db, principal, job_id, group_by=group_by))
+
+
+@router.get("/{job_id}/matrix", response_model=PredictionMatrix)
+def prediction_matrix(
+    job_id: str,
+    metric: str = Query(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00]*$",
+        description="exact_match, char_error_rate, length_ratio, word_overlap, validation_pass "
+        "(1/0), or a custom metric of this job (metrics.<name> for one named like a built-in)",
+    ),
+    limit: int = Query(100, ge=1, le=MAX_PAGE_LIMIT),
+    offset: int = Query(0, ge=0, le=MAX_INT),
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    """One score of a page of samples (by sample_index) in every round: rows by rounds."""
+    return JSONBytesResponse(
+        matrix.matrix(db, principal, job_id, metric, limit=limit, offset=offset)
+    )
 
 
 @router.get("/{job_id}/samples/{sample_index}", response_model=SampleHistory)

@@ -123,6 +123,29 @@ def list_models(db: Database, principal: Principal) -> dict[str, Any]:
     return {"models": [to_wire(row) for row in rows]}
 
 
+def openai_model_list(db: Database, principal: Principal) -> dict[str, Any]:
+    """The caller's models as OpenAI's `GET /v1/models` lists them, oldest first; each `id` is
+    the name a chat body's `model` takes."""
+    with db.read() as conn:
+        rows = conn.execute(
+            select(models.c.name, models.c.created_at)
+            .where(models.c.user_id == principal.user_id)
+            .order_by(models.c.created_at, models.c.id)
+        ).all()
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": row.name,
+                "object": "model",
+                "created": int(row.created_at.timestamp()),
+                "owned_by": principal.user,
+            }
+            for row in rows
+        ],
+    }
+
+
 def delete_model(db: Database, principal: Principal, model_id: str) -> dict[str, Any]:
     with db.write() as conn:
         row = owned_model(conn, principal, model_id)

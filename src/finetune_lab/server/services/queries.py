@@ -268,16 +268,58 @@ def _grouped_totals(
     return list(groups.values())
 
 
+# (name in `best`, field of a trend point, whether lower is better). length_ratio is left out:
+# neither a higher nor a lower ratio is better (1.0 is, and an average hides both sides).
+BEST_SCORES = (
+    ("exact_match", "avg_exact_match", False),
+    ("char_error_rate", "avg_char_error_rate", True),
+    ("word_overlap", "avg_word_overlap", False),
+    ("validation_pass_rate", "validation_pass_rate", False),
+)
+
+
+def _better(value: float, best: dict[str, Any] | None, lower_is_better: bool) -> bool:
+    """Strictly better, so that a tie keeps the earlier round."""
+    if best is None:
+        return True
+    return value < best["value"] if lower_is_better else value > best["value"]
+
+
+def best_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best round per score from per-round points in (epoch, step) order; custom metrics
+    (higher is better) under `metrics`; scores without any value are absent."""
+    best: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for point in rounds:
+        at = {"epoch": point["epoch"], "step": point["step"]}
+        for name, field, lower in BEST_SCORES:
+            value = point[field]
+            if value is not None and _better(value, best.get(name), lower):
+                best[name] = {**at, "value": value}
+        for name, value in point["metrics"].items():
+            if value is not None and _better(value, custom.get(name), False):
+                custom[name] = {**at, "value": value}
+    best["metrics"] = custom
+    return best
+
+
 def trends(db: Database, principal: Principal, job_id: str, *, group_by: str) -> dict[str, Any]:
     with db.read() as conn:
         owned_job(conn, principal, job_id)
         groups = _grouped_totals(conn, job_id, group_by)
+        rounds = groups if group_by == "step" else _grouped_totals(conn, job_id, "step")
     points = [trend_point(epoch, step, totals) for epoch, step, totals in groups]
+    round_points = (
+        points
+        if rounds is groups
+        else [trend_point(epoch, step, totals) for epoch, step, totals in rounds]
+    )
     return {
         "job_id": job_id,
         "group_by": group_by,
         "trends": points,
         "overall_improvement": overall_improvement(points),
+        "best": best_rounds(round_points),
     }
 
 

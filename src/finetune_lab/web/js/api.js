@@ -57,6 +57,8 @@ export const api = {
   sample: (id, index) => request(`${PRED}/${enc(id)}/samples/${enc(index)}`),
   compare: (id, from, to) =>
     request(`${PRED}/${enc(id)}/compare`, { from_epoch: from, to_epoch: to }),
+  matrix: (id, metric, limit, offset) =>
+    request(`${PRED}/${enc(id)}/matrix`, { metric, limit, offset }),
   streamPath: (id) => `${PRED}/${enc(id)}/stream`,
   exportPath: (id, format) => `${PRED}/${enc(id)}/export${query({ format })}`,
 };

@@ -9,6 +9,7 @@ import { count, num, pct, when } from "../format.js";
 import { updateQuery } from "../route.js";
 import { openStream } from "../stream.js";
 import { comparePanel } from "./compare.js";
+import { heatmapPanel } from "./heatmap.js";
 import { samplePanel } from "./sample.js";
 import { predictionsTable, tableState } from "./table.js";
 
@@ -43,6 +44,26 @@ export function improvementText(trends, improvement) {
     parts.push(`Exact match went from ${pct(first.avg_exact_match)} to ${pct(last.avg_exact_match)}.`);
   }
   return parts.join(" ");
+}
+
+const BEST_LABELS = [
+  ["exact_match", "exact match"],
+  ["char_error_rate", "character error rate"],
+  ["word_overlap", "word overlap"],
+  ["validation_pass_rate", "validation pass rate"],
+];
+
+// One phrase per score that has a best round (trends' `best`), e.g.
+// "Best exact match 0.940 at epoch 5 (step 500)"; custom metrics after the built-in scores.
+export function bestPhrases(best) {
+  if (!best) return [];
+  const phrase = (label, b) => `Best ${label} ${num(b.value)} at epoch ${b.epoch} (step ${b.step})`;
+  const out = BEST_LABELS.filter(([key]) => best[key]).map(([key, label]) =>
+    ({ key, text: phrase(label, best[key]) }));
+  Object.keys(best.metrics || {}).sort().slice(0, MAX_METRIC_CHARTS).forEach((name) => {
+    out.push({ key: `metric:${name}`, text: phrase(name, best.metrics[name]) });
+  });
+  return out;
 }
 
 function chartSpecs(points, groupBy) {
@@ -85,6 +106,7 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
   const live = h("span", { class: "live connecting", id: "live" }, "connecting…");
   const improvement = h("p", { class: "improvement", id: "improvement" });
   const chartGrid = h("div", { class: "charts", id: "charts" });
+  const bestLine = h("p", { class: "muted small", id: "best-rounds" });
   const groupToggle = h("div", { class: "segmented", id: "group-by" },
     ["epoch", "step"].map((g) => h("button", { type: "button", class: g === groupBy ? "on" : "",
       dataset: { group: g }, onclick: () => { updateQuery({ by: g === "step" ? g : null }); setGroup(g); } },
@@ -101,7 +123,8 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
       meta, improvement, h("div", { class: "toolbar" }, exportBar, exportStatus)),
     empty,
     h("section", { class: "card" },
-      h("div", { class: "panel-head" }, h("h2", {}, "Trends"), groupToggle), chartGrid),
+      h("div", { class: "panel-head" }, h("h2", {}, "Trends"), groupToggle), bestLine,
+      chartGrid),
     h("section", { class: "card" },
       h("div", { class: "panel-head" }, h("h2", {}, "Predictions")),
       h("div", { id: "table-root" })));
@@ -116,6 +139,7 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
     onChange: (selection) => updateQuery(selection) });
   const table = predictionsTable(page.querySelector("#table-root"), jobId,
     { onSample: openSample, onChange: (changes, options) => updateQuery(changes, options) });
+  const heatmap = heatmapPanel(page, jobId, { onSample: openSample });
   table.apply(tableState(params));
   compare.apply(compareOf(params));
 
@@ -126,6 +150,13 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
       : streamState === "live" ? "● live"
         : streamState === "closed" ? `stream closed${streamError ? ` (${streamError.message})` : ""}`
           : streamState === "connecting" ? "connecting…" : "reconnecting…";
+  }
+
+  function drawBest(best) {
+    const phrases = bestPhrases(best);
+    clear(bestLine).append(...phrases.flatMap(({ key, text }, i) =>
+      [...(i ? [" · "] : []), h("span", { dataset: { score: key } }, text)]));
+    bestLine.hidden = !phrases.length;
   }
 
   function drawCharts(points) {
@@ -157,6 +188,8 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
     table.setValidation(byStep.trends.some((p) =>
       p.validation_pass_rate !== null && p.validation_pass_rate !== undefined));
     compare.setEpochs(trends);
+    drawBest(byStep.best);
+    heatmap.refresh(new Set(byStep.trends.flatMap((p) => Object.keys(p.metrics || {}))));
     drawCharts(groupBy === "epoch" ? trends : byStep.trends);
   }
 

@@ -1,0 +1,118 @@
+"""The sample by round matrix of one score: which prompts a run learned, when, and which it never
+did. A page of samples (by sample_index) is read in one query over the page's sample_index range
+per round on the (job_id, step, sample_index) unique index, never a job scan per round."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, distinct, func, select
+
+from finetune_lab.server.auth import Principal
+from finetune_lab.server.db import Database
+from finetune_lab.server.db.tables import predictions, round_rollups
+from finetune_lab.server.errors import validation_error
+from finetune_lab.server.services.jobs import owned_job
+
+SCORE_COLUMNS = ("exact_match", "char_error_rate", "length_ratio", "word_overlap")
+BUILT_IN = (*SCORE_COLUMNS, "validation_pass")
+CUSTOM_PREFIX = "metrics."  # names a custom metric explicitly (one called like a built-in)
+
+
+def _custom_names(conn: Connection, job_id: str) -> set[str]:
+    """Custom metric names that have values in this job: read from the rollups, O(rounds)."""
+    r = round_rollups.c
+    names: set[str] = set()
+    for metrics in conn.scalars(
+        select(r.metrics).where(r.job_id == job_id, r.metrics.is_not(None))
+    ):
+        names.update(metrics)
+    return names
+
+
+def _resolve(conn: Connection, job_id: str, metric: str) -> tuple[str | None, str | None]:
+    """(built-in column, None) or (None, custom name); 422 for a metric this job does not have."""
+    if metric in BUILT_IN:
+        return metric, None
+    name = metric.removeprefix(CUSTOM_PREFIX)
+    if name in _custom_names(conn, job_id):
+        return None, name
+    raise validation_error(
+        f"unknown metric {metric!r}: use one of {', '.join(BUILT_IN)}, or a custom metric "
+        "of this job (metrics.<name> for one named like a built-in)",
+        [{"loc": ["query", "metric"], "message": "unknown metric", "type": "value_error"}],
+    )
+
+
+def _sample_page(conn: Connection, job_id: str, limit: int, offset: int) -> tuple[list[int], int]:
+    """The page's sample indexes and the job's count of them, in one index pass over the job
+    (the count rides along as a window; only a page past the end needs a query of its own)."""
+    p = predictions.c
+    known = select(p.sample_index).where(p.job_id == job_id).distinct().subquery()
+    rows = conn.execute(
+        select(known.c.sample_index, func.count().over())
+        .order_by(known.c.sample_index)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    if rows:
+        return [int(row[0]) for row in rows], int(rows[0][1])
+    count = select(func.count(distinct(p.sample_index))).where(p.job_id == job_id)
+    return [], int(conn.scalar(count) or 0)
+
+
+def _value(raw: Any, custom: str | None) -> float | None:
+    if custom is not None:
+        value = (raw or {}).get(custom)
+        return None if value is None else float(value)
+    if raw is None:
+        return None
+    return float(raw)  # validation_pass: 1.0 or 0.0
+
+
+def matrix(
+    db: Database, principal: Principal, job_id: str, metric: str, *, limit: int, offset: int
+) -> dict[str, Any]:
+    p, r = predictions.c, round_rollups.c
+    with db.read() as conn:
+        owned_job(conn, principal, job_id)
+        column, custom = _resolve(conn, job_id, metric)
+        rounds = conn.execute(
+            select(r.epoch, r.step).where(r.job_id == job_id).order_by(r.epoch, r.step)
+        ).all()
+        indexes, total = _sample_page(conn, job_id, limit, offset)
+        rows = (
+            conn.execute(
+                select(p.epoch, p.step, p.sample_index, p.prompt_id, p[column or "metrics"]).where(
+                    p.job_id == job_id,
+                    p.step.in_(sorted({step for _, step in rounds})),
+                    p.sample_index.between(indexes[0], indexes[-1]),
+                )
+            ).all()
+            if indexes
+            else []
+        )
+    position = {(epoch, step): i for i, (epoch, step) in enumerate(rounds)}
+    values: dict[int, list[float | None]] = {index: [None] * len(rounds) for index in indexes}
+    prompt_ids: dict[int, tuple[int, str]] = {}  # sample -> (round position, its prompt_id)
+    for epoch, step, index, prompt_id, raw in rows:
+        at = position.get((epoch, step))
+        if at is None:  # rollups and rows commit together: only a defence
+            continue
+        values[index][at] = _value(raw, custom)
+        if prompt_id is not None and at >= prompt_ids.get(index, (-1, ""))[0]:
+            prompt_ids[index] = (at, prompt_id)
+    return {
+        "job_id": job_id,
+        "metric": metric,
+        "rounds": [{"epoch": epoch, "step": step} for epoch, step in rounds],
+        "samples": [
+            {
+                "sample_index": index,
+                "prompt_id": prompt_ids[index][1] if index in prompt_ids else None,
+                "values": values[index],
+            }
+            for index in indexes
+        ],
+        "total_samples": total,
+    }

@@ -12,7 +12,7 @@ of the attack's outcome: abandoned requests may go on burning the server), then 
 Targets: the victim's p50 and p99 of every operation under each attack within 2x of the
 baseline with no failed victim request, and every acknowledged victim row stored.
 
-The attacker is another user with its own key (`training` and `production` scopes); each attack
+Each attack has its own attacker, another user with its own key (`training`, `production`); each
 runs in a separate process with bounded concurrency (bench/_attacks.py):
   regex          a job whose JSON Schema validator has `"pattern": "^(a+)+$"`, fed `"aaa...a!"`
   long_texts     one item with a 900,000-character ground truth and a different prediction
@@ -225,7 +225,6 @@ def run_phases(
 ) -> dict[str, Any]:
     victim_key = create_key(server, "victim", "training,production")
     probe_key = create_key(server, "victim", "training")  # own rate-limit budget
-    attacker_key = create_key(server, "attacker", "training,production")
     with httpx.Client(base_url=server.url, headers={"X-API-Key": victim_key}) as http:
         job = http.post("/api/training/jobs", json={"id": JOB})
         job.raise_for_status()
@@ -257,6 +256,9 @@ def run_phases(
     attacks: dict[str, Any] = {}
     for name in args.attacks:
         time.sleep(args.gap)
+        # A fresh attacker per attack: one attack spending the key's rate budget must not turn
+        # the next into a measurement of the rate limiter alone.
+        attacker_key = create_key(server, f"attacker-{name}", "training,production")
         settings = AttackSettings(
             url=server.url,
             key=attacker_key,

@@ -125,6 +125,12 @@ def test_workers_are_fresh_interpreters(pool: ScoringPool) -> None:
     assert pool._pool.schedule(eval, args=(probe,)).result(timeout=60) == []
 
 
+def test_workers_yield_the_cpu_to_the_server(pool: ScoringPool) -> None:
+    assert pool._pool is not None
+    niceness = pool._pool.schedule(os.nice, args=(0,)).result(timeout=60)
+    assert niceness == min(19, os.nice(0) + worker.WORKER_NICENESS)
+
+
 def test_a_worker_that_dies_mid_chunk_loses_no_row(pool: ScoringPool) -> None:
     assert pool._pool is not None
     pid = pool._pool.schedule(os.getpid).result(timeout=60)

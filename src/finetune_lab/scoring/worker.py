@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import signal
 import threading
 import time
@@ -204,6 +205,16 @@ def check_config(spec: ValidatorSpec) -> str | None:
     return problem
 
 
+# Scoring processes run this much nicer than the server: under a CPU-bound attack (a schema
+# that burns its whole budget on every row) the serving process still wins the cores, so other
+# users' reads and cheap ingests stay fast; a busy worker still gets about a third of a core's
+# share against a busy server (CFS weights), so validation is slowed, never starved.
+WORKER_NICENESS = 5
+
+
 def init_worker() -> None:
-    """Scoring processes leave Ctrl-C to the server, which stops them itself."""
+    """Scoring processes leave Ctrl-C to the server, which stops them itself, and yield the
+    CPU to it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICENESS)

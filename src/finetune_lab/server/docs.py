@@ -14,7 +14,8 @@ import swagger_ui
 from fastapi import FastAPI
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from finetune_lab.server.page_headers import Headers, PageHeaders, security_headers
 
 ASSETS = Path(swagger_ui.__file__).parent / "static"
 DOCS_URL = "/docs"
@@ -22,26 +23,8 @@ ASSETS_URL = f"{DOCS_URL}/assets"
 INIT_URL = f"{DOCS_URL}/init.js"
 OPENAPI_URL = "/openapi.json"
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",  # swagger-ui.css draws its icons as data: SVGs
-        "connect-src 'self'",  # the schema and "Try it out" requests: this server only
-        "font-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    )
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-frame-options", b"DENY"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
+# swagger-ui.css draws its icons as data: SVGs.
+SECURITY_HEADERS = security_headers(img_src="'self' data:")
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -73,24 +56,11 @@ INIT_SCRIPT = f"""window.ui = SwaggerUIBundle({{
 """
 
 
-class DocsHeaders:
-    """The security headers on /docs, its assets and /openapi.json."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not (path in (DOCS_URL, OPENAPI_URL) or path.startswith(DOCS_URL + "/")):
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+def _headers_for(path: str) -> Headers | None:
+    """/docs, its assets and /openapi.json."""
+    if path in (DOCS_URL, OPENAPI_URL) or path.startswith(DOCS_URL + "/"):
+        return SECURITY_HEADERS
+    return None
 
 
 def install_docs(app: FastAPI) -> None:
@@ -105,4 +75,4 @@ def install_docs(app: FastAPI) -> None:
     async def docs_init() -> Response:
         return Response(INIT_SCRIPT, media_type="text/javascript")
 
-    app.add_middleware(DocsHeaders)
+    app.add_middleware(PageHeaders, headers=_headers_for)

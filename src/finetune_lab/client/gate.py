@@ -8,14 +8,13 @@ an error): CI must not pass a checkpoint on a score nobody measured.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeAlias
 
 from finetune_lab.errors import NotFoundError, ValidationError
 from finetune_lab.schema import TrendPoint, TrendsResponse
+from finetune_lab.thresholds import threshold_value
 
 GateOp: TypeAlias = Literal["min", "max"]
 
@@ -27,10 +26,6 @@ BUILTIN_METRICS: dict[str, Callable[[TrendPoint], float | None]] = {
     "word_overlap": lambda p: p.avg_word_overlap,
     "validation_pass_rate": lambda p: p.validation_pass_rate,
 }
-# Built-ins that live in [0, 1]: a threshold outside is a typo (e.g. 90 for 90%), not a gate.
-UNIT_INTERVAL = frozenset(
-    {"exact_match", "char_error_rate", "word_overlap", "validation_pass_rate"}
-)
 
 
 @dataclass(frozen=True)
@@ -81,14 +76,10 @@ class GateSpec:
 def _threshold(metric: Any, op: GateOp, value: Any) -> tuple[str, GateOp, float]:
     if not isinstance(metric, str) or not metric:
         raise ValidationError(f"{op}: metric names must be non-empty strings, got {metric!r}")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValidationError(f"{op}[{metric!r}] must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValidationError(f"{op}[{metric!r}] must be finite, got {value!r}")
-    if metric in UNIT_INTERVAL and not 0.0 <= number <= 1.0:
-        raise ValidationError(f"{op}[{metric!r}] must be within [0, 1], got {value!r}")
-    return metric, op, number
+    try:
+        return metric, op, threshold_value(op, metric, value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def _round_ref(name: str, value: Any) -> int | None:

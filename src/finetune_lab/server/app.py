@@ -22,11 +22,11 @@ from finetune_lab.schema import (
 )
 from finetune_lab.server import serving
 from finetune_lab.server.auth import Authenticator
+from finetune_lab.server.credential_gate import CredentialGate
 from finetune_lab.server.dashboard import install_dashboard
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.docs import install_docs
 from finetune_lab.server.errors import install_error_handlers
-from finetune_lab.server.gate import CredentialGate
 from finetune_lab.server.middleware import APIResponseHeaders, BodySizeLimit
 from finetune_lab.server.notify import PostgresListener, StreamNotifier
 from finetune_lab.server.rate_limit import RateLimiter

@@ -3,7 +3,7 @@
 Secrets are looked up by their SHA-256 through a unique index: one indexed read, no scan,
 and the timing of that lookup depends on the hash, not on how much of a guess was right.
 Sessions and job tokens are valid only while the API key behind them is, and spend its rate
-budget. `admit` runs from the headers alone, before any body is read (server/gate.py).
+budget. `admit` runs from the headers alone, before any body is read (server/credential_gate.py).
 """
 
 from __future__ import annotations

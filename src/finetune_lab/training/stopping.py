@@ -7,14 +7,14 @@ ideal), so it cannot be a target. Bad names or values fail when the callback is 
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Collection, Mapping
 from typing import Any
 
-LOWER_IS_BETTER = frozenset({"char_error_rate"})
-HIGHER_IS_BETTER = frozenset({"exact_match", "word_overlap", "validation_pass_rate"})
-UNIT_INTERVAL = LOWER_IS_BETTER | HIGHER_IS_BETTER  # scores that live in [0, 1]
+from finetune_lab.thresholds import (
+    LOWER_IS_BETTER,
+    UNIT_INTERVAL,
+    threshold_value,
+)
 
 
 def _allowed(custom: Collection[str], with_validators: bool) -> list[str]:
@@ -34,14 +34,7 @@ def _check_name(name: Any, what: str, custom: Collection[str], with_validators: 
 
 
 def _check_threshold(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"stop_when[{name!r}] must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"stop_when[{name!r}] must be finite, got {value!r}")
-    if name in UNIT_INTERVAL and not 0.0 <= number <= 1.0:
-        raise ValueError(f"stop_when[{name!r}] must be within [0, 1], got {value!r}")
-    return number
+    return threshold_value("stop_when", name, value)
 
 
 class StopRule:

@@ -7,7 +7,7 @@ import gzip
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +16,7 @@ from _support.appserver import ServerHandle
 from _support.infra import MakeServer
 from finetune_lab import AsyncFinetuneLabClient, FinetuneLabClient, ImportFileError
 from finetune_lab.cli_predictions import predictions_app
+from finetune_lab.client.resources.training_predictions import ExportFormat
 
 CONFIG = {"predictions": {"validators": {"json_parse": True}}}
 # Texts a spreadsheet would take for formulas, the export's own guard, unicode and newlines.
@@ -77,8 +78,8 @@ def _rows(client: FinetuneLabClient, job_id: str) -> list[dict[str, Any]]:
 
 def _export(client: FinetuneLabClient, job_id: str, kind: str, folder: Path) -> Path:
     """The job's export written as `kind` (`csv.gz`, `jsonl.gz`: gzipped after download)."""
-    base = kind.removesuffix(".gz")
-    data = client.training_predictions.export(job_id, format=base)  # type: ignore[arg-type]
+    base = cast(ExportFormat, kind.removesuffix(".gz"))
+    data = client.training_predictions.export(job_id, format=base)
     target = folder / f"export.{kind}"
     target.write_bytes(gzip.compress(data) if kind.endswith(".gz") else data)
     return target

@@ -6,6 +6,7 @@ rapidfuzz) lives in `finetune_lab.server` and is imported only by whoever runs i
 
 from finetune_lab._version import __version__
 from finetune_lab.client import AsyncFinetuneLabClient, FinetuneLabClient
+from finetune_lab.client._import_file import ImportFileError
 from finetune_lab.errors import (
     APIConnectionError,
     APIStatusError,
@@ -32,6 +33,7 @@ __all__ = [
     "ConflictError",
     "FinetuneLabClient",
     "FinetuneLabError",
+    "ImportFileError",
     "InternalServerError",
     "NotFoundError",
     "PayloadTooLargeError",

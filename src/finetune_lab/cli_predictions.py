@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from finetune_lab.cli_compare import print_compare
@@ -24,11 +25,14 @@ from finetune_lab.cli_resolve import (
     JobLookupError,
     compare_epochs,
     is_epoch_ref,
+    iter_jobs,
     resolve_epoch,
     resolve_job,
 )
 from finetune_lab.client import FinetuneLabClient
-from finetune_lab.errors import FinetuneLabError
+from finetune_lab.client._import_file import ImportFileError, ImportFormat, read_predictions
+from finetune_lab.errors import FinetuneLabError, NotFoundError
+from finetune_lab.schema import MAX_BATCH_ITEMS, Job, is_valid_job_id
 
 predictions_app = typer.Typer(
     name="predictions",
@@ -360,3 +364,71 @@ def gate_command(
         print_gate(_console(), result)
     if not result.passed:
         raise typer.Exit(code=1)
+
+
+def _import_target(client: FinetuneLabClient, job: str, create: bool) -> Job:
+    """The job to import into; with `create`, a new one when no job has `job` as its id or
+    name (`job` becomes its id when it is a valid id, else its name)."""
+    if create and not _job_exists(client, job):
+        if is_valid_job_id(job):
+            return client.jobs.create(id=job)
+        return client.jobs.create(name=job)
+    return resolve_job(client, job)
+
+
+def _job_exists(client: FinetuneLabClient, job: str) -> bool:
+    if is_valid_job_id(job):
+        try:
+            client.jobs.get(job)
+            return True
+        except NotFoundError:
+            pass
+    return any(found.name == job for found in iter_jobs(client))
+
+
+@predictions_app.command("import")
+def import_predictions(
+    job: str = JobArgument,
+    file: Path = typer.Argument(
+        ..., metavar="FILE", help="An export: .jsonl, .csv (or .gz), .parquet"
+    ),
+    format: ExportFormat | None = typer.Option(
+        None, "--format", help="File format [default: from the extension]"
+    ),
+    batch_size: int = typer.Option(
+        1000, "--batch-size", min=1, max=MAX_BATCH_ITEMS, help="Predictions per request"
+    ),
+    create: bool = typer.Option(
+        False, "--create", help="Create the job when none has this id/name"
+    ),
+    api_url: str | None = ApiUrlOption,
+    api_key: str | None = ApiKeyOption,
+) -> None:
+    """Ingest an export file into a job (e.g. a backup, or a job from another server). Scores and
+    validation are recomputed by the server; re-running an interrupted import is safe."""
+    fmt = cast(ImportFormat, format.value) if format else None
+    try:
+        read_predictions(file, fmt)  # a bad file fails here, before anything is sent
+    except (ImportFileError, OSError) as exc:
+        _fail(f"{file}: {exc}", 2)
+    with _client(api_url, api_key) as client:
+        job_id = _import_target(client, job, create).id
+        columns = (
+            TextColumn("Importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=_console(), transient=True) as bar:
+            task = bar.add_task("import", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = client.training_predictions.import_file(
+                job_id, file, format=fmt, batch_size=batch_size, progress=advance
+            )
+    _console().print(
+        f"Imported {result.accepted} predictions into {escape(job_id)} "
+        f"({result.created} new, {result.updated} updated)"
+    )

@@ -7,17 +7,19 @@ Module-level `_*_spec` functions describe each call once; `TrainingPredictions` 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
+import anyio.to_thread
 import httpx
 import orjson
 from pydantic import BaseModel
 
 from finetune_lab.client import _transport
 from finetune_lab.client._frames import predictions_frame, require_pandas
+from finetune_lab.client._import_file import ImportFormat, read_predictions
 from finetune_lab.client._sse import ServerSentEvent, SSEDecoder
 from finetune_lab.client._transport import (
     AsyncTransport,
@@ -71,6 +73,8 @@ SortKey: TypeAlias = Literal[
     "-length_ratio",
 ]
 PredictionItem: TypeAlias = PredictionIn | Mapping[str, Any]
+
+ImportProgress: TypeAlias = Callable[[int, int], None]
 
 _PREFIX = "/api/training/predictions"
 # Room for the `{"predictions":[...]}` wrapper and separators under the server's body limit.
@@ -195,6 +199,21 @@ def _ingest_specs(
         items = [_plain(item) for item in predictions[chunk_start : chunk_start + chunk_size]]
         for start, body in _encode_batches(items, chunk_start):
             yield start, RequestSpec("POST", path, parse, content=body, idempotent=True)
+
+
+def _import_specs(
+    job_id: str, rows: list[dict[str, Any]], batch_size: int
+) -> Iterator[tuple[int, int, RequestSpec[IngestResult]]]:
+    """`(first row, row after the last, spec)` for each ingest request of an import."""
+    if not 1 <= batch_size <= MAX_BATCH_ITEMS:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_ITEMS}")
+    previous: tuple[int, RequestSpec[IngestResult]] | None = None
+    for start, spec in _ingest_specs(job_id, rows, batch_size):
+        if previous is not None:
+            yield previous[0], start, previous[1]
+        previous = (start, spec)
+    if previous is not None:
+        yield previous[0], len(rows), previous[1]
 
 
 def _stream_spec(job_id: str, last_event_id: int | None) -> RequestSpec[None]:
@@ -460,6 +479,32 @@ class TrainingPredictions:
                 raise _in_batch(exc, start) from exc
         return totals.result()
 
+    def import_file(
+        self,
+        job_id: str,
+        path: str | os.PathLike[str],
+        *,
+        format: ImportFormat | None = None,
+        batch_size: int = 1000,
+        progress: ImportProgress | None = None,
+    ) -> IngestResult:
+        """Ingest an export file (JSONL, CSV, Parquet; `format` from the extension, `.gz` allowed
+        for JSONL/CSV) into the existing job `job_id`. The whole file is checked first: a bad one
+        raises ImportFileError naming the line or row, before anything is sent. Scores,
+        validation, ids and timestamps in the file are ignored and recomputed by the server.
+        Ingest is an upsert, so an interrupted import can simply be run again. `progress(done,
+        total)` is called after each batch."""
+        rows = read_predictions(path, format)
+        totals = _IngestTotals(job_id)
+        for start, end, spec in _import_specs(job_id, rows, batch_size):
+            try:
+                totals.add(self._transport.execute(spec))
+            except ValidationError as exc:
+                raise _in_batch(exc, start) from exc
+            if progress is not None:
+                progress(end, len(rows))
+        return totals.result()
+
     @overload
     def export(
         self,
@@ -648,6 +693,28 @@ class AsyncTrainingPredictions:
                 totals.add(await self._transport.execute(spec))
             except ValidationError as exc:
                 raise _in_batch(exc, start) from exc
+        return totals.result()
+
+    async def import_file(
+        self,
+        job_id: str,
+        path: str | os.PathLike[str],
+        *,
+        format: ImportFormat | None = None,
+        batch_size: int = 1000,
+        progress: ImportProgress | None = None,
+    ) -> IngestResult:
+        """`await client.training_predictions.import_file(job_id, path)`; see the sync one (the
+        file is read in a worker thread)."""
+        rows = await anyio.to_thread.run_sync(read_predictions, path, format)
+        totals = _IngestTotals(job_id)
+        for start, end, spec in _import_specs(job_id, rows, batch_size):
+            try:
+                totals.add(await self._transport.execute(spec))
+            except ValidationError as exc:
+                raise _in_batch(exc, start) from exc
+            if progress is not None:
+                progress(end, len(rows))
         return totals.result()
 
     @overload

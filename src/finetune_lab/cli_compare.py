@@ -28,6 +28,25 @@ def ranked(items: list[CompareItem], *, improved: bool) -> list[CompareItem]:
     return sorted(items, key=lambda item: (sign * gain(item), item.sample_index))
 
 
+def _sample(item: CompareItem) -> str:
+    """The sample index, `from→to` when the two sides number the sample differently."""
+    before, after = item.from_sample_index, item.to_sample_index
+    return str(before) if before == after else f"{before}→{after}"
+
+
+def _heading(result: CompareResponse) -> str:
+    other = result.to_job_id
+    if other == result.job_id:
+        return (
+            f"Epoch {result.from_epoch} (step {result.from_step}) → epoch {result.to_epoch} "
+            f"(step {result.to_step}) of {escape(result.job_id)}"
+        )
+    return (
+        f"{escape(result.job_id)} epoch {result.from_epoch} (step {result.from_step}) → "
+        f"{escape(other)} epoch {result.to_epoch} (step {result.to_step})"
+    )
+
+
 def _table(title: str, items: list[CompareItem]) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("sample", justify="right")
@@ -38,7 +57,7 @@ def _table(title: str, items: list[CompareItem]) -> Table:
     table.add_column("CER before → after", justify="right")
     for item in items:
         table.add_row(
-            str(item.sample_index),
+            _sample(item),
             escape(clip(item.prompt, 30)),
             escape(clip(item.ground_truth, 24)),
             escape(clip(item.from_prediction, 24)),
@@ -50,14 +69,17 @@ def _table(title: str, items: list[CompareItem]) -> Table:
 
 def print_compare(console: Console, result: CompareResponse, top: int) -> None:
     summary = result.summary
-    console.print(
-        f"Epoch {result.from_epoch} (step {result.from_step}) → epoch {result.to_epoch} "
-        f"(step {result.to_step}) of {escape(result.job_id)}"
-    )
+    console.print(_heading(result))
     console.print(
         f"[green]improved {summary.improved}[/green] · [red]regressed {summary.regressed}[/red]"
         f" · unchanged {summary.unchanged}  (by character error rate, then exact match)"
     )
+    unmatched = result.unmatched
+    if unmatched.from_ or unmatched.to:
+        console.print(
+            f"unmatched: {unmatched.from_} only in the first, {unmatched.to} only in the second"
+            " (matched by prompt_id, else sample index)"
+        )
     for name, items, improved in (
         ("Improved", result.improved, True),
         ("Regressed", result.regressed, False),

@@ -24,6 +24,7 @@ from finetune_lab.cli_resolve import (
     LATEST,
     JobLookupError,
     compare_epochs,
+    cross_job_epochs,
     is_epoch_ref,
     iter_jobs,
     resolve_epoch,
@@ -271,6 +272,13 @@ def show_trends(
     )
 
 
+def _known_epochs(client: FinetuneLabClient, job_id: str, ref: str | None) -> list[int]:
+    """The job's epochs with predictions, fetched only when `ref` needs them."""
+    if ref not in (None, LATEST):
+        return []
+    return [e.epoch for e in client.training_predictions.epochs(job_id).epochs]
+
+
 @predictions_app.command("compare")
 def compare_epochs_command(
     job: str = JobArgument,
@@ -278,20 +286,40 @@ def compare_epochs_command(
         "--from-epoch", "Earlier epoch (default: the one before --to-epoch)"
     ),
     to_epoch: str | None = _epoch_option("--to-epoch", "Later epoch (default: latest)"),
+    to_job: str | None = typer.Option(
+        None,
+        "--to-job",
+        metavar="OTHER",
+        help="Take --to-epoch from this job (id or unique name); both epochs default to latest",
+    ),
     top: int = typer.Option(10, "--top", min=0, help="Rows shown per table, biggest change first"),
     as_json: bool = typer.Option(False, "--json", help="Print the server's JSON instead"),
     api_url: str | None = ApiUrlOption,
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Which samples improved, regressed or stayed the same between two epochs (each epoch's
-    last round); by default the previous epoch against the latest."""
+    last round); by default the previous epoch against the latest. With --to-job, JOB's epoch
+    against OTHER's (samples matched by prompt_id, else sample index)."""
     with _client(api_url, api_key) as client:
         job_id = resolve_job(client, job).id
-        known: list[int] = []
-        if {from_epoch, to_epoch} & {None, LATEST}:
-            known = [e.epoch for e in client.training_predictions.epochs(job_id).epochs]
-        first, last = compare_epochs(job_id, known, from_epoch, to_epoch)
-        result = client.training_predictions.compare(job_id, from_epoch=first, to_epoch=last)
+        other_id = resolve_job(client, to_job).id if to_job is not None else None
+        if other_id is not None:
+            first, last = cross_job_epochs(
+                (job_id, other_id),
+                (
+                    _known_epochs(client, job_id, from_epoch),
+                    _known_epochs(client, other_id, to_epoch),
+                ),
+                (from_epoch, to_epoch),
+            )
+        else:
+            known: list[int] = []
+            if {from_epoch, to_epoch} & {None, LATEST}:
+                known = [e.epoch for e in client.training_predictions.epochs(job_id).epochs]
+            first, last = compare_epochs(job_id, known, from_epoch, to_epoch)
+        result = client.training_predictions.compare(
+            job_id, from_epoch=first, to_epoch=last, to_job=other_id
+        )
     if as_json:
         typer.echo(json.dumps(result.raw))
         return

@@ -98,3 +98,21 @@ def compare_epochs(
         return earlier[-1], to_epoch
     from_epoch = known[-1] if from_ref == LATEST else int(from_ref)
     return from_epoch, to_epoch
+
+
+def cross_job_epochs(
+    jobs: tuple[str, str],
+    epochs: tuple[Sequence[int], Sequence[int]],
+    refs: tuple[str | None, str | None],
+) -> tuple[int, int]:
+    """The epochs to compare across two jobs: each side defaults to (and `latest` means) the
+    last epoch with predictions of its own job: two runs' final answers side by side."""
+    chosen: list[int] = []
+    for job_id, known, ref in zip(jobs, epochs, refs, strict=True):
+        if ref not in (None, LATEST):
+            chosen.append(int(str(ref)))
+        elif not known:
+            raise EpochLookupError(f"job {job_id} has no predictions yet")
+        else:
+            chosen.append(max(known))
+    return chosen[0], chosen[1]

@@ -371,6 +371,9 @@ class SampleHistory(WireModel):
 
 class CompareItem(WireModel):
     sample_index: int
+    from_sample_index: int
+    to_sample_index: int
+    prompt_id: str | None = None
     prompt: str
     ground_truth: str | None = None
     from_prediction: str
@@ -387,13 +390,20 @@ class CompareSummary(WireModel):
     unchanged: int
 
 
+class CompareUnmatched(WireModel):
+    from_: int = Field(alias="from")
+    to: int
+
+
 class CompareResponse(WireModel):
     job_id: str
+    to_job_id: str
     from_epoch: int
     to_epoch: int
     from_step: int
     to_step: int
     summary: CompareSummary
+    unmatched: CompareUnmatched
     improved: list[CompareItem]
     regressed: list[CompareItem]
     unchanged: list[CompareItem]

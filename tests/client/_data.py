@@ -44,6 +44,34 @@ def rows() -> list[dict[str, Any]]:
     return out
 
 
+# A second run over the same prompts, numbered the other way round, plus one new prompt:
+# its single round (epoch 0, step 1) as (sample_index, prompt_id, prediction).
+RERUN = [
+    (0, "p3", "ab"),
+    (1, "p2", "abcd"),
+    (2, "p1", "abcd"),
+    (3, "p0", "abcx"),
+    (4, "p9", "abcd"),
+]
+# seeded epoch 2 → RERUN, matched by prompt_id: (from_sample_index, to_sample_index) per bucket
+RERUN_PAIRS = {"improved": [(2, 1)], "regressed": [(0, 3), (3, 0)], "unchanged": [(1, 2)]}
+
+
+def rerun_rows() -> list[dict[str, Any]]:
+    return [
+        {
+            "epoch": 0,
+            "step": 1,
+            "sample_index": index,
+            "prompt": f"rerun {prompt_id}",
+            "ground_truth": TRUTH,
+            "prediction": prediction,
+            "prompt_id": prompt_id,
+        }
+        for index, prompt_id, prediction in RERUN
+    ]
+
+
 def epoch_groups() -> dict[int, list[str]]:
     groups: dict[int, list[str]] = {}
     for (epoch, _step), predictions in ROUNDS.items():

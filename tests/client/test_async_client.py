@@ -23,7 +23,16 @@ from finetune_lab import (
 )
 from finetune_lab.schema import PredictionIn
 
-from ._data import ROUNDS, avg_cer, bulk_rows, epoch_groups, expected_improvement, rows
+from ._data import (
+    RERUN_PAIRS,
+    ROUNDS,
+    avg_cer,
+    bulk_rows,
+    epoch_groups,
+    expected_improvement,
+    rerun_rows,
+    rows,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -215,3 +224,20 @@ async def test_user_http_client_is_left_open(server: ServerHandle, api_key: str)
         pass
     assert not http.is_closed
     await http.aclose()
+
+
+async def test_compare_across_jobs(
+    async_client: AsyncFinetuneLabClient, unique_job_id: str
+) -> None:
+    await _seed(async_client, unique_job_id)
+    other = (await async_client.jobs.create(name="async rerun", model_name="tiny")).id
+    await async_client.training_predictions.create(other, rerun_rows())
+    result = await async_client.training_predictions.compare(
+        unique_job_id, from_epoch=2, to_epoch=0, to_job=other
+    )
+    assert result.to_job_id == other
+    assert {
+        name: [(i.from_sample_index, i.to_sample_index) for i in getattr(result, name)]
+        for name in RERUN_PAIRS
+    } == RERUN_PAIRS
+    assert (result.unmatched.from_, result.unmatched.to) == (0, 1)

@@ -15,7 +15,15 @@ from _support.net import free_port
 from finetune_lab.cli_predictions import SPARK_CHARS, predictions_app, sparkline
 from finetune_lab.client import FinetuneLabClient, _transport
 
-from ._data import ROUNDS, avg_cer, avg_exact, epoch_groups, expected_improvement, rows
+from ._data import (
+    ROUNDS,
+    avg_cer,
+    avg_exact,
+    epoch_groups,
+    expected_improvement,
+    rerun_rows,
+    rows,
+)
 
 runner = CliRunner()
 
@@ -274,6 +282,36 @@ def test_compare_explicit_epochs_top_and_json(
     )
     assert code == 0, err
     assert json.loads(out)["summary"] == {"improved": 0, "regressed": 0, "unchanged": 4}
+
+
+def test_compare_to_job_by_name_defaults_to_both_latest(
+    client: FinetuneLabClient, seeded_job: str, auth: list[str]
+) -> None:
+    name = f"rerun-{seeded_job}"
+    other = client.jobs.create(name=name, model_name="tiny").id
+    client.training_predictions.create(other, rerun_rows())
+    code, out, err = invoke("compare", seeded_job, "--to-job", name, *auth)
+    assert code == 0, err
+    assert f"{seeded_job} epoch 2 (step 20) → {other} epoch 0 (step 1)" in out
+    assert "improved 1 · regressed 2 · unchanged 1" in out
+    assert "unmatched: 0 only in the first, 1 only in the second" in out
+    # sample numbers differ across the runs: shown as from→to; biggest regression first
+    assert [(r[0], r[3], r[4]) for r in table_rows(out)] == [
+        ("2→1", "abcx", "abcd"),
+        ("3→0", "abcd", "ab"),
+        ("0→3", "abcd", "abcx"),
+    ]
+
+    code, out, err = invoke(
+        "compare", seeded_job, "--to-job", other, "--from-epoch", "1", "--json", *auth
+    )
+    assert code == 0, err
+    assert json.loads(out) == (
+        client.training_predictions.compare(seeded_job, from_epoch=1, to_epoch=0, to_job=other).raw
+    )
+
+    code, _, err = invoke("compare", seeded_job, "--to-job", "no such job xrun", *auth)
+    assert code == 2 and "no such job xrun" in err
 
 
 def test_compare_errors(client: FinetuneLabClient, seeded_job: str, auth: list[str]) -> None:

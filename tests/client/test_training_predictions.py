@@ -12,11 +12,12 @@ import httpx
 import pytest
 
 from _support.appserver import ServerHandle
-from finetune_lab import FinetuneLabClient, ValidationError
+from finetune_lab import FinetuneLabClient, NotFoundError, ValidationError
 from finetune_lab.schema import Prediction, PredictionIn
 
 from ._data import (
     CER,
+    RERUN_PAIRS,
     ROUNDS,
     SAMPLES,
     TRUTH,
@@ -25,6 +26,7 @@ from ._data import (
     bulk_rows,
     epoch_groups,
     expected_improvement,
+    rerun_rows,
     rows,
 )
 
@@ -204,6 +206,38 @@ def test_compare_uses_last_round_of_each_epoch(client: FinetuneLabClient, seeded
     assert regressed.from_char_error_rate == 0.0
     assert regressed.to_char_error_rate == pytest.approx(0.25)
     assert (regressed.from_exact_match, regressed.to_exact_match) == (1.0, 0.0)
+
+
+def test_compare_across_jobs(client: FinetuneLabClient, seeded_job: str) -> None:
+    other = client.jobs.create(name="rerun", model_name="tiny").id
+    client.training_predictions.create(other, rerun_rows())
+    result = client.training_predictions.compare(seeded_job, from_epoch=2, to_epoch=0, to_job=other)
+    assert (result.job_id, result.to_job_id, result.from_step, result.to_step) == (
+        seeded_job,
+        other,
+        20,
+        1,
+    )
+    pairs = {
+        name: [(i.from_sample_index, i.to_sample_index) for i in getattr(result, name)]
+        for name in RERUN_PAIRS
+    }
+    assert pairs == RERUN_PAIRS
+    assert (result.unmatched.from_, result.unmatched.to) == (0, 1)
+    assert result.raw["unmatched"] == {"from": 0, "to": 1}
+    assert result.improved[0].prompt_id == "p2"
+    # same-job compare has the same shape: to_job_id is the job, nothing unmatched
+    same = client.training_predictions.compare(seeded_job, from_epoch=1, to_epoch=2)
+    assert same.to_job_id == seeded_job and same.raw["unmatched"] == {"from": 0, "to": 0}
+
+
+def test_compare_to_unknown_job_raises_not_found(
+    client: FinetuneLabClient, seeded_job: str
+) -> None:
+    with pytest.raises(NotFoundError):
+        client.training_predictions.compare(
+            seeded_job, from_epoch=2, to_epoch=0, to_job=f"{seeded_job}-none"
+        )
 
 
 def test_iter_walks_every_row_once_in_order(

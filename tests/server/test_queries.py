@@ -798,6 +798,146 @@ def test_compare_unknown_job_is_404(http):
     )
 
 
+def test_compare_same_job_reports_shape_with_zero_unmatched(http, compare_job):
+    body = http.get(f"{PRED}/{compare_job}/compare", params={"from_epoch": 1, "to_epoch": 2}).json()
+    assert body["to_job_id"] == compare_job
+    # sample 6 exists only in epoch 2: the "to" side has one sample without a partner
+    assert body["unmatched"] == {"from": 0, "to": 1}
+    item = body["improved"][0]
+    assert (item["sample_index"], item["from_sample_index"], item["to_sample_index"]) == (0, 0, 0)
+
+
+# --- compare across jobs ----------------------------------------------------------------------
+
+# job A, epoch 1 (step 4): (sample_index, prompt_id, prediction)
+XA = [
+    (0, "p-a", "abcdezzzzz"),  # CER 0.5
+    (1, "p-b", "abcdefghiz"),  # CER 0.1
+    (2, "p-c", TRUTH),  # exact
+    (3, None, "abcdezzzzz"),  # no prompt_id: matched by sample_index
+    (4, "p-only-a", TRUTH),  # no partner in B
+]
+# job B, epoch 0 (step 2): the same eval set in another order, one extra prompt
+XB = [
+    (0, "p-c", "zzzzzzzzzz"),  # p-c: exact -> 1.0 regressed
+    (1, "p-a", TRUTH),  # p-a: 0.5 -> 0 improved
+    (2, "p-b", "abcdefghiz"),  # p-b: 0.1 -> 0.1 unchanged
+    (3, "p-new", TRUTH),  # index 3 pairs with A's id-less sample 3: improved
+    (5, "p-only-b", TRUTH),  # no partner in A
+]
+
+
+@pytest.fixture
+def cross_jobs(http):
+    a, b = new_id("xa"), new_id("xb")
+    create_job(http, a)
+    create_job(http, b)
+    ingest(
+        http,
+        a,
+        [
+            row(1, 4, i, prediction=p, ground_truth=TRUTH, prompt=f"a{i}", prompt_id=pid)
+            for i, pid, p in XA
+        ]
+        + [row(1, 2, 0, prediction="zzzzzzzzzz", ground_truth=TRUTH, prompt="a0", prompt_id="p-a")],
+    )
+    ingest(
+        http,
+        b,
+        [
+            row(0, 2, i, prediction=p, ground_truth=TRUTH, prompt=f"b{i}", prompt_id=pid)
+            for i, pid, p in XB
+        ],
+    )
+    return a, b
+
+
+def test_compare_across_jobs_matches_by_prompt_id_then_index(http, cross_jobs):
+    a, b = cross_jobs
+    resp = http.get(f"{PRED}/{a}/compare", params={"from_epoch": 1, "to_epoch": 0, "to_job": b})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert (body["job_id"], body["to_job_id"]) == (a, b)
+    assert (body["from_step"], body["to_step"]) == (4, 2)
+    pairs = {
+        name: [(i["from_sample_index"], i["to_sample_index"]) for i in body[name]]
+        for name in ("improved", "regressed", "unchanged")
+    }
+    assert pairs == {"improved": [(0, 1), (3, 3)], "regressed": [(2, 0)], "unchanged": [(1, 2)]}
+    assert body["summary"] == {"improved": 2, "regressed": 1, "unchanged": 1}
+    assert body["unmatched"] == {"from": 1, "to": 1}
+    first = body["improved"][0]
+    assert first["sample_index"] == 0
+    assert first["prompt_id"] == "p-a"
+    assert (first["from_prediction"], first["to_prediction"]) == ("abcdezzzzz", TRUTH)
+    assert first["prompt"] == "b1"
+
+
+def test_compare_across_jobs_reversed(http, cross_jobs):
+    a, b = cross_jobs
+    body = http.get(
+        f"{PRED}/{b}/compare", params={"from_epoch": 0, "to_epoch": 1, "to_job": a}
+    ).json()
+    assert [(i["from_sample_index"], i["to_sample_index"]) for i in body["regressed"]] == [
+        (1, 0),
+        (3, 3),
+    ]
+    assert [(i["from_sample_index"], i["to_sample_index"]) for i in body["improved"]] == [(0, 2)]
+    assert body["unmatched"] == {"from": 1, "to": 1}
+
+
+def test_compare_distinct_prompt_ids_never_pair_by_index(http):
+    a, b = new_id("xa"), new_id("xb")
+    for job, pid in ((a, "left"), (b, "right")):
+        create_job(http, job)
+        ingest(http, job, [row(0, 1, 0, prediction=TRUTH, ground_truth=TRUTH, prompt_id=pid)])
+    body = http.get(
+        f"{PRED}/{a}/compare", params={"from_epoch": 0, "to_epoch": 0, "to_job": b}
+    ).json()
+    assert body["summary"] == {"improved": 0, "regressed": 0, "unchanged": 0}
+    assert body["unmatched"] == {"from": 1, "to": 1}
+
+
+def test_compare_to_job_of_another_user_is_404(server, http, cross_jobs):
+    a, b = cross_jobs
+    mallory = server.create_key(f"mallory-{new_id('u')}")
+    with server.client(mallory) as other:
+        own = new_id("own")
+        create_job(other, own)
+        ingest(other, own, [row(0, 1, 0, prediction=TRUTH, ground_truth=TRUTH)])
+        # alice's job as the "to" side of mallory's own job: 404, same body as an unknown job
+        leak = other.get(
+            f"{PRED}/{own}/compare", params={"from_epoch": 0, "to_epoch": 0, "to_job": b}
+        )
+        unknown = other.get(
+            f"{PRED}/{own}/compare",
+            params={"from_epoch": 0, "to_epoch": 0, "to_job": new_id("none")},
+        )
+    assert_error(leak, 404)
+    assert_error(unknown, 404)
+    assert leak.json() == unknown.json()
+    # and the other way round: alice cannot pull mallory's job in either
+    assert_error(
+        http.get(f"{PRED}/{a}/compare", params={"from_epoch": 1, "to_epoch": 0, "to_job": own}),
+        404,
+    )
+
+
+@pytest.mark.parametrize("to_job", ["", "../x", "x" * 500])
+def test_compare_bad_to_job_is_404(http, cross_jobs, to_job):
+    a, _ = cross_jobs
+    assert_error(
+        http.get(f"{PRED}/{a}/compare", params={"from_epoch": 1, "to_epoch": 0, "to_job": to_job}),
+        404,
+    )
+
+
+def test_compare_to_job_missing_epoch_is_404(http, cross_jobs):
+    a, b = cross_jobs
+    resp = http.get(f"{PRED}/{a}/compare", params={"from_epoch": 1, "to_epoch": 7, "to_job": b})
+    assert_error(resp, 404)
+
+
 # --- export ---------------------------------------------------------------------------------
 
 INT_FIELDS = {
@@ -888,9 +1028,7 @@ def parquet_value(field, value):
     if field == "metrics":
         return dict(value)
     errors = [{**error, "detail": json.loads(error["detail"])} for error in value]
-    return [
-        {k: v for k, v in error.items() if k != "type" or v is not None} for error in errors
-    ]
+    return [{k: v for k, v in error.items() if k != "type" or v is not None} for error in errors]
 
 
 def test_export_parquet(client, dataset):

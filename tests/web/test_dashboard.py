@@ -484,3 +484,55 @@ def test_live_across_server_processes_on_postgresql(
             assert not board.errors, board.errors
     finally:
         second.stop()
+
+
+def test_compare_with_another_job_keeps_state_in_the_address(
+    dashboard: Dashboard, seeded: str
+) -> None:
+    page = dashboard.page
+    other = f"{seeded}-b"
+    rows = [  # one round of a second run: sample 5 now right, 0 still right, 60 new
+        {"epoch": 0, "step": 1, "sample_index": i, "prompt": f"What is {i} times 3?",
+         "ground_truth": _seed.truth(i), "prediction": _seed.truth(i)}
+        for i in (0, _seed.REGRESSING_SAMPLE, 60)
+    ]  # fmt: skip
+    with dashboard.server.client(dashboard.key) as http:
+        assert (
+            http.post("/api/training/jobs", json={"id": other, "name": "rerun b"}).status_code
+            == 201
+        )
+        assert http.post(f"{_seed.PRED}/{other}", json={"predictions": rows}).status_code == 200
+    dashboard.open_job(seeded)
+    page.wait_for_selector(f"#compare-tojob option[value='{other}']", state="attached")
+    page.select_option("#compare-tojob", other)
+    page.wait_for_function("() => document.querySelector('#compare-to').options.length === 1")
+    # two runs' final answers by default: this job's latest against the other's latest
+    assert page.input_value("#compare-from") == "3" and page.input_value("#compare-to") == "0"
+    page.click("#compare-run")
+    page.wait_for_selector("#compare-result .buckets")
+    assert f"tojob={other}" in page.evaluate("location.hash")
+    name = f"dash {seeded[-6:]}"
+    assert page.inner_text("#compare-head-from") == f"Before: {name} · Epoch 3 · step 300"
+    assert page.inner_text("#compare-head-to") == "After: rerun b · Epoch 0 · step 1"
+    api = _api(
+        dashboard,
+        f"/api/training/predictions/{seeded}/compare",
+        from_epoch=3,
+        to_epoch=0,
+        to_job=other,
+    )
+    assert api["summary"] == {"improved": 1, "regressed": 0, "unchanged": 1}
+    assert api["unmatched"] == {"from": _seed.SAMPLES - 2, "to": 1}
+    assert "58 only before, 1 only after" in page.inner_text("#compare-unmatched")
+    listed = page.eval_on_selector_all(
+        "#compare-result .flip", "items => items.map((i) => Number(i.dataset.sample))"
+    )
+    assert listed == [_seed.REGRESSING_SAMPLE]
+    row = page.locator(f"#compare-result .flip[data-sample='{_seed.REGRESSING_SAMPLE}']")
+    assert row.locator(".flip-from .diff del").count() == 1  # epoch 3 was wrong
+    assert row.locator(".flip-to .diff del").count() == 0  # the other run is right
+    # the address alone restores the cross-job view
+    page.reload()
+    page.wait_for_selector("#compare-result .buckets")
+    assert page.input_value("#compare-tojob") == other
+    assert page.inner_text("#compare-head-to").startswith("After: rerun b · Epoch 0")

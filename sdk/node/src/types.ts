@@ -37,6 +37,7 @@ export type SampleHistory = Schemas["SampleHistory"];
 export type CompareItem = Schemas["CompareItem"];
 export type CompareSummary = Schemas["CompareSummary"];
 export type CompareResponse = Schemas["CompareResponse"];
+export type CompareUnmatched = Schemas["CompareUnmatched"];
 export type StreamRound = Schemas["StreamRound"];
 /** `event: predictions`: the rows one ingest wrote (`truncated` when they did not all fit). */
 export type PredictionsEvent = Schemas["PredictionsEvent"];

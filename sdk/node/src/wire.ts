@@ -704,12 +704,15 @@ export interface components {
             from_char_error_rate?: number | null;
             from_exact_match?: number | null;
             from_prediction: string;
+            from_sample_index: number;
             ground_truth?: string | null;
             prompt: string;
+            prompt_id?: string | null;
             sample_index: number;
             to_char_error_rate?: number | null;
             to_exact_match?: number | null;
             to_prediction: string;
+            to_sample_index: number;
         } & {
             [key: string]: unknown;
         };
@@ -721,8 +724,10 @@ export interface components {
             regressed: components["schemas"]["CompareItem"][];
             summary: components["schemas"]["CompareSummary"];
             to_epoch: number;
+            to_job_id: string;
             to_step: number;
             unchanged: components["schemas"]["CompareItem"][];
+            unmatched: components["schemas"]["CompareUnmatched"];
         } & {
             [key: string]: unknown;
         };
@@ -730,6 +735,12 @@ export interface components {
             improved: number;
             regressed: number;
             unchanged: number;
+        } & {
+            [key: string]: unknown;
+        };
+        CompareUnmatched: {
+            from: number;
+            to: number;
         } & {
             [key: string]: unknown;
         };
@@ -3766,6 +3777,7 @@ export interface operations {
             query: {
                 from_epoch: number;
                 to_epoch: number;
+                to_job?: string | null;
             };
             header?: never;
             path: {

@@ -364,6 +364,29 @@ describe("trainingPredictions", () => {
     assert.deepEqual(res.regressed.map((i) => [i.sample_index, i.from_char_error_rate, i.to_char_error_rate]), [[2, 0, 0.25]]);
     assert.deepEqual(res.unchanged.map((i) => i.sample_index), [1]);
     await assert.rejects(client.trainingPredictions.compare(jobId, { fromEpoch: 0, toEpoch: 7 }), NotFoundError);
+    assert.equal(res.to_job_id, jobId);
+    assert.deepEqual(res.unmatched, { from: 0, to: 0 });
+  });
+
+  it("compare across jobs matches samples by prompt_id", async () => {
+    const other = uniqueJobId("rerun");
+    await client.jobs.create({ id: other });
+    // the same prompts numbered the other way round, plus one new prompt
+    const rerun = [["p3", "ab"], ["p2", "abcd"], ["p1", "abcd"], ["p0", "abcx"], ["p9", "abcd"]];
+    await client.trainingPredictions.create(other, rerun.map(([promptId, prediction], i) => ({
+      epoch: 0, step: 1, sample_index: i, prompt: `rerun ${promptId}`, prompt_id: promptId, prediction, ground_truth: TRUTH,
+    })));
+    const res = await client.trainingPredictions.compare(jobId, { fromEpoch: 2, toEpoch: 0, toJob: other });
+    assert.equal(res.to_job_id, other);
+    const pairs = (items) => items.map((i) => [i.from_sample_index, i.to_sample_index]);
+    assert.deepEqual(pairs(res.improved), [[2, 1]]);
+    assert.deepEqual(pairs(res.regressed), [[0, 3], [3, 0]]);
+    assert.deepEqual(pairs(res.unchanged), [[1, 2]]);
+    assert.deepEqual(res.unmatched, { from: 0, to: 1 });
+    await assert.rejects(
+      client.trainingPredictions.compare(jobId, { fromEpoch: 2, toEpoch: 0, toJob: uniqueJobId("none") }),
+      NotFoundError,
+    );
   });
 
   it("export streams jsonl and csv, with filters", async () => {

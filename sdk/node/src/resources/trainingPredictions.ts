@@ -58,9 +58,11 @@ export interface IterPredictionsOptions
 }
 
 export interface TrendsOptions extends CamelKeys<TrendsQuery>, RequestOptions {}
+/** `compare()` options: `toJob` takes the "to" epoch from another of your jobs. */
 export interface CompareOptions extends CamelKeys<CompareQuery>, RequestOptions {
   fromEpoch: number;
   toEpoch: number;
+  toJob?: string | null;
 }
 /** `matrix()` options: which score (`metric` is required), and the page of samples. */
 export interface MatrixOptions extends CamelKeys<MatrixQuery>, RequestOptions {
@@ -238,11 +240,16 @@ export class TrainingPredictions {
     );
   }
 
-  /** Which samples improved, regressed or stayed the same between two epochs. */
+  /**
+   * Which samples improved, regressed or stayed the same between two epochs. With `toJob`,
+   * `toEpoch` is an epoch of that job (yours, else 404): samples are matched by prompt_id (else
+   * sample_index) and `unmatched` counts those without a partner on each side.
+   */
   compare(jobId: string, options: CompareOptions): Promise<CompareResponse> {
     const query: AllKeys<CompareQuery> = {
       from_epoch: options.fromEpoch,
       to_epoch: options.toEpoch,
+      to_job: options.toJob,
     };
     return this.transport.json(
       { method: "GET", path: path(jobId, "compare"), query },

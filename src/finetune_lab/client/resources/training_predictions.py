@@ -125,12 +125,14 @@ def _sample_spec(job_id: str, sample_index: int) -> RequestSpec[SampleHistory]:
     return RequestSpec("GET", _path(job_id, "samples", sample_index), parse_model(SampleHistory))
 
 
-def _compare_spec(job_id: str, from_epoch: int, to_epoch: int) -> RequestSpec[CompareResponse]:
+def _compare_spec(
+    job_id: str, from_epoch: int, to_epoch: int, to_job: str | None
+) -> RequestSpec[CompareResponse]:
     return RequestSpec(
         "GET",
         _path(job_id, "compare"),
         parse_model(CompareResponse),
-        params={"from_epoch": from_epoch, "to_epoch": to_epoch},
+        params={"from_epoch": from_epoch, "to_epoch": to_epoch, "to_job": to_job},
     )
 
 
@@ -412,9 +414,13 @@ class TrainingPredictions:
         """One prompt's answer in every round: how it evolved over training."""
         return self._transport.execute(_sample_spec(job_id, sample_index))
 
-    def compare(self, job_id: str, *, from_epoch: int, to_epoch: int) -> CompareResponse:
-        """Which samples improved, regressed or stayed the same between two epochs."""
-        return self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch))
+    def compare(
+        self, job_id: str, *, from_epoch: int, to_epoch: int, to_job: str | None = None
+    ) -> CompareResponse:
+        """Which samples improved, regressed or stayed the same between two epochs; with
+        `to_job`, `to_epoch` is an epoch of that (your own) job, samples matched by prompt_id
+        (else sample_index) and `unmatched` counting those without a partner."""
+        return self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch, to_job))
 
     def matrix(
         self, job_id: str, *, metric: str, limit: int = 100, offset: int = 0
@@ -640,8 +646,10 @@ class AsyncTrainingPredictions:
     async def sample(self, job_id: str, sample_index: int) -> SampleHistory:
         return await self._transport.execute(_sample_spec(job_id, sample_index))
 
-    async def compare(self, job_id: str, *, from_epoch: int, to_epoch: int) -> CompareResponse:
-        return await self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch))
+    async def compare(
+        self, job_id: str, *, from_epoch: int, to_epoch: int, to_job: str | None = None
+    ) -> CompareResponse:
+        return await self._transport.execute(_compare_spec(job_id, from_epoch, to_epoch, to_job))
 
     async def matrix(
         self, job_id: str, *, metric: str, limit: int = 100, offset: int = 0

@@ -154,10 +154,14 @@ def compare(
     job_id: str,
     from_epoch: int = Query(ge=0, le=MAX_INT),
     to_epoch: int = Query(ge=0, le=MAX_INT),
+    to_job: str | None = None,
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
-    return JSONBytesResponse(queries.compare(db, principal, job_id, from_epoch, to_epoch))
+    """`to_job`: take the "to" side from another of the caller's jobs."""
+    return JSONBytesResponse(
+        queries.compare(db, principal, job_id, from_epoch, to_epoch, to_job=to_job)
+    )
 
 
 @router.get(

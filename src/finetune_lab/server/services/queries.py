@@ -377,7 +377,7 @@ def sample_history(
     }
 
 
-def _last_round(conn: Connection, job_id: str, epoch: int) -> tuple[int, dict[int, Any]]:
+def _last_round(conn: Connection, job_id: str, epoch: int) -> tuple[int, list[Any]]:
     step = conn.scalar(
         select(func.max(round_rollups.c.step)).where(
             round_rollups.c.job_id == job_id, round_rollups.c.epoch == epoch
@@ -388,10 +388,18 @@ def _last_round(conn: Connection, job_id: str, epoch: int) -> tuple[int, dict[in
     p = predictions.c
     rows = conn.execute(
         select(
-            p.sample_index, p.prompt, p.ground_truth, p.prediction, p.char_error_rate, p.exact_match
-        ).where(p.job_id == job_id, p.epoch == epoch, p.step == step)
+            p.sample_index,
+            p.prompt_id,
+            p.prompt,
+            p.ground_truth,
+            p.prediction,
+            p.char_error_rate,
+            p.exact_match,
+        )
+        .where(p.job_id == job_id, p.epoch == epoch, p.step == step)
+        .order_by(p.sample_index)
     ).all()
-    return int(step), {row.sample_index: row for row in rows}
+    return int(step), list(rows)
 
 
 def _direction(before: Any, after: Any) -> str:
@@ -407,19 +415,67 @@ def _direction(before: Any, after: Any) -> str:
     return "unchanged"
 
 
+def _pair(before: list[Any], after: list[Any]) -> tuple[list[tuple[Any, Any]], int, int]:
+    """Match two rounds' rows: by prompt_id where both rows have one, else by sample_index.
+
+    Why: two jobs may order (or subset) the same eval set differently; prompt_id is the stable
+    identity. Repeated prompt_ids pair up in sample_index order. Returns the pairs and how many
+    rows of each side found no partner.
+    """
+    by_id: dict[str, list[Any]] = {}
+    for row in after:
+        if row.prompt_id is not None:
+            by_id.setdefault(row.prompt_id, []).append(row)
+    pairs: list[tuple[Any, Any]] = []
+    used: set[int] = set()
+    left: list[Any] = []
+    for row in before:
+        candidates = by_id.get(row.prompt_id, []) if row.prompt_id is not None else []
+        if candidates:
+            partner = candidates.pop(0)
+            used.add(partner.sample_index)
+            pairs.append((row, partner))
+        else:
+            left.append(row)
+    # The rest pair by sample_index, unless both carry (necessarily different) prompt_ids.
+    by_index = {row.sample_index: row for row in after if row.sample_index not in used}
+    unmatched_from = 0
+    for row in left:
+        partner = by_index.get(row.sample_index)
+        if partner is None or (row.prompt_id is not None and partner.prompt_id is not None):
+            unmatched_from += 1
+            continue
+        del by_index[row.sample_index]
+        pairs.append((row, partner))
+    return pairs, unmatched_from, len(by_index)
+
+
 def compare(
-    db: Database, principal: Principal, job_id: str, from_epoch: int, to_epoch: int
+    db: Database,
+    principal: Principal,
+    job_id: str,
+    from_epoch: int,
+    to_epoch: int,
+    to_job: str | None = None,
 ) -> dict[str, Any]:
+    """Last round of epoch A of `job_id` against the last round of epoch B of `to_job` (the
+    same job when absent); both jobs must be the caller's (else 404, like any unknown job)."""
+    other = job_id if to_job is None else to_job
     with db.read() as conn:
         owned_job(conn, principal, job_id)
+        if other != job_id:
+            owned_job(conn, principal, other)
         from_step, before = _last_round(conn, job_id, from_epoch)
-        to_step, after = _last_round(conn, job_id, to_epoch)
+        to_step, after = _last_round(conn, other, to_epoch)
+    pairs, unmatched_from, unmatched_to = _pair(before, after)
     buckets: dict[str, list[dict[str, Any]]] = {"improved": [], "regressed": [], "unchanged": []}
-    for index in sorted(before.keys() & after.keys()):
-        a, b = before[index], after[index]
+    for a, b in sorted(pairs, key=lambda pair: pair[0].sample_index):
         buckets[_direction(a, b)].append(
             {
-                "sample_index": index,
+                "sample_index": a.sample_index,
+                "from_sample_index": a.sample_index,
+                "to_sample_index": b.sample_index,
+                "prompt_id": a.prompt_id if a.prompt_id is not None else b.prompt_id,
                 "prompt": b.prompt,
                 "ground_truth": b.ground_truth,
                 "from_prediction": a.prediction,
@@ -432,11 +488,13 @@ def compare(
         )
     return {
         "job_id": job_id,
+        "to_job_id": other,
         "from_epoch": from_epoch,
         "to_epoch": to_epoch,
         "from_step": from_step,
         "to_step": to_step,
         "summary": {name: len(items) for name, items in buckets.items()},
+        "unmatched": {"from": unmatched_from, "to": unmatched_to},
         **buckets,
     }
 

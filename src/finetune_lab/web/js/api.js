@@ -55,8 +55,8 @@ export const api = {
   epochs: (id) => request(`${PRED}/${enc(id)}/epochs`),
   trends: (id, groupBy = "epoch") => request(`${PRED}/${enc(id)}/trends`, { group_by: groupBy }),
   sample: (id, index) => request(`${PRED}/${enc(id)}/samples/${enc(index)}`),
-  compare: (id, from, to) =>
-    request(`${PRED}/${enc(id)}/compare`, { from_epoch: from, to_epoch: to }),
+  compare: (id, from, to, toJob = null) =>
+    request(`${PRED}/${enc(id)}/compare`, { from_epoch: from, to_epoch: to, to_job: toJob }),
   matrix: (id, metric, limit, offset) =>
     request(`${PRED}/${enc(id)}/matrix`, { metric, limit, offset }),
   streamPath: (id) => `${PRED}/${enc(id)}/stream`,

@@ -1,6 +1,6 @@
 // The job page: trend charts, predictions table, sample evolution, epoch comparison and
 // export, kept current by the job's event stream. Its state lives in the address:
-// #/jobs/<id>?by=&round=&valid=&q=&sort=&sample=&from=&to=&bucket= (see route.js).
+// #/jobs/<id>?by=&round=&valid=&q=&sort=&sample=&from=&to=&tojob=&bucket= (see route.js).
 
 import { api, download } from "../api.js";
 import { COLORS, trendChart } from "../charts.js";
@@ -24,7 +24,9 @@ function sampleOf(params) {
 
 function compareOf(params) {
   const epoch = (name) => (/^\d{1,15}$/.test(params.get(name) || "") ? params.get(name) : null);
-  return { from: epoch("from"), to: epoch("to"), bucket: params.get("bucket") };
+  const toJob = params.get("tojob");
+  return { from: epoch("from"), to: epoch("to"), toJob: toJob || null,
+    bucket: params.get("bucket") };
 }
 
 export function improvementText(trends, improvement) {

@@ -118,6 +118,12 @@ def run(backend: str, browser: bool) -> bool:
                 f"1 round {small * 1000:7.1f} ms, ratio {ratio:5.2f}x   "
                 f"target <= {API_RATIO:.0f}x   {verdict(ratio <= API_RATIO)}"
             )
+            # The 100-round page carries 100x the cells: the cost per cell says whether it scales.
+            print(
+                f"    per cell: {ROUNDS} rounds {big / (limit * ROUNDS) * 1e6:5.1f} us "
+                f"({limit * ROUNDS:,} cells), "
+                f"1 round {small / limit * 1e6:5.1f} us ({limit:,} cells)"
+            )
         http.close()
         client.close()
         if browser:

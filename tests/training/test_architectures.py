@@ -149,3 +149,25 @@ def test_trainer_run_stores_chat_rounds(
     assert all((r.completion_tokens or 0) >= 1 and r.prediction is not None for r in rows)
     assert client.jobs.get(callback.job_id).model_name == arch
     assert trainer.model.training
+
+
+def test_chat_template_bos_is_not_doubled(toy: Toy) -> None:
+    """Llama-style: the tokenizer adds BOS and the chat template writes one; the model sees one."""
+    from tokenizers import processors
+
+    tokenizer = copy.deepcopy(toy.tokenizer)
+    bos, bos_id = tokenizer.bos_token, tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, bos_id)]
+    )
+    tokenizer.chat_template = "{{ bos_token }}" + tokenizer.chat_template
+    plain = [r["prompt"] for r in toy.held_out[:2]]
+    chats = [parse_record(c, 0).render(tokenizer) for c in chat_records(toy.held_out[2:4])]
+    assert tokenizer(chats[0])["input_ids"][:2] == [bos_id, bos_id]  # what naive encoding gives
+    model = build("llama", "fp32", tokenizer)
+    answers = generate(model, tokenizer, plain + chats, max_new_tokens=4, batch_size=4)
+    expected = [len(tokenizer(p)["input_ids"]) for p in plain] + [
+        len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in chats
+    ]
+    assert [a.prompt_tokens for a in answers] == expected
+    assert all(tokenizer(p)["input_ids"][0] == bos_id for p in plain)  # plain prompts keep BOS

@@ -63,6 +63,20 @@ def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
+def _encode(tokenizer: Any, prompts: list[str]) -> Any:
+    """Left-padded input ids, with the special tokens a prompt already starts with not added twice.
+
+    Llama/Mistral chat templates write BOS into the text and their tokenizers add one as well;
+    a prompt that already begins with BOS is therefore tokenized without added special tokens.
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    ids = [
+        tokenizer(prompt, add_special_tokens=not (bos and prompt.startswith(bos)))["input_ids"]
+        for prompt in prompts
+    ]
+    return tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -86,7 +100,7 @@ def generate(
     with _generation_mode(model, tokenizer), torch.no_grad():
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start : start + batch_size])
-            encoded = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
+            encoded = _encode(tokenizer, chunk).to(device)
             began = time.perf_counter()
             output = model.generate(
                 input_ids=encoded["input_ids"],

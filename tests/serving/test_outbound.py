@@ -259,7 +259,7 @@ def test_a_burst_on_one_local_model_leaves_threads_for_another(
     ask(a, busy_model["name"])  # both loaded before anything is timed
     alone = sorted(ask(b, other_model["name"]) for _ in range(3))[1]
     burst = 160
-    long_answer = {"temperature": 1.0, "max_tokens": 48, "seed": 1}
+    long_answer = {"temperature": 1.0, "max_tokens": 96, "seed": 1}
     burst_client = httpx.Client(
         base_url=srv.base_url,
         headers=dict(a.headers),
@@ -282,9 +282,10 @@ def test_a_burst_on_one_local_model_leaves_threads_for_another(
         busy = ask(b, other_model["name"])
         still_running = sum(not f.done() for f in futures)
         statuses = [f.result() for f in futures]
-    # B's answer came while much of A's burst was still running (on a shared thread pool it
-    # queued behind it: 7-11 of 160 left). A quarter leaves room for a loaded machine.
-    assert still_running > burst // 4, (still_running, alone, busy)
+    # B's answer came while A's burst was still running (on a shared thread pool it queued
+    # behind it: 7-11 of 160 were left). An eighth leaves room for a loaded machine (35-73 left
+    # on ours); B's own latency below is the other half of the proof.
+    assert still_running > burst // 8, (still_running, alone, busy)
     assert busy < 3 * alone + 1.0, (alone, busy)
     assert statuses == [200] * burst
     a.close()

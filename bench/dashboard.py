@@ -85,12 +85,13 @@ def main() -> int:
             f"dashboard: seeded {ROUNDS} x {SAMPLES:,} + 1 x {SAMPLES:,} predictions "
             f"in {time.perf_counter() - started:.1f} s"
         )
-        http = httpx.Client(
-            base_url=server.url, headers={"X-API-Key": server.key}, timeout=60
-        )
+        http = httpx.Client(base_url=server.url, headers={"X-API-Key": server.key}, timeout=60)
         with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
                 viewport={"width": 1400, "height": 1000},
             )
             page = context.pages[0]

@@ -32,16 +32,22 @@ TARGET_SPEEDUP = 3.0
 
 def bench_batched_generation(model: Any, tokenizer: Any, prompts: list[str]) -> bool:
     one_by_one, batched = paired_medians(
-        lambda: [generate(model, tokenizer, [p], max_new_tokens=MAX_NEW_TOKENS, batch_size=1)
-                 for p in prompts],
-        lambda: generate(model, tokenizer, prompts, max_new_tokens=MAX_NEW_TOKENS,
-                         batch_size=SAMPLES),
-        repeat=7, warmup=1,
+        lambda: [
+            generate(model, tokenizer, [p], max_new_tokens=MAX_NEW_TOKENS, batch_size=1)
+            for p in prompts
+        ],
+        lambda: generate(
+            model, tokenizer, prompts, max_new_tokens=MAX_NEW_TOKENS, batch_size=SAMPLES
+        ),
+        repeat=7,
+        warmup=1,
     )
     ratio = one_by_one / batched
-    print(f"generation, {SAMPLES} samples x {MAX_NEW_TOKENS} new tokens: one at a time "
-          f"{one_by_one * 1000:.0f} ms, batched {batched * 1000:.0f} ms -> {ratio:.1f}x "
-          f"(target >= {TARGET_SPEEDUP:.0f}x) {verdict(ratio >= TARGET_SPEEDUP)}")
+    print(
+        f"generation, {SAMPLES} samples x {MAX_NEW_TOKENS} new tokens: one at a time "
+        f"{one_by_one * 1000:.0f} ms, batched {batched * 1000:.0f} ms -> {ratio:.1f}x "
+        f"(target >= {TARGET_SPEEDUP:.0f}x) {verdict(ratio >= TARGET_SPEEDUP)}"
+    )
     return ratio >= TARGET_SPEEDUP
 
 
@@ -56,12 +62,21 @@ def _step_times(model: Any, dataset: Any, callbacks: list[Any], steps: int) -> l
             stamps.append(time.perf_counter())
 
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="flbench-"), per_device_train_batch_size=32,
-        max_steps=steps, report_to=[], save_strategy="no", logging_strategy="no",
-        disable_tqdm=True, use_cpu=True, seed=0,
+        output_dir=tempfile.mkdtemp(prefix="flbench-"),
+        per_device_train_batch_size=32,
+        max_steps=steps,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
     )
     trainer = Trainer(
-        model=model, args=args, train_dataset=dataset, data_collator=dataset.collate,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=dataset.collate,
         callbacks=[*callbacks, Clock()],
     )
     trainer.remove_callback(PrinterCallback)
@@ -78,17 +93,24 @@ def bench_idle_callback_overhead(model: Any, tokenizer: Any, dataset: Any, held:
     for _ in range(3):  # alternate whole runs
         without += _step_times(model, dataset, [], steps=40)
         callback = PredictionsCallback(
-            held, client=client, frequency="steps", step_interval=10_000, baseline=False,
-            tokenizer=tokenizer, spool_dir=spool,
+            held,
+            client=client,
+            frequency="steps",
+            step_interval=10_000,
+            baseline=False,
+            tokenizer=tokenizer,
+            spool_dir=spool,
         )
         with_cb += _step_times(model, dataset, [callback], steps=40)
     base, measured = statistics.median(without), statistics.median(with_cb)
     pairs = zip(without[::2], without[1::2], strict=False)
     spread = statistics.median(abs(a - b) for a, b in pairs)
-    print(f"training step, callback idle: without {base * 1000:.2f} ms, with "
-          f"{measured * 1000:.2f} ms -> {measured / base:.3f}x "
-          f"(difference {(measured - base) * 1000:+.2f} ms; step-to-step noise "
-          f"{spread * 1000:.2f} ms) {verdict(abs(measured - base) <= spread)}")
+    print(
+        f"training step, callback idle: without {base * 1000:.2f} ms, with "
+        f"{measured * 1000:.2f} ms -> {measured / base:.3f}x "
+        f"(difference {(measured - base) * 1000:+.2f} ms; step-to-step noise "
+        f"{spread * 1000:.2f} ms) {verdict(abs(measured - base) <= spread)}"
+    )
     hook = _idle_hook_seconds(callback)
     print(f"callback hooks per idle step: {hook * 1e6:.1f} us = {hook / base:.5%} of a step")
 

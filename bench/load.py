@@ -42,7 +42,10 @@ def servers(database_url: str | None, count: int) -> Iterator[tuple[list[str], s
 
 def run(urls: list[str], key: str, duration: float, **shape: int) -> LoadResult:
     config = LoadConfig(
-        urls=urls, key=key, job_prefix=f"bench-{uuid.uuid4().hex[:8]}", duration_s=duration,
+        urls=urls,
+        key=key,
+        job_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+        duration_s=duration,
         **shape,
     )
     return run_load(config)

@@ -23,15 +23,21 @@ def run_demo(home: Path, *args: str, timeout: float) -> str:
     env.update(FINETUNE_LAB_HOME=str(home), COLUMNS="200", OMP_NUM_THREADS="2")
     done = subprocess.run(
         [sys.executable, "-m", "finetune_lab", "demo", "--no-serve", "--port", "0", *args],
-        env=env, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return done.stdout
 
 
 def trend(out: str) -> tuple[int, int, float]:
-    found = re.search(r"Exact match: (\d+)% at baseline → (\d+)% after epoch \d+; CER improved "
-                      r"(-?[\d.]+)%", out)
+    found = re.search(
+        r"Exact match: (\d+)% at baseline → (\d+)% after epoch \d+; CER improved "
+        r"(-?[\d.]+)%",
+        out,
+    )
     assert found, out
     return int(found.group(1)), int(found.group(2)), float(found.group(3))
 

@@ -44,9 +44,9 @@ QUICK = DemoPlan(train_size=400, epochs=2, sample_count=4, max_new_tokens=24)
 
 
 @contextmanager
-def _server(api_url: str | None, api_key: str | None, host: str, port: int) -> Iterator[
-    tuple[str, str, Any]
-]:
+def _server(
+    api_url: str | None, api_key: str | None, host: str, port: int
+) -> Iterator[tuple[str, str, Any]]:
     """(url, key, BackgroundServer or None): an existing server, or one started on SQLite."""
     if api_url:
         key = api_key or os.environ.get(API_KEY_ENV)
@@ -87,8 +87,9 @@ def _progress_callback(progress: Progress, plan: DemoPlan) -> Any:
             progress.update(self.task, completed=state.global_step)
 
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            progress.update(self.task, description=f"Training (epoch {round(state.epoch)}/"
-                            f"{plan.epochs})")
+            progress.update(
+                self.task, description=f"Training (epoch {round(state.epoch)}/{plan.epochs})"
+            )
 
     return ShowProgress()
 
@@ -139,7 +140,10 @@ def train_with_capture(client: FinetuneLabClient, plan: DemoPlan, console: Conso
         seed=0,
     )
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
         trainer = Trainer(
@@ -198,8 +202,9 @@ def run_demo(
         # soft_wrap: long lines stay whole, so they can be copied and pasted.
         console.print(f"\nDashboard: {url}/#/jobs/{job_id}", soft_wrap=True)
         if server is not None:
-            console.print(f"API key (shown once): [bold]{key}[/]   API docs: {url}/docs",
-                          soft_wrap=True)
+            console.print(
+                f"API key (shown once): [bold]{key}[/]   API docs: {url}/docs", soft_wrap=True
+            )
         console.print(
             f"Query it: finetune-lab predictions trends {job_id} --api-url {url}", soft_wrap=True
         )

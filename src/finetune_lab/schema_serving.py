@@ -433,6 +433,5 @@ class AnalyticsData(WireModel):
     models: list[ModelStats]
 
 
-
 class BatchRunsList(WireModel):
     test_runs: list[BatchRunStatus]

@@ -41,8 +41,13 @@ def run_recorder(spool_dir: str, url: str, key: str, job_id: str) -> dict[str, A
     )
     client = FinetuneLabClient(api_key=key, base_url=url, max_retries=0)
     recorder = PredictionsRecorder(
-        held_out, client=client, job_id=job_id, job_name="full disk", sample_count=8,
-        max_new_tokens=4, spool_dir=spool_dir,
+        held_out,
+        client=client,
+        job_id=job_id,
+        job_name="full disk",
+        sample_count=8,
+        max_new_tokens=4,
+        spool_dir=spool_dir,
     )
     fill_disk()
     for step in range(5):
@@ -61,7 +66,8 @@ def run_overflow(spool_dir: str, url: str, key: str, job_id: str) -> dict[str, A
     spool.update_meta(api_url=url, job={"id": job_id, "name": "overflow"}, finished=False)
     fill_disk()  # the disk fills up after the run started
     sender = BackgroundSender(
-        spool, lambda: FinetuneLabClient(api_key=key, base_url=url, max_retries=0),
+        spool,
+        lambda: FinetuneLabClient(api_key=key, base_url=url, max_retries=0),
         max_backoff=1.0,
     )
     for step in range(105):

@@ -193,7 +193,9 @@ class Workload:
                 expected = self.result.expected[job_id]
                 for row in rows:
                     expected[(step, row["sample_index"])] = (
-                        row["epoch"], row["prediction"], row["ground_truth"]
+                        row["epoch"],
+                        row["prediction"],
+                        row["ground_truth"],
                     )
 
     async def _reader(self, index: int, deadline: float) -> None:
@@ -207,9 +209,7 @@ class Workload:
                 if op == "pages":
                     cursor = None
                     for _ in range(3):  # the first pages through the cursor
-                        page = await self._timed(
-                            "page", api.get(job_id, limit=100, cursor=cursor)
-                        )
+                        page = await self._timed("page", api.get(job_id, limit=100, cursor=cursor))
                         if page is None:
                             break
                         if page.total_count < seen_totals.get(job_id, 0):
@@ -345,8 +345,11 @@ class Workload:
                         f"{job_id}: trends by {group_by} {name} {getattr(point, name)} != "
                         f"{getattr(ref, name)}"
                     )
-            for name in (*(f"avg_{s}" for s in SCORE_NAMES), "min_char_error_rate",
-                         "max_char_error_rate"):
+            for name in (
+                *(f"avg_{s}" for s in SCORE_NAMES),
+                "min_char_error_rate",
+                "max_char_error_rate",
+            ):
                 a, b = getattr(point, name), getattr(ref, name)
                 same = a == b or (
                     a is not None and b is not None and math.isclose(a, b, abs_tol=1e-9)

@@ -47,9 +47,9 @@ def test_stream_sends_each_ingest_as_events_with_ids(
         rounds = [stream.next_of("round_complete"), stream.next_of("round_complete")]
         by_step = {
             p["step"]: p
-            for p in http.get(
-                f"{PRED}/{unique_job_id}/trends", params={"group_by": "step"}
-            ).json()["trends"]
+            for p in http.get(f"{PRED}/{unique_job_id}/trends", params={"group_by": "step"}).json()[
+                "trends"
+            ]
         }
         for event in rounds:
             expected = {"job_id": unique_job_id, **by_step[event.data["step"]]}

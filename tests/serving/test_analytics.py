@@ -98,8 +98,11 @@ def test_aggregates_match_the_traces(
     user = new_user("production")
     sent = seed_traces(user)
     start, end = START + timedelta(hours=5), START + timedelta(days=3, hours=7)
-    params = {"start_date": start.isoformat(), "end_date": end.isoformat(),
-              "granularity": granularity}
+    params = {
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "granularity": granularity,
+    }
     resp = user.http.get("/api/analytics/data", params=params)
     assert resp.status_code == 200, resp.text
     data = resp.json()
@@ -159,9 +162,12 @@ def test_trace_list_filters_and_cursor(server: ServerHandle, new_user: NewUser) 
     assert [t["id"] for t in got["traces"]] == want and want
     other = new_user("production")
     assert other.http.get("/api/analytics/traces").json() == {"traces": [], "next_cursor": None}
-    assert other.http.get(
-        "/api/analytics/data", params={"start_date": "2030-01-12", "end_date": "2030-01-16"}
-    ).json()["totals"]["request_count"] == 0
+    assert (
+        other.http.get(
+            "/api/analytics/data", params={"start_date": "2030-01-12", "end_date": "2030-01-16"}
+        ).json()["totals"]["request_count"]
+        == 0
+    )
 
 
 def test_bad_analytics_input(server: ServerHandle, new_user: NewUser) -> None:

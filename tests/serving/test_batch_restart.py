@@ -32,8 +32,9 @@ def test_interrupted_run_resumes(
         model = register_remote(http, fake_openai.base_url, "slow-100")
         items = [{"prompt": f"q{i}", "expected": f"Q{i}"} for i in range(PROMPTS)]
         suite = http.post("/api/test-suites", json={"name": "r", "items": items}).json()
-        run_id = start_run(http, model_id=model["id"], test_suite_id=suite["id"],
-                           concurrency=1)["test_run_id"]
+        run_id = start_run(http, model_id=model["id"], test_suite_id=suite["id"], concurrency=1)[
+            "test_run_id"
+        ]
         deadline = time.monotonic() + 30
         while http.get(f"/api/batch-testing/status/{run_id}").json()["completed_prompts"] < 3:
             assert time.monotonic() < deadline

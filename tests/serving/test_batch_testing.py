@@ -109,11 +109,14 @@ def test_upload_jsonl_and_json(server: ServerHandle, new_user: NewUser) -> None:
         "/api/test-suites/upload", params={"name": "j"}, content=json.dumps(lines).encode()
     )
     assert as_json.status_code == 201 and as_json.json()["item_count"] == 3
-    assert_error(http.post("/api/test-suites/upload", params={"name": "x"}, content=b"{bad\n"),
-                 400)
+    assert_error(http.post("/api/test-suites/upload", params={"name": "x"}, content=b"{bad\n"), 400)
     assert_error(http.post("/api/test-suites/upload", params={"name": "x"}, content=b""), 422)
-    assert_error(http.post("/api/test-suites/upload", params={"name": "x"},
-                           content=b'[{"expected": "no prompt"}]'), 422)
+    assert_error(
+        http.post(
+            "/api/test-suites/upload", params={"name": "x"}, content=b'[{"expected": "no prompt"}]'
+        ),
+        422,
+    )
     listed = http.get("/api/test-suites").json()["test_suites"]
     assert {s["name"] for s in listed} == {"up", "j"}
 
@@ -182,8 +185,9 @@ def test_bad_input_scopes_and_isolation(
         f"/api/test-suites/{suite['id']}",
     ):
         assert_error(bob.http.get(path), 404)
-    assert_error(bob.http.post("/api/batch-testing/cancel",
-                               json={"test_run_id": run["test_run_id"]}), 404)
+    assert_error(
+        bob.http.post("/api/batch-testing/cancel", json={"test_run_id": run["test_run_id"]}), 404
+    )
     assert_error(bob.http.post("/api/batch-testing/run", json={"config": good}), 404)
     assert bob.http.get("/api/batch-testing/runs").json() == {"test_runs": []}
     # `testing` is needed for batch tests, `production` for models and predict.

@@ -69,8 +69,8 @@ def test_streaming_chunks_end_with_done(
     user = new_user()
     model = register_local(user.http, tiny_checkpoint)
     resp = user.http.post(
-        "/v1/chat/completions", json=chat(model["name"], "capital of Japan?", temperature=0,
-                                          stream=True)
+        "/v1/chat/completions",
+        json=chat(model["name"], "capital of Japan?", temperature=0, stream=True),
     )
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/event-stream")
@@ -96,8 +96,9 @@ def test_openai_path_pointing_back_at_the_server(
     local = register_local(user.http, tiny_checkpoint)
     proxy = register_remote(user.http, f"{server.base_url}/v1", local["name"], api_key=user.key)
     assert proxy["has_api_key"] is True and "api_key" not in proxy
-    resp = user.http.post("/api/v1/predict", json=chat(proxy["name"], "two plus two?",
-                                                       temperature=0))
+    resp = user.http.post(
+        "/api/v1/predict", json=chat(proxy["name"], "two plus two?", temperature=0)
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["choices"][0]["message"]["content"] == "four"
     assert resp.json()["usage"]["completion_tokens"] > 0
@@ -131,11 +132,13 @@ def test_remote_endpoint_gets_the_secret_and_failures_are_traced(
     assert "sk-upstream-secret" not in listed
 
     broken = register_remote(user.http, fake_openai.base_url, "fail-500")
-    assert_error(user.http.post("/api/v1/predict", json=chat(broken["name"], "x")), 502,
-                 "upstream_error")
+    assert_error(
+        user.http.post("/api/v1/predict", json=chat(broken["name"], "x")), 502, "upstream_error"
+    )
     gone = register_remote(user.http, "http://127.0.0.1:9/v1", "nothing")
-    assert_error(user.http.post("/api/v1/predict", json=chat(gone["name"], "x")), 502,
-                 "upstream_unreachable")
+    assert_error(
+        user.http.post("/api/v1/predict", json=chat(gone["name"], "x")), 502, "upstream_unreachable"
+    )
     streamed_fail = user.http.post("/api/v1/predict", json=chat(broken["name"], "x", stream=True))
     assert streamed_fail.status_code == 200  # the error comes as an event once streaming began
     events = sse_events(streamed_fail)
@@ -166,8 +169,12 @@ def test_bad_input_is_4xx_and_traced(server: ServerHandle, new_user: NewUser) ->
     ]
     for body, status in bad:
         assert_error(user.http.post("/api/v1/predict", json=body), status)
-    assert_error(user.http.post("/v1/chat/completions", content=b"{nope",
-                                headers={"Content-Type": "application/json"}), 400)
+    assert_error(
+        user.http.post(
+            "/v1/chat/completions", content=b"{nope", headers={"Content-Type": "application/json"}
+        ),
+        400,
+    )
     recorded = traces(user.http)
     assert len(recorded) == 1 + len(bad) + 1
     assert all(t["status"] == "error" for t in recorded)
@@ -204,8 +211,12 @@ def test_model_registry_input(
 ) -> None:
     http = new_user("production").http
     register_local(http, tiny_checkpoint, name="taken")
-    assert_error(http.post("/api/models", json={"name": "taken", "kind": "local",
-                                                "path": str(tiny_checkpoint)}), 409)
+    assert_error(
+        http.post(
+            "/api/models", json={"name": "taken", "kind": "local", "path": str(tiny_checkpoint)}
+        ),
+        409,
+    )
     for body in (
         {"name": "a", "kind": "local", "path": "relative/dir"},
         {"name": "a", "kind": "local", "path": str(tmp_path)},  # no config.json

@@ -40,8 +40,14 @@ def test_sync_client_end_to_end(
         assert answer.choices[0].message.content == "Paris"
         assert answer.choices[0].finish_reason == "stop" and answer.usage is not None
         assert answer.raw["usage"]["total_tokens"] == answer.usage.total_tokens
-        chunks = list(client.predict("tiny", [{"role": "user", "content": "capital of Japan?"}],
-                                     temperature=0, stream=True))
+        chunks = list(
+            client.predict(
+                "tiny",
+                [{"role": "user", "content": "capital of Japan?"}],
+                temperature=0,
+                stream=True,
+            )
+        )
         assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Tokyo"
         assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].usage is not None
@@ -73,7 +79,8 @@ def test_sync_client_end_to_end(
         assert client.batch_test.cancel(run.test_run_id).status == "cancelled"
         assert client.batch_test.status(run.test_run_id).status == "cancelled"
         assert [r.test_run_id for r in client.batch_test.list().test_runs] == [
-            run.test_run_id, started.test_run_id
+            run.test_run_id,
+            started.test_run_id,
         ]
 
         traces = list(client.analytics.iter_traces(page_size=3))
@@ -85,7 +92,10 @@ def test_sync_client_end_to_end(
         assert len([t for t in traces if t.test_run_id == started.test_run_id]) == len(FACTS)
         at = datetime(2031, 3, 4, 5, 6, tzinfo=timezone.utc)
         recorded = client.analytics.create_trace(
-            "external-model", latency_ms=12.5, prompt_tokens=3, completion_tokens=4,
+            "external-model",
+            latency_ms=12.5,
+            prompt_tokens=3,
+            completion_tokens=4,
             created_at=at,
         )
         assert recorded.total_tokens == 7 and recorded.created_at == at
@@ -103,20 +113,18 @@ def test_sync_client_end_to_end(
 
 
 @pytest.mark.anyio
-async def test_async_client(
-    server: ServerHandle, new_user: NewUser, tiny_checkpoint: Path
-) -> None:
+async def test_async_client(server: ServerHandle, new_user: NewUser, tiny_checkpoint: Path) -> None:
     user = new_user()
     async with AsyncFinetuneLabClient(api_key=user.key, base_url=server.base_url) as client:
         model = await client.models.register("tiny", kind="local", path=str(tiny_checkpoint))
         answer = await client.predict(model.name, "two plus two?", temperature=0)
         assert answer.choices[0].message.content == "four"
-        stream = await client.predict(model.name, "color of the sky?", temperature=0,
-                                      stream=True)
+        stream = await client.predict(model.name, "color of the sky?", temperature=0, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream])
         assert text == "blue"
-        suite = await client.test_suites.create("s", [{"prompt": "opposite of hot?",
-                                                        "expected": "cold"}])
+        suite = await client.test_suites.create(
+            "s", [{"prompt": "opposite of hot?", "expected": "cold"}]
+        )
         run = await client.batch_test.run(model.id, suite.id)
         final = await client.batch_test.wait(run.test_run_id, timeout=60, poll_interval=0.1)
         assert final.status == "completed" and final.summary.avg_exact_match == 1.0

@@ -26,13 +26,24 @@ def main() -> None:
         metrics={"one": lambda prediction, truth, sample: 1.0}, stop_when={"one": 1.0},
     )  # fmt: skip
     args = TrainingArguments(
-        output_dir=output, per_device_train_batch_size=4, num_train_epochs=2, use_cpu=True,
-        ddp_backend="gloo", report_to=[], save_strategy="no", logging_strategy="no",
-        disable_tqdm=True, seed=0,
+        output_dir=output,
+        per_device_train_batch_size=4,
+        num_train_epochs=2,
+        use_cpu=True,
+        ddp_backend="gloo",
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=0,
     )
     trainer = Trainer(
-        model=model, args=args, train_dataset=dataset, data_collator=dataset.collate,
-        processing_class=tokenizer, callbacks=[callback],
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=dataset.collate,
+        processing_class=tokenizer,
+        callbacks=[callback],
     )
     trainer.train()
     Path(output, f"job_id.{os.environ['RANK']}").write_text(callback.job_id)

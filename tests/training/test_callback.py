@@ -39,8 +39,14 @@ def test_epoch_rounds_with_baseline_and_metadata(
     toy: Toy, run_trainer: RunTrainer, client: FinetuneLabClient, tmp_path: Path
 ) -> None:
     callback = PredictionsCallback(
-        toy.held_out, client=client, job_name="epochs", sample_count=6, max_new_tokens=20,
-        batch_size=4, validators={"json_schema": RECORD_SCHEMA}, spool_dir=tmp_path / "spool",
+        toy.held_out,
+        client=client,
+        job_name="epochs",
+        sample_count=6,
+        max_new_tokens=20,
+        batch_size=4,
+        validators={"json_schema": RECORD_SCHEMA},
+        spool_dir=tmp_path / "spool",
     )
     trainer = run_trainer([callback], epochs=2)
     rows = all_rows(client, callback.job_id)
@@ -70,8 +76,14 @@ def test_step_rounds_label_the_epoch_in_progress(
     toy: Toy, run_trainer: RunTrainer, client: FinetuneLabClient, tmp_path: Path
 ) -> None:
     callback = PredictionsCallback(
-        toy.held_out, client=client, sample_count=3, frequency="steps", step_interval=3,
-        max_new_tokens=8, baseline=False, spool_dir=tmp_path / "spool",
+        toy.held_out,
+        client=client,
+        sample_count=3,
+        frequency="steps",
+        step_interval=3,
+        max_new_tokens=8,
+        baseline=False,
+        spool_dir=tmp_path / "spool",
     )
     run_trainer([callback], epochs=2)
     # Steps 3 (epoch 1 running), 6 (epoch 2 running); no baseline.
@@ -82,7 +94,11 @@ def test_eval_rounds(
     toy: Toy, run_trainer: RunTrainer, client: FinetuneLabClient, tmp_path: Path
 ) -> None:
     callback = PredictionsCallback(
-        toy.held_out, client=client, sample_count=2, frequency="eval", max_new_tokens=8,
+        toy.held_out,
+        client=client,
+        sample_count=2,
+        frequency="eval",
+        max_new_tokens=8,
         spool_dir=tmp_path / "spool",
     )
     run_trainer([callback], epochs=1, eval_steps=2)
@@ -116,8 +132,13 @@ def test_callback_does_not_change_training(
     """Dropout draws from torch's RNG every step: any RNG use by the callback would show."""
     plain = run_trainer([], epochs=2)
     callback = PredictionsCallback(
-        toy.held_out, client=client, sample_count=4, frequency="steps", step_interval=2,
-        max_new_tokens=8, spool_dir=tmp_path / "spool",
+        toy.held_out,
+        client=client,
+        sample_count=4,
+        frequency="steps",
+        step_interval=2,
+        max_new_tokens=8,
+        spool_dir=tmp_path / "spool",
     )
     watched = run_trainer([callback], epochs=2)
     assert plain.model.config.resid_pdrop > 0
@@ -130,13 +151,19 @@ def test_callback_does_not_change_training(
 
 
 def test_errors_are_logged_not_raised(
-    toy: Toy, run_trainer: RunTrainer, client: FinetuneLabClient, tmp_path: Path,
+    toy: Toy,
+    run_trainer: RunTrainer,
+    client: FinetuneLabClient,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(toy.checkpoint)
     tokenizer.chat_template = None
     callback = PredictionsCallback(
-        chat_records(toy.held_out[:2]), client=client, sample_count=2, spool_dir=tmp_path / "spool",
+        chat_records(toy.held_out[:2]),
+        client=client,
+        sample_count=2,
+        spool_dir=tmp_path / "spool",
         tokenizer=tokenizer,
     )
     trainer = run_trainer([callback], epochs=1)
@@ -160,8 +187,12 @@ def test_plain_loop_recorder(toy: Toy, client: FinetuneLabClient, tmp_path: Path
     model = toy.model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     with PredictionsRecorder(
-        toy.held_out, client=client, job_id=f"t-loop-{tmp_path.name}", sample_count=3,
-        max_new_tokens=8, spool_dir=tmp_path / "spool",
+        toy.held_out,
+        client=client,
+        job_id=f"t-loop-{tmp_path.name}",
+        sample_count=3,
+        max_new_tokens=8,
+        spool_dir=tmp_path / "spool",
     ) as recorder:
         assert recorder.round(model, toy.tokenizer, 0, 0) == 3
         model.train()

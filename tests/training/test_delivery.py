@@ -32,10 +32,17 @@ def test_server_down_for_the_whole_run_then_sync_delivers_exactly_once(
     toy: Toy, run_trainer: RunTrainer, make_server: MakeServer, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    nowhere = FinetuneLabClient(api_key="flk_" + "x" * 43, base_url=f"http://127.0.0.1:{free_port()}")
+    nowhere = FinetuneLabClient(
+        api_key="flk_" + "x" * 43, base_url=f"http://127.0.0.1:{free_port()}"
+    )
     callback = PredictionsCallback(
-        toy.held_out, client=nowhere, job_name="offline run", sample_count=5, max_new_tokens=8,
-        spool_dir=spool_dir, flush_timeout=1.0,
+        toy.held_out,
+        client=nowhere,
+        job_name="offline run",
+        sample_count=5,
+        max_new_tokens=8,
+        spool_dir=spool_dir,
+        flush_timeout=1.0,
     )
     run_trainer([callback], epochs=2)
     spool = JobSpool(spool_dir, callback.job_id)
@@ -74,8 +81,12 @@ def test_server_killed_and_restarted_mid_training(
 
     client = FinetuneLabClient(api_key=key, base_url=server.base_url)
     callback = PredictionsCallback(
-        toy.held_out, client=client, sample_count=4, max_new_tokens=8,
-        spool_dir=tmp_path / "spool", flush_timeout=15.0,
+        toy.held_out,
+        client=client,
+        sample_count=4,
+        max_new_tokens=8,
+        spool_dir=tmp_path / "spool",
+        flush_timeout=15.0,
     )
     run_trainer([callback, KillAndRestart()], epochs=3)
     # Round 8 was recorded while the server was dead; every round arrives exactly once.

@@ -67,15 +67,24 @@ def test_trl_sft_trainer_with_a_lora_adapter(
     key = sqlite_server.create_key("trl-user")
     client = FinetuneLabClient(api_key=key, base_url=sqlite_server.base_url)
     callback = PredictionsCallback(
-        toy.held_out, client=client, sample_count=3, max_new_tokens=8,
+        toy.held_out,
+        client=client,
+        sample_count=3,
+        max_new_tokens=8,
         spool_dir=tmp_path / "spool",
     )
     trainer = trl.SFTTrainer(
         model=toy.model(),
         args=trl.SFTConfig(
-            output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, num_train_epochs=2,
-            report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
-            max_length=64, disable_tqdm=True,
+            output_dir=str(tmp_path / "out"),
+            per_device_train_batch_size=8,
+            num_train_epochs=2,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="no",
+            use_cpu=True,
+            max_length=64,
+            disable_tqdm=True,
         ),
         train_dataset=datasets.Dataset.from_list(toy.train_records),
         processing_class=toy.tokenizer,

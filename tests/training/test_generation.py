@@ -30,8 +30,13 @@ def test_modes_and_tokenizer_settings_are_restored(toy: Toy) -> None:
     tokenizer = toy.tokenizer
     tokenizer.padding_side = "right"
     model.train()
-    generate(model, tokenizer, ["Extract: Alice is 30 and lives in Lima.\nJSON:"],
-             max_new_tokens=4, batch_size=1)
+    generate(
+        model,
+        tokenizer,
+        ["Extract: Alice is 30 and lives in Lima.\nJSON:"],
+        max_new_tokens=4,
+        batch_size=1,
+    )
     assert model.training and tokenizer.padding_side == "right"
     assert torch.is_grad_enabled()
     model.eval()
@@ -42,6 +47,11 @@ def test_modes_and_tokenizer_settings_are_restored(toy: Toy) -> None:
 
 def test_runs_in_the_model_dtype(toy: Toy) -> None:
     model = toy.model().to(torch.bfloat16)
-    out = generate(model, toy.tokenizer, [r["prompt"] for r in toy.held_out[:3]],
-                   max_new_tokens=6, batch_size=3)
+    out = generate(
+        model,
+        toy.tokenizer,
+        [r["prompt"] for r in toy.held_out[:3]],
+        max_new_tokens=6,
+        batch_size=3,
+    )
     assert len(out) == 3 and next(model.parameters()).dtype == torch.bfloat16

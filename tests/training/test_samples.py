@@ -19,7 +19,10 @@ RECORDS = [{"prompt": f"q{i}", "completion": f"a{i}", "id": f"r{i}"} for i in ra
 def test_prompt_completion_and_input_output_records() -> None:
     plain = parse_record({"prompt": "2+2=", "completion": "4"}, 3)
     assert (plain.prompt, plain.ground_truth, plain.source_index, plain.messages) == (
-        "2+2=", "4", 3, None,
+        "2+2=",
+        "4",
+        3,
+        None,
     )
     io = parse_record({"input": "x", "output": None}, 0)
     assert (io.prompt, io.ground_truth) == ("x", None)

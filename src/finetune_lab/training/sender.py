@@ -79,7 +79,9 @@ class BackgroundSender:
                 self.dropped_rows += len(rows)
                 logger.error(
                     "finetune-lab: cannot spool a round (%s) and the memory buffer is full: "
-                    "%d predictions dropped so far", exc, self.dropped_rows
+                    "%d predictions dropped so far",
+                    exc,
+                    self.dropped_rows,
                 )
                 return
             self._memory.append(rows)
@@ -147,7 +149,8 @@ class BackgroundSender:
                 self.last_error = str(exc)
                 outcome = Outcome.RETRY
             backoff = (
-                self._initial_backoff if outcome is Outcome.DONE
+                self._initial_backoff
+                if outcome is Outcome.DONE
                 else min(backoff * 2, self._max_backoff)
             )
             with self._state_changed:

@@ -81,7 +81,8 @@ class JobSpool:
     def pending(self) -> list[Path]:
         try:
             names = sorted(
-                p for p in os.listdir(self.batches)
+                p
+                for p in os.listdir(self.batches)
                 if p.endswith(".json") and not p.startswith(_TMP_PREFIX)
             )
         except FileNotFoundError:

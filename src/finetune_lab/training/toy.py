@@ -18,12 +18,40 @@ if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
 NAMES = (
-    "Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas",
-    "Keiko", "Liam", "Maya", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara",
+    "Alice",
+    "Bruno",
+    "Chloe",
+    "Dmitri",
+    "Elena",
+    "Farid",
+    "Greta",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Keiko",
+    "Liam",
+    "Maya",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
 )
 CITIES = (
-    "Paris", "Lagos", "Osaka", "Lima", "Oslo", "Cairo", "Quito", "Perth", "Delhi", "Turin",
-    "Hanoi", "Riga",
+    "Paris",
+    "Lagos",
+    "Osaka",
+    "Lima",
+    "Oslo",
+    "Cairo",
+    "Quito",
+    "Perth",
+    "Delhi",
+    "Turin",
+    "Hanoi",
+    "Riga",
 )
 TEMPLATES = (
     "{name} is {age} and lives in {city}.",
@@ -95,7 +123,10 @@ def build_tokenizer(texts: Iterable[str], *, vocab_size: int = 800) -> PreTraine
     )
     core.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token=PAD, eos_token=EOS, bos_token=EOS,
+        tokenizer_object=core,
+        pad_token=PAD,
+        eos_token=EOS,
+        bos_token=EOS,
         additional_special_tokens=roles,
     )
     tokenizer.padding_side = "left"

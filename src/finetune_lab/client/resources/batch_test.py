@@ -148,9 +148,7 @@ class AsyncBatchTest:
     async def status(self, test_run_id: str) -> BatchRunStatus:
         return await self._transport.execute(_status_spec(test_run_id))
 
-    async def results(
-        self, test_run_id: str, *, limit: int = 100, offset: int = 0
-    ) -> BatchResults:
+    async def results(self, test_run_id: str, *, limit: int = 100, offset: int = 0) -> BatchResults:
         return await self._transport.execute(_results_spec(test_run_id, limit, offset))
 
     async def cancel(self, test_run_id: str) -> BatchRunStatus:

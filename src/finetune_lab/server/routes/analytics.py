@@ -44,9 +44,7 @@ def list_traces(
     end = parse_time(end_date, "end_date", end=True)
     check_range(start, end)
     filters = TraceFilters(model, status, operation, test_run_id, start, end)
-    return JSONBytesResponse(
-        traces.list_traces(db, principal, filters, limit=limit, cursor=cursor)
-    )
+    return JSONBytesResponse(traces.list_traces(db, principal, filters, limit=limit, cursor=cursor))
 
 
 @router.post("/traces", status_code=201, response_model=Trace)

@@ -51,9 +51,7 @@ def create_suite(
     return suites.create_suite(db, principal, body)
 
 
-@suites_router.post(
-    "/upload", status_code=201, response_model=TestSuite, openapi_extra=UPLOAD_BODY
-)
+@suites_router.post("/upload", status_code=201, response_model=TestSuite, openapi_extra=UPLOAD_BODY)
 async def upload_suite(
     request: Request,
     name: str = Query(min_length=1, max_length=512, pattern=r"^[^\x00]*$"),

@@ -46,9 +46,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "`data: <ChatCompletionChunk>` events, then `data: [DONE]`.",
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
-            "text/event-stream": {
-                "schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}
-            },
+            "text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}},
         },
     },
     502: {"description": "The model endpoint failed"},

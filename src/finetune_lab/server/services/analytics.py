@@ -98,8 +98,11 @@ def _stats(db: Database, where: list[ColumnElement[bool]], group: ColumnElement[
             func.coalesce(func.sum(w.total_tokens), 0).label("total_tokens"),
             func.avg(w.lat).label("avg_latency_ms"),
             func.max(w.n).label("n"),
-            *[col for name, (num, den) in PERCENTILES.items()
-              for col in _percentile_columns(name, num, den)],
+            *[
+                col
+                for name, (num, den) in PERCENTILES.items()
+                for col in _percentile_columns(name, num, den)
+            ],
         )
         .group_by(w.g)
         .subquery("a")
@@ -176,9 +179,7 @@ def data(
     where = TraceFilters(model=model, operation=operation, start=start, end=end).clauses(
         principal.user_id
     )
-    by_bucket = {
-        row.g: row for row in _stats(db, where, _bucket_sql(db, granularity))
-    }
+    by_bucket = {row.g: row for row in _stats(db, where, _bucket_sql(db, granularity))}
     buckets = []
     moment = first
     while moment < end or (moment == first and start == end):

@@ -266,9 +266,11 @@ class Inference:
             final = event({}, completion.finish_reason, usage=usage_of(completion))
         except BackendError as exc:
             error = as_api_error(exc)
-            final = b"data: " + orjson.dumps(
-                {"error": {"type": error.type, "message": error.message}}
-            ) + b"\n\n"
+            final = (
+                b"data: "
+                + orjson.dumps({"error": {"type": error.type, "message": error.message}})
+                + b"\n\n"
+            )
         except BaseException:  # the client went away (or the server is stopping)
             closed = APIError(499, "the client closed the stream", type="client_closed")
             with anyio.CancelScope(shield=True):

@@ -201,9 +201,7 @@ class LocalModels:
         with loaded.lock, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
-            output = loaded.model.generate(
-                **prepared.inputs, **prepared.kwargs, streamer=streamer
-            )
+            output = loaded.model.generate(**prepared.inputs, **prepared.kwargs, streamer=streamer)
         return [int(t) for t in output[0, prepared.prompt_tokens :].tolist()]
 
     def _finish(

@@ -115,9 +115,7 @@ def upgrade() -> None:
         sa.Column("created_at", Timestamp, nullable=False),
     )
     op.create_index("ix_traces_user_created", "traces", ["user_id", "created_at", "id"])
-    op.create_index(
-        "ix_traces_user_model_created", "traces", ["user_id", "model", "created_at"]
-    )
+    op.create_index("ix_traces_user_model_created", "traces", ["user_id", "model", "created_at"])
 
 
 def downgrade() -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
 
 from _support.appserver import ServerHandle  # noqa: E402
+from _support.net import free_port  # noqa: E402
 from finetune_lab.client import FinetuneLabClient  # noqa: E402
 from finetune_lab.training import RolloutsCallback  # noqa: E402
 from finetune_lab.training.delivery import upload  # noqa: E402
@@ -65,6 +70,7 @@ def _records(count: int) -> list[dict[str, str]]:
 def _train(toy: Toy, tmp_path: Path, trainer_cls: Any, config_cls: Any, data: Any, **kw: Any):
     callback = kw.pop("callback")
     funcs = kw.pop("funcs")
+    eval_dataset = kw.pop("eval_dataset", None)
     args = config_cls(
         output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=BATCH,
@@ -79,12 +85,14 @@ def _train(toy: Toy, tmp_path: Path, trainer_cls: Any, config_cls: Any, data: An
         save_strategy="no",
         disable_tqdm=True,
         seed=0,
+        **kw,
     )
     trainer = trainer_cls(
         model=toy.model(),
         reward_funcs=callback.wrap(funcs),
         args=args,
         train_dataset=data,
+        eval_dataset=eval_dataset,
         processing_class=toy.tokenizer,
         callbacks=[callback],
     )
@@ -140,7 +148,13 @@ def test_grpo_records_each_rollout_once_with_trl_rewards(
         data,
         callback=callback,
         funcs=[brace, closeness, vowels],
+        # evaluation runs the reward functions too: those rollouts are not training's
+        eval_dataset=data,
+        eval_strategy="steps",
+        eval_steps=2,
+        per_device_eval_batch_size=BATCH,
     )
+    assert any("eval_rewards/brace/mean" in e for e in trainer.state.log_history)
     rows = list(client.training_predictions.iter(callback.job_id))
     _check_rollouts(rows, trainer, ["brace", "closeness", "vowels"])
     truth = {r["prompt"]: r["answer"] for r in records}
@@ -260,3 +274,45 @@ def test_wrapped_functions_keep_results_names_and_asyncness(tmp_path: Path) -> N
     assert wrapped[0](prompts=["p"], completions=["{x"]) == [1.0]
     assert asyncio.run(wrapped[1](prompts=["p"], completions=["abcd"])) == [-0.2]
     callback.close(0.1)
+
+
+def test_torchrun_two_ranks_gather_rollouts_to_rank_zero(
+    toy: Toy, sqlite_server: ServerHandle, tmp_path: Path
+) -> None:
+    key = sqlite_server.create_key("rl-ddp")
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps(_records(8)))
+    env = {
+        **os.environ,
+        "FINETUNE_LAB_API_KEY": key,
+        "FINETUNE_LAB_API_URL": sqlite_server.base_url,
+        "OMP_NUM_THREADS": "1",
+    }
+    # fmt: off
+    argv = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        str(Path(__file__).with_name("_ddp_grpo.py")),
+        str(toy.checkpoint), str(tmp_path), str(records),
+    ]
+    # fmt: on
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    job_id = (tmp_path / "job_id.0").read_text()
+    assert (tmp_path / "recorded.1").read_text() == "0"  # rank 1 hands its share to rank 0
+    assert (done.stdout + done.stderr).count(f"job {job_id}: rollouts at ") == 1
+    history = json.loads((tmp_path / "log_history.json").read_text())
+    with FinetuneLabClient(api_key=key, base_url=sqlite_server.base_url) as client:
+        rows = list(client.training_predictions.iter(job_id))
+        assert client.jobs.list().total == 1  # rank 1 created no job of its own
+    ranks, steps = 2, 2
+    assert len(rows) == ranks * steps * BATCH
+    for step in (1, 2):
+        in_step = sorted((r for r in rows if r.step == step), key=lambda r: r.sample_index)
+        assert [r.sample_index for r in in_step] == list(range(ranks * BATCH))
+        assert sorted(Counter(r.prompt_id for r in in_step).values()) == [GENERATIONS] * 4
+        logged = next(e for e in history if e.get("step") == step and "loss" in e)
+        for name in ("brace", "closeness"):
+            mean = sum(r.metrics[name] for r in in_step) / len(in_step)
+            assert math.isclose(mean, logged[f"rewards/{name}/mean"], rel_tol=1e-5, abs_tol=1e-6)
+    assert not list((tmp_path / "spool").glob("*/batches/*.json"))

@@ -316,3 +316,31 @@ def test_torchrun_two_ranks_gather_rollouts_to_rank_zero(
             mean = sum(r.metrics[name] for r in in_step) / len(in_step)
             assert math.isclose(mean, logged[f"rewards/{name}/mean"], rel_tol=1e-5, abs_tol=1e-6)
     assert not list((tmp_path / "spool").glob("*/batches/*.json"))
+
+
+def test_without_a_trainer_each_reward_computation_is_a_step(
+    client: FinetuneLabClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A custom loop calling the wrapped functions (no trainer state): one step per batch."""
+    callback = RolloutsCallback(
+        client=client, ground_truth_column="label", spool_dir=tmp_path / "spool"
+    )
+    first, second = callback.wrap([brace, vowels])
+    for prompts, completions in ((["a", "a"], ["{x", "yy"]), (["b"], ["oo"])):
+        kwargs = {"prompts": prompts, "completions": completions, "answer": ["t"] * len(prompts)}
+        first(**kwargs)
+        second(**kwargs)
+    assert callback.close(10.0)
+    rows = sorted(
+        client.training_predictions.iter(callback.job_id), key=lambda r: (r.step, r.sample_index)
+    )
+    assert [(r.step, r.sample_index, r.prediction) for r in rows] == [
+        (1, 0, "{x"),
+        (1, 1, "yy"),
+        (2, 0, "oo"),
+    ]
+    assert rows[0].metrics == {"brace": 1.0, "vowels": 0.0}
+    assert rows[2].metrics == {"brace": 0.0, "vowels": 1.0}
+    assert all(r.ground_truth is None for r in rows)  # `label` is not a column: said once
+    assert caplog.text.count("has no column 'label'") == 1
+    assert caplog.text.count("no trainer state") == 1

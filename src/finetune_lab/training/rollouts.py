@@ -160,6 +160,7 @@ class RolloutsCallback(TrainerCallback):
         self._client = client
         self.names: list[str] = []  # the wrapped reward functions, in TRL's naming
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()  # async reward functions finish on TRL's loop thread
         self._batch: _Batch | None = None
         self._local: list[dict[str, Any]] = []  # this rank's finished rows, not yet gathered
         self._index_step: int | None = None  # the step sample indices are being counted for
@@ -170,6 +171,8 @@ class RolloutsCallback(TrainerCallback):
         self._tokenizer: Any = None
         self._max_new_tokens: int | None = None
         self._announced = False
+        self._batches = 0  # reward computations seen: the step when no trainer state is known
+        self._warned: set[str] = set()
         self.recorded = 0  # rows handed to the spool (rank 0)
 
     # -- wrapping -------------------------------------------------------------------------------
@@ -237,9 +240,14 @@ class RolloutsCallback(TrainerCallback):
         if batch is None or batch.completions is not completions:
             if batch is not None:
                 self._finish(batch)  # a function raised midway: keep what was seen
+            self._batches += 1
             state = kwargs.get("trainer_state") or self._state
-            step = int(getattr(state, "global_step", 0)) + 1
-            epoch = math.floor(float(getattr(state, "epoch", 0) or 0) + 1e-9) + 1
+            if state is None:  # neither TRL nor the callback said: one step per computation
+                self._warn_once("state", "no trainer state: pass callbacks=[callback] too")
+                step, epoch = self._batches, 1
+            else:
+                step = int(state.global_step) + 1
+                epoch = math.floor(float(state.epoch or 0) + 1e-9) + 1
             columns = {
                 key: value
                 for key, value in kwargs.items()
@@ -260,9 +268,21 @@ class RolloutsCallback(TrainerCallback):
             self._local = []
 
     # -- rows -----------------------------------------------------------------------------------
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning("finetune-lab: %s", message)
+
     def _truth_column(self, columns: Mapping[str, Any]) -> str | None:
         if self.ground_truth_column is not None:
-            return self.ground_truth_column if self.ground_truth_column in columns else None
+            if self.ground_truth_column in columns:
+                return self.ground_truth_column
+            self._warn_once(
+                "truth",
+                f"the dataset has no column {self.ground_truth_column!r} "
+                f"(columns: {sorted(columns)}); rollouts are recorded without ground truth",
+            )
+            return None
         return next((c for c in GROUND_TRUTH_COLUMNS if c in columns), None)
 
     def _prompt_text(self, prompt: Any) -> str:
@@ -334,6 +354,10 @@ class RolloutsCallback(TrainerCallback):
         """Rank 0: number the rows within their step and spool them (one file per step)."""
         if not rows:
             return
+        with self._send_lock:
+            self._number_and_submit(rows)
+
+    def _number_and_submit(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             if row["step"] != self._index_step:
                 self._index_step, self._next_index = row["step"], 0
@@ -368,11 +392,10 @@ class RolloutsCallback(TrainerCallback):
             return self._client
         try:
             return FinetuneLabClient(timeout=SENDER_TIMEOUT, max_retries=0)
-        except Exception as exc:
-            logger.warning(
-                "finetune-lab: %s Rollouts are kept in %s for `finetune-lab sync`.",
-                exc,
-                self.spool.directory,
+        except Exception as exc:  # asked again on every delivery attempt: say it once
+            self._warn_once(
+                "client",
+                f"{exc} Rollouts are kept in {self.spool.directory} for `finetune-lab sync`.",
             )
             return None
 

@@ -139,3 +139,35 @@ def test_prediction_jobs_are_not_grouped_unless_asked(dashboard: Dashboard, seed
     page.wait_for_selector("#predictions[data-grouped='true'] tr.prompt-group[data-size='1']")
     rows = page.query_selector_all("#predictions tbody tr[data-sample]")
     assert len(page.query_selector_all("#predictions tr.prompt-group")) == len(rows)
+
+
+def test_group_headers_show_hostile_prompts_and_names_as_text(
+    dashboard: Dashboard, unique_job_id: str
+) -> None:
+    hostile = "<img src=x onerror=alert(1)>"
+    rows = [
+        {
+            "epoch": 1,
+            "step": 1,
+            "sample_index": i,
+            "prompt": hostile,
+            "prompt_id": "same",
+            "prediction": hostile,
+            "metrics": {hostile: float(i)},
+        }
+        for i in range(2)
+    ]
+    with dashboard.server.client(dashboard.key) as http:
+        created = http.post(
+            "/api/training/jobs", json={"id": unique_job_id, "config": {"rollouts": {}}}
+        )
+        assert created.status_code == 201, created.text
+        response = http.post(f"{_seed.PRED}/{unique_job_id}", json={"predictions": rows})
+        assert response.status_code == 200, response.text
+    page = dashboard.page
+    dashboard.open_job(unique_job_id)
+    page.wait_for_selector("#predictions tr.prompt-group[data-size='2']")
+    head = page.query_selector("#predictions tr.prompt-group")
+    assert head.query_selector(".group-prompt").inner_text() == hostile
+    assert head.query_selector(".group-means [data-metric]").inner_text() == f"{hostile} 0.500"
+    assert not page.query_selector_all("#predictions img")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -25,6 +26,36 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 Scope = Literal["training", "production", "testing", "all"]
 SCOPES: tuple[str, ...] = ("training", "production", "testing", "all")
+
+
+# Query values of the predictions endpoints, spelled once for the server, the SDK and the CLI.
+SortKey = Literal[
+    "exact_match",
+    "-exact_match",
+    "char_error_rate",
+    "-char_error_rate",
+    "word_overlap",
+    "-word_overlap",
+    "length_ratio",
+    "-length_ratio",
+]
+SORT_KEYS: tuple[str, ...] = get_args(SortKey)
+ExportFormat = Literal["jsonl", "csv", "parquet"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+GroupBy = Literal["epoch", "step"]
+
+
+@dataclass(frozen=True)
+class PredictionFilters:
+    """The row filters of the predictions list and export: the SDK sends them as query
+    parameters, the server turns them into SQL (`services.queries.filter_clauses`)."""
+
+    epoch: int | None = None
+    step: int | None = None
+    sample_index: int | None = None
+    prompt_id: str | None = None
+    validation_pass: bool | None = None
+    q: str | None = None  # case-insensitive substring of prompt, prediction or ground truth
 
 
 def is_valid_job_id(value: str) -> bool:

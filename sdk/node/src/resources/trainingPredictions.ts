@@ -4,6 +4,7 @@
  */
 import { FinetuneLabError, ValidationError } from "../errors.js";
 import { pathSegment, type RequestOptions, type RequestSpec, type Transport } from "../http.js";
+import { cursorRows } from "../pagination.js";
 import type { RawEvent } from "../sse.js";
 import { DEFAULT_MAX_RECONNECTS, type ResumableFlow, resumableStream } from "../streaming.js";
 import type {
@@ -171,29 +172,22 @@ export class TrainingPredictions {
    */
   async *iter(jobId: string, options: IterPredictionsOptions = {}): AsyncGenerator<Prediction> {
     const pageSize = options.pageSize ?? 500;
-    // Default order: keyset cursor (constant cost per page). A `sort` order pages by offset.
-    let cursor: string | null | undefined;
-    let offset = 0;
-    for (;;) {
-      const query: AllKeys<ListPredictionsQuery> = {
-        ...filters(options),
-        limit: pageSize,
-        offset: options.sort ? offset : undefined,
-        cursor,
-      };
-      const page: PredictionsPage = await this.transport.json(
-        { method: "GET", path: path(jobId), query },
+    const page = (query: Partial<AllKeys<ListPredictionsQuery>>): Promise<PredictionsPage> =>
+      this.transport.json(
+        { method: "GET", path: path(jobId), query: { ...filters(options), limit: pageSize, ...query } },
         requestOptions(options),
       );
-      yield* page.predictions;
-      if (page.predictions.length === 0) return;
-      if (options.sort) {
-        offset += page.predictions.length;
-        if (offset >= page.total_count) return;
-      } else {
-        if (!page.next_cursor) return;
-        cursor = page.next_cursor;
-      }
+    if (!options.sort) {
+      // Default order: keyset cursor (constant cost per page).
+      yield* cursorRows((cursor) => page({ cursor }), (p) => p.predictions);
+      return;
+    }
+    // A `sort` order pages by offset, until the total is reached.
+    for (let offset = 0; ; ) {
+      const { predictions, total_count } = await page({ offset });
+      yield* predictions;
+      offset += predictions.length;
+      if (predictions.length === 0 || offset >= total_count) return;
     }
   }
 

@@ -6,9 +6,8 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -31,9 +30,16 @@ from finetune_lab.cli_resolve import (
     resolve_job,
 )
 from finetune_lab.client import FinetuneLabClient
-from finetune_lab.client._import_file import ImportFileError, ImportFormat, read_predictions
+from finetune_lab.client._import_file import ImportFileError, read_predictions
 from finetune_lab.errors import FinetuneLabError, NotFoundError
-from finetune_lab.schema import MAX_BATCH_ITEMS, Job, is_valid_job_id
+from finetune_lab.schema import (
+    MAX_BATCH_ITEMS,
+    ExportFormat,
+    GroupBy,
+    Job,
+    SortKey,
+    is_valid_job_id,
+)
 
 predictions_app = typer.Typer(
     name="predictions",
@@ -48,30 +54,6 @@ ApiUrlOption = typer.Option(
 )
 ApiKeyOption = typer.Option(None, "--api-key", help="API key [default: $FINETUNE_LAB_API_KEY]")
 JobArgument = typer.Argument(..., metavar="JOB", help="Job id, or its name when unique")
-
-
-class ExportFormat(str, Enum):
-    jsonl = "jsonl"
-    csv = "csv"
-    parquet = "parquet"
-
-
-class GroupBy(str, Enum):
-    epoch = "epoch"
-    step = "step"
-
-
-class Sort(str, Enum):
-    """A score, ascending; `-` first for descending (nulls last either way)."""
-
-    exact_match = "exact_match"
-    desc_exact_match = "-exact_match"
-    char_error_rate = "char_error_rate"
-    desc_char_error_rate = "-char_error_rate"
-    word_overlap = "word_overlap"
-    desc_word_overlap = "-word_overlap"
-    length_ratio = "length_ratio"
-    desc_length_ratio = "-length_ratio"
 
 
 def _epoch_ref(value: str | None) -> str | None:
@@ -145,7 +127,7 @@ def list_predictions(
     q: str | None = typer.Option(
         None, "--q", help="Only rows whose prompt, prediction or ground truth contains this"
     ),
-    sort: Sort | None = typer.Option(
+    sort: SortKey | None = typer.Option(  # choices: the wire values, from schema
         None,
         "--sort",
         help="Order by a score ('-' first: descending, e.g. --sort=-char_error_rate)",
@@ -163,10 +145,10 @@ def list_predictions(
             epoch=resolve_epoch(found, epoch),
             sample_index=sample,
             q=q,
-            sort=sort.value if sort else None,
+            sort=sort,
             limit=limit,
         )
-    score = sort.value.lstrip("-") if sort else ""
+    score = sort.lstrip("-") if sort else ""
     extra = EXTRA_SCORE_COLUMNS.get(score)
     table = Table(title=f"Predictions of {escape(job_id)}")
     for column in ("epoch", "step", "sample"):
@@ -194,7 +176,7 @@ def list_predictions(
         table.add_row(*cells)
     console = _console()
     console.print(table)
-    order = f", sorted by {sort.value}" if sort else ""
+    order = f", sorted by {sort}" if sort else ""
     console.print(
         f"Showing {len(page.predictions)} of {page.total_count} predictions{order} "
         f"({page.epoch_count} epochs in the job)"
@@ -225,15 +207,15 @@ def list_epochs(
 @predictions_app.command("trends")
 def show_trends(
     job: str = JobArgument,
-    group_by: GroupBy = typer.Option(GroupBy.epoch, "--group-by", help="One row per epoch or step"),
+    group_by: GroupBy = typer.Option("epoch", "--group-by", help="One row per epoch or step"),
     api_url: str | None = ApiUrlOption,
     api_key: str | None = ApiKeyOption,
 ) -> None:
     """Show how the scores moved across epochs (or rounds), with sparklines."""
     with _client(api_url, api_key) as client:
         job_id = resolve_job(client, job).id
-        result = client.training_predictions.trends(job_id, group_by=group_by.value)
-    table = Table(title=f"Trends of {escape(job_id)} (by {group_by.value})")
+        result = client.training_predictions.trends(job_id, group_by=group_by)
+    table = Table(title=f"Trends of {escape(job_id)} (by {group_by})")
     for column in ("epoch", "step", "samples", "exact match", "CER", "min CER", "max CER"):
         table.add_column(column, justify="right")
     table.add_column("length ratio", justify="right")
@@ -329,7 +311,7 @@ def compare_epochs_command(
 @predictions_app.command("export")
 def export_predictions(
     job: str = JobArgument,
-    format: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", help="File format"),
+    format: ExportFormat = typer.Option("jsonl", "--format", help="File format"),
     output: str | None = typer.Option(
         None, "--output", "-o", help="File or directory ('-': stdout) [default: JOB.FORMAT]"
     ),
@@ -344,15 +326,13 @@ def export_predictions(
         job_id = found.id
         only = resolve_epoch(found, epoch)
         if output == "-":
-            data = client.training_predictions.export(
-                job_id, format=format.value, epoch=only, step=step
-            )
+            data = client.training_predictions.export(job_id, format=format, epoch=only, step=step)
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
             return
-        target = Path(output) if output else Path(f"{job_id}.{format.value}")
+        target = Path(output) if output else Path(f"{job_id}.{format}")
         written = client.training_predictions.export(
-            job_id, format=format.value, path=target, epoch=only, step=step
+            job_id, format=format, path=target, epoch=only, step=step
         )
     _console().print(f"Wrote {written.stat().st_size} bytes to {escape(str(written))}")
 
@@ -434,9 +414,8 @@ def import_predictions(
 ) -> None:
     """Ingest an export file into a job (e.g. a backup, or a job from another server). Scores and
     validation are recomputed by the server; re-running an interrupted import is safe."""
-    fmt = cast(ImportFormat, format.value) if format else None
     try:
-        read_predictions(file, fmt)  # a bad file fails here, before anything is sent
+        read_predictions(file, format)  # a bad file fails here, before anything is sent
     except (ImportFileError, OSError) as exc:
         _fail(f"{file}: {exc}", 2)
     with _client(api_url, api_key) as client:
@@ -454,7 +433,7 @@ def import_predictions(
                 bar.update(task, completed=done, total=total)
 
             result = client.training_predictions.import_file(
-                job_id, file, format=fmt, batch_size=batch_size, progress=advance
+                job_id, file, format=format, batch_size=batch_size, progress=advance
             )
     _console().print(
         f"Imported {result.accepted} predictions into {escape(job_id)} "

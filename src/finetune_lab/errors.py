@@ -6,7 +6,10 @@ from typing import Any
 
 
 class FinetuneLabError(Exception):
-    """Base class: `status_code` and `response` (the parsed JSON body) when the server answered."""
+    """Base class: `status_code` and `response` (the parsed JSON body) when the server answered.
+
+    `status`, `body` and `details` name the same things as the TypeScript SDK's errors do.
+    """
 
     def __init__(
         self,
@@ -21,6 +24,25 @@ class FinetuneLabError(Exception):
         self.status_code = status_code
         self.response = response
         self.error_type = error_type
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status, as `status_code`."""
+        return self.status_code
+
+    @property
+    def body(self) -> Any:
+        """The parsed JSON body (or its text when it was not JSON), as `response`."""
+        return self.response
+
+    @property
+    def details(self) -> Any:
+        """`error.details` of the body: for 422, the list of `{loc, message, type}`."""
+        if isinstance(self.response, dict):
+            error = self.response.get("error")
+            if isinstance(error, dict):
+                return error.get("details")
+        return None
 
     def __str__(self) -> str:
         if self.status_code is None:

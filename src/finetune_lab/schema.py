@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -25,6 +26,36 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 Scope = Literal["training", "production", "testing", "all"]
 SCOPES: tuple[str, ...] = ("training", "production", "testing", "all")
+
+
+# Query values of the predictions endpoints, spelled once for the server, the SDK and the CLI.
+SortKey = Literal[
+    "exact_match",
+    "-exact_match",
+    "char_error_rate",
+    "-char_error_rate",
+    "word_overlap",
+    "-word_overlap",
+    "length_ratio",
+    "-length_ratio",
+]
+SORT_KEYS: tuple[str, ...] = get_args(SortKey)
+ExportFormat = Literal["jsonl", "csv", "parquet"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+GroupBy = Literal["epoch", "step"]
+
+
+@dataclass(frozen=True)
+class PredictionFilters:
+    """The row filters of the predictions list and export: the SDK sends them as query
+    parameters, the server turns them into SQL (`services.queries.filter_clauses`)."""
+
+    epoch: int | None = None
+    step: int | None = None
+    sample_index: int | None = None
+    prompt_id: str | None = None
+    validation_pass: bool | None = None
+    q: str | None = None  # case-insensitive substring of prompt, prediction or ground truth
 
 
 def is_valid_job_id(value: str) -> bool:
@@ -85,10 +116,30 @@ Name = Annotated[str, AfterValidator(_no_nul), Field(max_length=512)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
-class WireModel(BaseModel):
-    """Response models: tolerant of fields added by newer servers; `raw` keeps the JSON as sent."""
+def _wire_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Fields listed in a model's `wire_optional` may be left out of an answer: not required."""
+    optional: frozenset[str] = getattr(model, "wire_optional", frozenset())
+    if optional and "required" in schema:
+        schema["required"] = [name for name in schema["required"] if name not in optional]
+        if not schema["required"]:
+            del schema["required"]
 
-    model_config = ConfigDict(extra="allow")
+
+class WireModel(BaseModel):
+    """Response models: tolerant of fields added by newer servers; `raw` keeps the JSON as sent.
+
+    The server sends every field of an answer (null when it has no value), so the output schema
+    marks them all required, defaults or not: generated clients (sdk/node's wire.ts) then type
+    `x: number | null`, not `x?: ...`. A field the server may leave out is named in
+    `wire_optional`. Defaults still apply when the SDK parses an answer from an older server.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=_wire_schema,
+    )
+    wire_optional: ClassVar[frozenset[str]] = frozenset()
     _raw: Any = PrivateAttr(default=None)
 
     @classmethod
@@ -112,6 +163,8 @@ class StrictModel(BaseModel):
 
 
 class ErrorDetail(WireModel):
+    wire_optional = frozenset({"details"})  # only errors that have details send them
+
     type: str
     message: str
     details: Any = None
@@ -227,6 +280,8 @@ class IngestResult(WireModel):
 
 
 class ValidationErrorItem(WireModel):
+    wire_optional = frozenset({"detail"})  # some validator errors have none
+
     validator: str
     message: str
     detail: Any = None
@@ -306,6 +361,10 @@ class BestRound(WireModel):
 class BestRounds(WireModel):
     """Per score, the best round: highest average, lowest for CER; ties go to the earliest
     round. Scores without values are absent; length_ratio has no better direction, so none."""
+
+    wire_optional = frozenset(
+        {"exact_match", "char_error_rate", "word_overlap", "validation_pass_rate"}
+    )
 
     exact_match: BestRound | None = None
     char_error_rate: BestRound | None = None

@@ -191,6 +191,8 @@ class ChatCompletion(WireModel):
 
 
 class ChunkDelta(WireModel):
+    wire_optional = frozenset({"role", "content"})  # the first chunk has both, the last neither
+
     role: Literal["assistant"] | None = None
     content: str | None = None
 
@@ -204,6 +206,8 @@ class ChunkChoice(WireModel):
 class ChatCompletionChunk(WireModel):
     """One `data:` event of a streamed completion; the last one carries `finish_reason` and
     `usage`, then `data: [DONE]` ends the stream."""
+
+    wire_optional = frozenset({"usage"})  # only on the last chunk
 
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
@@ -248,6 +252,7 @@ class TestSuiteItem(WireModel):
 
 class TestSuite(WireModel):
     __test__ = False
+    wire_optional = frozenset({"items"})
     id: str
     name: str
     description: str | None = None

@@ -128,6 +128,23 @@ def test_422_bad_values(client: FinetuneLabClient, seeded_job: str) -> None:
     assert info.value.response["error"]["details"][0]["loc"][:2] == ["predictions", 0]
 
 
+def test_error_attributes_match_the_typescript_sdk(
+    client: FinetuneLabClient, seeded_job: str
+) -> None:
+    """`status`, `body` and `details`: the names sdk/node's errors use, on the same values."""
+    with pytest.raises(ValidationError) as info:
+        client.training_predictions.create(seeded_job, [{"epoch": 0, "step": 0}])
+    err = info.value
+    assert err.status == err.status_code == 422
+    assert err.body is err.response and err.body["error"]["type"] == "validation_error"
+    assert err.details == err.body["error"]["details"]
+    assert err.details[0]["loc"][:2] == ["predictions", 0]
+    with pytest.raises(NotFoundError) as missing:
+        client.jobs.get(f"{seeded_job}-missing")
+    assert missing.value.status == 404 and missing.value.details is None
+    assert FinetuneLabError("no server").body is None
+
+
 # --- connection failures --------------------------------------------------------------------
 
 

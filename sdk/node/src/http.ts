@@ -240,6 +240,11 @@ export class Transport {
     this.#apiKey = apiKey;
   }
 
+  /** The pause between attempts (retries here, reconnects of a stream); aborted by `signal`. */
+  sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return sleep(ms, signal);
+  }
+
   url(spec: Pick<RequestSpec, "path" | "query">): string {
     return `${this.config.baseUrl}${spec.path}${queryString(spec.query)}`;
   }
@@ -363,7 +368,7 @@ export class Transport {
         delay = retryDelayForFailure(neverSent, retrySafe, tries, maxRetries);
         if (delay === undefined) throw error;
       }
-      await sleep(delay, options.signal);
+      await this.sleep(delay, options.signal);
     }
   }
 }

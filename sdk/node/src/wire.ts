@@ -489,30 +489,30 @@ export interface components {
              * @default assistant
              * @constant
              */
-            role?: "assistant";
+            role: "assistant";
         } & {
             [key: string]: unknown;
         };
         BatchResult: {
-            char_error_rate?: number | null;
-            completion_tokens?: number | null;
+            char_error_rate: number | null;
+            completion_tokens: number | null;
             /** Format: date-time */
             created_at: string;
-            error?: string | null;
-            exact_match?: number | null;
-            expected?: string | null;
-            finish_reason?: ("stop" | "length" | "content_filter" | "tool_calls" | "function_call") | null;
+            error: string | null;
+            exact_match: number | null;
+            expected: string | null;
+            finish_reason: ("stop" | "length" | "content_filter" | "tool_calls" | "function_call") | null;
             index: number;
-            latency_ms?: number | null;
-            length_ratio?: number | null;
-            messages?: {
+            latency_ms: number | null;
+            length_ratio: number | null;
+            messages: {
                 [key: string]: unknown;
             }[] | null;
-            prompt?: string | null;
-            prompt_tokens?: number | null;
-            response?: string | null;
-            total_tokens?: number | null;
-            word_overlap?: number | null;
+            prompt: string | null;
+            prompt_tokens: number | null;
+            response: string | null;
+            total_tokens: number | null;
+            word_overlap: number | null;
         } & {
             [key: string]: unknown;
         };
@@ -559,19 +559,19 @@ export interface components {
         };
         BatchRunStatus: {
             /** @default 0 */
-            attempts?: number;
+            attempts: number;
             completed_prompts: number;
-            config?: {
+            config: {
                 [key: string]: unknown;
             };
             /** Format: date-time */
             created_at: string;
-            error?: string | null;
+            error: string | null;
             failed_prompts: number;
-            finished_at?: string | null;
+            finished_at: string | null;
             model_id: string;
             progress: number;
-            started_at?: string | null;
+            started_at: string | null;
             /** @enum {string} */
             status: "queued" | "running" | "completed" | "failed" | "cancelled";
             summary: components["schemas"]["RunSummary"];
@@ -591,7 +591,7 @@ export interface components {
         BestRounds: {
             char_error_rate?: components["schemas"]["BestRound"] | null;
             exact_match?: components["schemas"]["BestRound"] | null;
-            metrics?: {
+            metrics: {
                 [key: string]: components["schemas"]["BestRound"];
             };
             validation_pass_rate?: components["schemas"]["BestRound"] | null;
@@ -600,14 +600,14 @@ export interface components {
             [key: string]: unknown;
         };
         BucketStats: {
-            avg_latency_ms?: number | null;
+            avg_latency_ms: number | null;
             /** Format: date-time */
             bucket: string;
             completion_tokens: number;
             error_count: number;
-            error_rate?: number | null;
-            latency_p50_ms?: number | null;
-            latency_p95_ms?: number | null;
+            error_rate: number | null;
+            latency_p50_ms: number | null;
+            latency_p95_ms: number | null;
             prompt_tokens: number;
             request_count: number;
             success_count: number;
@@ -619,7 +619,7 @@ export interface components {
             /** @enum {string} */
             finish_reason: "stop" | "length" | "content_filter" | "tool_calls" | "function_call";
             /** @default 0 */
-            index?: number;
+            index: number;
             message: components["schemas"]["AssistantMessage"];
         } & {
             [key: string]: unknown;
@@ -633,9 +633,9 @@ export interface components {
              * @default chat.completion
              * @constant
              */
-            object?: "chat.completion";
+            object: "chat.completion";
             /** @default null */
-            usage?: components["schemas"]["Usage"] | null;
+            usage: components["schemas"]["Usage"] | null;
         } & {
             [key: string]: unknown;
         };
@@ -648,7 +648,7 @@ export interface components {
              * @default chat.completion.chunk
              * @constant
              */
-            object?: "chat.completion.chunk";
+            object: "chat.completion.chunk";
             /** @default null */
             usage?: components["schemas"]["Usage"] | null;
         } & {
@@ -686,9 +686,9 @@ export interface components {
         ChunkChoice: {
             delta: components["schemas"]["ChunkDelta"];
             /** @default null */
-            finish_reason?: ("stop" | "length" | "content_filter" | "tool_calls" | "function_call") | null;
+            finish_reason: ("stop" | "length" | "content_filter" | "tool_calls" | "function_call") | null;
             /** @default 0 */
-            index?: number;
+            index: number;
         } & {
             [key: string]: unknown;
         };
@@ -701,16 +701,16 @@ export interface components {
             [key: string]: unknown;
         };
         CompareItem: {
-            from_char_error_rate?: number | null;
-            from_exact_match?: number | null;
+            from_char_error_rate: number | null;
+            from_exact_match: number | null;
             from_prediction: string;
             from_sample_index: number;
-            ground_truth?: string | null;
+            ground_truth: string | null;
             prompt: string;
-            prompt_id?: string | null;
+            prompt_id: string | null;
             sample_index: number;
-            to_char_error_rate?: number | null;
-            to_exact_match?: number | null;
+            to_char_error_rate: number | null;
+            to_exact_match: number | null;
             to_prediction: string;
             to_sample_index: number;
         } & {
@@ -770,10 +770,10 @@ export interface components {
             [key: string]: unknown;
         };
         Health: {
-            database?: string | null;
+            database: string | null;
             /** @constant */
             status: "ok";
-            version?: string | null;
+            version: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -794,21 +794,21 @@ export interface components {
             [key: string]: unknown;
         };
         Job: {
-            config?: {
+            config: {
                 [key: string]: unknown;
             };
             /** Format: date-time */
             created_at: string;
             id: string;
-            job_token?: string | null;
-            latest_epoch?: number | null;
-            latest_step?: number | null;
-            model_name?: string | null;
-            name?: string | null;
+            job_token: string | null;
+            latest_epoch: number | null;
+            latest_step: number | null;
+            model_name: string | null;
+            name: string | null;
             /** @default 0 */
-            prediction_count?: number;
+            prediction_count: number;
             /** @default 0 */
-            round_count?: number;
+            round_count: number;
             /** @enum {string} */
             status: "pending" | "running" | "completed" | "failed" | "cancelled";
             /** Format: date-time */
@@ -850,7 +850,7 @@ export interface components {
             [key: string]: unknown;
         };
         MatrixSample: {
-            prompt_id?: string | null;
+            prompt_id: string | null;
             sample_index: number;
             values: (number | null)[];
         } & {
@@ -883,13 +883,13 @@ export interface components {
             [key: string]: unknown;
         };
         ModelStats: {
-            avg_latency_ms?: number | null;
+            avg_latency_ms: number | null;
             completion_tokens: number;
             error_count: number;
-            error_rate?: number | null;
-            latency_p50_ms?: number | null;
-            latency_p95_ms?: number | null;
-            model?: string | null;
+            error_rate: number | null;
+            latency_p50_ms: number | null;
+            latency_p95_ms: number | null;
+            model: string | null;
             prompt_tokens: number;
             request_count: number;
             success_count: number;
@@ -904,7 +904,7 @@ export interface components {
              * @default model
              * @constant
              */
-            object?: "model";
+            object: "model";
             owned_by: string;
         } & {
             [key: string]: unknown;
@@ -915,60 +915,60 @@ export interface components {
              * @default list
              * @constant
              */
-            object?: "list";
+            object: "list";
         } & {
             [key: string]: unknown;
         };
         Prediction: {
             /** @default null */
-            char_error_rate?: number | null;
+            char_error_rate: number | null;
             /** @default null */
-            completion_tokens?: number | null;
+            completion_tokens: number | null;
             /** Format: date-time */
             created_at: string;
             /** @default null */
-            do_sample?: boolean | null;
+            do_sample: boolean | null;
             epoch: number;
             /** @default null */
-            exact_match?: number | null;
+            exact_match: number | null;
             /** @default null */
-            ground_truth?: string | null;
+            ground_truth: string | null;
             id: number;
             job_id: string;
             /** @default null */
-            latency_ms?: number | null;
+            latency_ms: number | null;
             /** @default null */
-            length_ratio?: number | null;
+            length_ratio: number | null;
             /** @default null */
-            max_new_tokens?: number | null;
+            max_new_tokens: number | null;
             /** @default null */
-            metrics?: {
+            metrics: {
                 [key: string]: number;
             } | null;
             prediction: string;
             prompt: string;
             /** @default null */
-            prompt_id?: string | null;
+            prompt_id: string | null;
             /** @default null */
-            prompt_tokens?: number | null;
+            prompt_tokens: number | null;
             sample_index: number;
             /** @default null */
-            sample_source?: string | null;
+            sample_source: string | null;
             /** @default null */
-            sample_source_id?: string | null;
+            sample_source_id: string | null;
             /** @default null */
-            source_index?: number | null;
+            source_index: number | null;
             step: number;
             /** @default null */
-            total_tokens?: number | null;
+            total_tokens: number | null;
             /** @default null */
-            validation_errors?: components["schemas"]["ValidationErrorItem"][] | null;
+            validation_errors: components["schemas"]["ValidationErrorItem"][] | null;
             /** @default null */
-            validation_kind?: string | null;
+            validation_kind: string | null;
             /** @default null */
-            validation_pass?: boolean | null;
+            validation_pass: boolean | null;
             /** @default null */
-            word_overlap?: number | null;
+            word_overlap: number | null;
         } & {
             [key: string]: unknown;
         };
@@ -1023,106 +1023,106 @@ export interface components {
             predictions: components["schemas"]["Prediction"][];
             rounds: components["schemas"]["StreamRound"][];
             /** @default false */
-            truncated?: boolean;
+            truncated: boolean;
         } & {
             [key: string]: unknown;
         };
         PredictionsPage: {
             epoch_count: number;
             job_id: string;
-            next_cursor?: string | null;
+            next_cursor: string | null;
             predictions: components["schemas"]["Prediction"][];
             total_count: number;
         } & {
             [key: string]: unknown;
         };
         RegisteredModel: {
-            base_url?: string | null;
+            base_url: string | null;
             /** Format: date-time */
             created_at: string;
-            description?: string | null;
+            description: string | null;
             /**
              * @default auto
              * @enum {string}
              */
-            device?: "auto" | "cpu" | "cuda";
+            device: "auto" | "cpu" | "cuda";
             /** @default false */
-            has_api_key?: boolean;
+            has_api_key: boolean;
             id: string;
             /** @enum {string} */
             kind: "openai" | "local";
             name: string;
-            path?: string | null;
-            upstream_model?: string | null;
+            path: string | null;
+            upstream_model: string | null;
         } & {
             [key: string]: unknown;
         };
         RoundCompleteEvent: {
             /** @default null */
-            avg_char_error_rate?: number | null;
+            avg_char_error_rate: number | null;
             /** @default null */
-            avg_exact_match?: number | null;
+            avg_exact_match: number | null;
             /** @default null */
-            avg_length_ratio?: number | null;
+            avg_length_ratio: number | null;
             /** @default null */
-            avg_word_overlap?: number | null;
+            avg_word_overlap: number | null;
             epoch: number;
             job_id: string;
             /** @default null */
-            max_char_error_rate?: number | null;
-            metrics?: {
+            max_char_error_rate: number | null;
+            metrics: {
                 [key: string]: number | null;
             };
             /** @default null */
-            min_char_error_rate?: number | null;
+            min_char_error_rate: number | null;
             sample_count: number;
             step: number;
             /** @default null */
-            validation_pass_rate?: number | null;
+            validation_pass_rate: number | null;
         } & {
             [key: string]: unknown;
         };
         RunSummary: {
-            avg_char_error_rate?: number | null;
-            avg_exact_match?: number | null;
-            avg_latency_ms?: number | null;
-            avg_length_ratio?: number | null;
-            avg_word_overlap?: number | null;
+            avg_char_error_rate: number | null;
+            avg_exact_match: number | null;
+            avg_latency_ms: number | null;
+            avg_length_ratio: number | null;
+            avg_word_overlap: number | null;
             /** @default 0 */
-            scored?: number;
+            scored: number;
             /** @default 0 */
-            total_tokens?: number;
+            total_tokens: number;
         } & {
             [key: string]: unknown;
         };
         SampleHistory: {
-            ground_truth?: string | null;
+            ground_truth: string | null;
             job_id: string;
             prompt: string;
-            prompt_id?: string | null;
+            prompt_id: string | null;
             rounds: components["schemas"]["SampleRound"][];
             sample_index: number;
         } & {
             [key: string]: unknown;
         };
         SampleRound: {
-            char_error_rate?: number | null;
-            completion_tokens?: number | null;
+            char_error_rate: number | null;
+            completion_tokens: number | null;
             /** Format: date-time */
             created_at: string;
             epoch: number;
-            exact_match?: number | null;
-            latency_ms?: number | null;
-            length_ratio?: number | null;
-            metrics?: {
+            exact_match: number | null;
+            latency_ms: number | null;
+            length_ratio: number | null;
+            metrics: {
                 [key: string]: number;
             } | null;
             prediction: string;
             step: number;
-            validation_errors?: components["schemas"]["ValidationErrorItem"][] | null;
-            validation_kind?: string | null;
-            validation_pass?: boolean | null;
-            word_overlap?: number | null;
+            validation_errors: components["schemas"]["ValidationErrorItem"][] | null;
+            validation_kind: string | null;
+            validation_pass: boolean | null;
+            word_overlap: number | null;
         } & {
             [key: string]: unknown;
         };
@@ -1139,18 +1139,18 @@ export interface components {
              * @default bearer
              * @constant
              */
-            token_type?: "bearer";
+            token_type: "bearer";
             user: string;
         } & {
             [key: string]: unknown;
         };
         StatsRow: {
-            avg_latency_ms?: number | null;
+            avg_latency_ms: number | null;
             completion_tokens: number;
             error_count: number;
-            error_rate?: number | null;
-            latency_p50_ms?: number | null;
-            latency_p95_ms?: number | null;
+            error_rate: number | null;
+            latency_p50_ms: number | null;
+            latency_p95_ms: number | null;
             prompt_tokens: number;
             request_count: number;
             success_count: number;
@@ -1172,7 +1172,7 @@ export interface components {
         TestSuite: {
             /** Format: date-time */
             created_at: string;
-            description?: string | null;
+            description: string | null;
             id: string;
             item_count: number;
             items?: components["schemas"]["TestSuiteItem"][] | null;
@@ -1192,12 +1192,12 @@ export interface components {
             [key: string]: unknown;
         };
         TestSuiteItem: {
-            expected?: string | null;
+            expected: string | null;
             index: number;
-            messages?: {
+            messages: {
                 [key: string]: unknown;
             }[] | null;
-            prompt?: string | null;
+            prompt: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -1217,30 +1217,30 @@ export interface components {
             type: "text";
         };
         Trace: {
-            completion_tokens?: number | null;
+            completion_tokens: number | null;
             /** Format: date-time */
             created_at: string;
-            error?: string | null;
-            error_type?: string | null;
-            finish_reason?: string | null;
+            error: string | null;
+            error_type: string | null;
+            finish_reason: string | null;
             id: number;
-            input?: unknown;
-            latency_ms?: number | null;
-            metadata?: {
+            input: unknown;
+            latency_ms: number | null;
+            metadata: {
                 [key: string]: unknown;
             } | null;
-            model?: string | null;
-            model_id?: string | null;
+            model: string | null;
+            model_id: string | null;
             operation: string;
-            output?: string | null;
-            prompt_tokens?: number | null;
+            output: string | null;
+            prompt_tokens: number | null;
             /** @enum {string} */
             status: "success" | "error";
-            status_code?: number | null;
+            status_code: number | null;
             /** @default false */
-            streamed?: boolean;
-            test_run_id?: string | null;
-            total_tokens?: number | null;
+            streamed: boolean;
+            test_run_id: string | null;
+            total_tokens: number | null;
         } & {
             [key: string]: unknown;
         };
@@ -1267,37 +1267,37 @@ export interface components {
             total_tokens?: number | null;
         };
         TracesPage: {
-            next_cursor?: string | null;
+            next_cursor: string | null;
             traces: components["schemas"]["Trace"][];
         } & {
             [key: string]: unknown;
         };
         TrendPoint: {
-            avg_char_error_rate?: number | null;
-            avg_exact_match?: number | null;
-            avg_length_ratio?: number | null;
-            avg_word_overlap?: number | null;
+            avg_char_error_rate: number | null;
+            avg_exact_match: number | null;
+            avg_length_ratio: number | null;
+            avg_word_overlap: number | null;
             epoch: number;
-            max_char_error_rate?: number | null;
-            metrics?: {
+            max_char_error_rate: number | null;
+            metrics: {
                 [key: string]: number | null;
             };
-            min_char_error_rate?: number | null;
+            min_char_error_rate: number | null;
             sample_count: number;
             step: number;
-            validation_pass_rate?: number | null;
+            validation_pass_rate: number | null;
         } & {
             [key: string]: unknown;
         };
         TrendsResponse: {
-            best?: components["schemas"]["BestRounds"];
+            best: components["schemas"]["BestRounds"];
             /**
              * @default epoch
              * @enum {string}
              */
-            group_by?: "epoch" | "step";
+            group_by: "epoch" | "step";
             job_id: string;
-            overall_improvement?: number | null;
+            overall_improvement: number | null;
             trends: components["schemas"]["TrendPoint"][];
         } & {
             [key: string]: unknown;
@@ -1320,7 +1320,7 @@ export interface components {
         WhoAmI: {
             /** @enum {string} */
             credential: "api_key" | "session" | "job_token";
-            job_id?: string | null;
+            job_id: string | null;
             scopes: string[];
             user: string;
         } & {

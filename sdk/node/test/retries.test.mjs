@@ -289,6 +289,37 @@ describe("connection failures and timeouts", () => {
   });
 });
 
+describe("stream reconnects", () => {
+  const HELLO = { job_id: "j1", last_event_id: 5, time: NOW };
+  const sse = { chunks: [`event: heartbeat\nid: 5\ndata: ${JSON.stringify(HELLO)}\n\n`], contentType: "text/event-stream" };
+
+  it("waits out 503 (backoff) and 429 (its Retry-After), then resumes after the last event", async () => {
+    fault.script([
+      errorReply(503),
+      errorReply(429, "rate_limited", { "retry-after": "1.5" }),
+      sse,
+      errorReply(404, "not_found"),
+    ]);
+    const stream = client({ maxRetries: 0 }).trainingPredictions.stream("j1");
+    const first = await stream.next();
+    assert.deepEqual(first.value, { id: 5, event: "heartbeat", data: HELLO });
+    await assert.rejects(stream.next(), (err) => err instanceof NotFoundError && err.status === 404);
+    assert.equal(fault.requests.length, 4);
+    const gap = (i) => fault.requests[i].at - fault.requests[i - 1].at;
+    assert.ok(gap(1) >= 370, `backoff after 503: ${gap(1)} ms`);
+    assert.ok(gap(2) >= 1450, `Retry-After 1.5 s after 429, not the ≤ 1 s backoff: ${gap(2)} ms`);
+    assert.equal(fault.requests[2].headers["last-event-id"], undefined);
+    assert.equal(fault.requests[3].headers["last-event-id"], "5"); // resumed after the event
+  });
+
+  it("throws the 5xx once maxReconnects attempts in a row failed", async () => {
+    fault.script([errorReply(502)]);
+    const stream = client({ maxRetries: 0 }).trainingPredictions.stream("j1", { maxReconnects: 1 });
+    await assert.rejects(stream.next(), (err) => err instanceof InternalServerError && err.status === 502);
+    assert.equal(fault.requests.length, 2);
+  });
+});
+
 describe("policy units", () => {
   it("parseRetryAfter: seconds, fractions, ms, HTTP dates, garbage", () => {
     const h = (o) => new Headers(o);

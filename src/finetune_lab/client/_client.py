@@ -230,17 +230,20 @@ class AsyncFinetuneLabClient(_ClientInfo):
         stream: bool = False,
         **extra: Any,
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        """`await client.predict(...)`; with `stream=True` the awaited value is an async
-        iterator of chunks."""
+        """A chat completion from a registered model (by name or id); a string is one user
+        message. With `stream=True`, an iterator of chunks (the last has `finish_reason` and
+        `usage`). Other OpenAI fields (`top_p`, `stop`, `seed`) pass through `extra`."""
         body = chat_body(model, messages, temperature, max_tokens, stream, extra)
         if stream:
             return aiter_chunks(self._transport, body)
         return await self._transport.execute(predict_spec(body))
 
     async def create_session(self, ttl_seconds: int = 3600) -> SessionResponse:
+        """A short-lived token for this key's user and scopes (what the dashboard uses)."""
         return await self._transport.execute(_session_spec(ttl_seconds))
 
     async def whoami(self) -> WhoAmI:
+        """Which user, credential kind and scopes the server sees for this client."""
         return await self._transport.execute(_whoami_spec())
 
     async def close(self) -> None:

@@ -13,14 +13,14 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import orjson
 import pydantic
 
-from finetune_lab.schema import Prediction, PredictionIn
+from finetune_lab.schema import EXPORT_FORMATS, ExportFormat, Prediction, PredictionIn
 
-ImportFormat: TypeAlias = Literal["jsonl", "csv", "parquet"]
+ImportFormat: TypeAlias = ExportFormat  # an import reads what an export writes
 
 INPUT_FIELDS = tuple(PredictionIn.model_fields)
 # Written by the export, recomputed by the server on ingest: ignored on import.
@@ -66,7 +66,7 @@ def read_predictions(
     if format is None:
         format, gzipped = detect_format(target)
     else:
-        if format not in ("jsonl", "csv", "parquet"):
+        if format not in EXPORT_FORMATS:
             raise ImportFileError(f"unknown format {format!r}: expected jsonl, csv or parquet")
         gzipped = target.suffix.lower() == ".gz"
     if format == "parquet":

@@ -326,6 +326,10 @@ class SyncTransport(_BaseTransport):
         self._owns_client = http_client is None
         self._client = http_client if http_client is not None else httpx.Client()
 
+    def sleep(self, seconds: float) -> None:
+        """The pause between attempts (retries here, reconnects of a stream)."""
+        _sleep(seconds)
+
     def execute(self, spec: RequestSpec[T]) -> T:
         response = self._send(spec, stream=False)
         return spec.parse(response)
@@ -375,7 +379,7 @@ class SyncTransport(_BaseTransport):
                 delay = retry_delay_for_response(spec, response, attempt, self.config.max_retries)
                 if delay is None:
                     raise make_status_error(response)
-            _sleep(delay)
+            self.sleep(delay)
             attempt += 1
 
     def close(self) -> None:
@@ -390,6 +394,10 @@ class AsyncTransport(_BaseTransport):
         super().__init__(config)
         self._owns_client = http_client is None
         self._client = http_client if http_client is not None else httpx.AsyncClient()
+
+    async def sleep(self, seconds: float) -> None:
+        """The pause between attempts (retries here, reconnects of a stream)."""
+        await _async_sleep(seconds)
 
     async def execute(self, spec: RequestSpec[T]) -> T:
         response = await self._send(spec, stream=False)
@@ -440,7 +448,7 @@ class AsyncTransport(_BaseTransport):
                 delay = retry_delay_for_response(spec, response, attempt, self.config.max_retries)
                 if delay is None:
                     raise make_status_error(response)
-            await _async_sleep(delay)
+            await self.sleep(delay)
             attempt += 1
 
     async def aclose(self) -> None:

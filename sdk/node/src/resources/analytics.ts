@@ -1,5 +1,6 @@
 /** `client.analytics`: traces of model calls (list, iterate, record) and usage aggregates. */
 import type { RequestOptions, Transport } from "../http.js";
+import { cursorRows } from "../pagination.js";
 import type {
   AnalyticsData,
   AnalyticsDataQuery,
@@ -58,13 +59,10 @@ export class Analytics {
   /** Every matching trace, newest first, across pages. */
   async *iterTraces(options: IterTracesOptions = {}): AsyncGenerator<Trace> {
     const { pageSize = 500, ...filters } = options;
-    let cursor: string | null | undefined;
-    for (;;) {
-      const page = await this.traces({ ...filters, limit: pageSize, cursor });
-      yield* page.traces;
-      if (!page.next_cursor || page.traces.length === 0) return;
-      cursor = page.next_cursor;
-    }
+    yield* cursorRows(
+      (cursor) => this.traces({ ...filters, limit: pageSize, cursor }),
+      (page) => page.traces,
+    );
   }
 
   /** Record a call your own code made, so it counts in `data()`. */

@@ -1,7 +1,7 @@
 /** `client.predict(...)`: an OpenAI-style chat completion from a registered model. */
 import { FinetuneLabError } from "../errors.js";
 import type { RequestOptions, RequestSpec, Transport } from "../http.js";
-import { SSEDecoder } from "../sse.js";
+import { sseEvents } from "../streaming.js";
 import type {
   CamelKeys,
   ChatCompletion,
@@ -74,21 +74,10 @@ function chunkFrom(data: string): ChatCompletionChunk | undefined {
 }
 
 async function* chunks(body: ReadableStream<Uint8Array>): AsyncGenerator<ChatCompletionChunk> {
-  const reader = body.getReader();
-  const decoder = new SSEDecoder();
-  const text = new TextDecoder();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      for (const event of decoder.push(text.decode(value, { stream: true }))) {
-        const chunk = chunkFrom(event.data);
-        if (chunk === undefined) return;
-        yield chunk;
-      }
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
+  for await (const event of sseEvents(body)) {
+    const chunk = chunkFrom(event.data);
+    if (chunk === undefined) return;
+    yield chunk;
   }
 }
 

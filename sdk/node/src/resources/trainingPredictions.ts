@@ -2,16 +2,11 @@
  * `client.trainingPredictions`: ingest, browse, aggregate, compare, export and stream a job's
  * predictions (`/api/training/predictions`).
  */
-import { APIConnectionError, FinetuneLabError, ValidationError } from "../errors.js";
-import {
-  pathSegment,
-  sleep,
-  type RequestOptions,
-  type RequestSpec,
-  type Transport,
-} from "../http.js";
-import { backoffDelayMs } from "../retry.js";
-import { type RawEvent, SSEDecoder } from "../sse.js";
+import { FinetuneLabError, ValidationError } from "../errors.js";
+import { pathSegment, type RequestOptions, type RequestSpec, type Transport } from "../http.js";
+import { cursorRows } from "../pagination.js";
+import type { RawEvent } from "../sse.js";
+import { DEFAULT_MAX_RECONNECTS, type ResumableFlow, resumableStream } from "../streaming.js";
 import type {
   CamelKeys,
   CompareQuery,
@@ -81,7 +76,7 @@ export interface StreamOptions extends CamelKeys<StreamQuery>, RequestOptions {
   maxReconnects?: number;
 }
 
-export const DEFAULT_MAX_RECONNECTS = 10;
+export { DEFAULT_MAX_RECONNECTS };
 const STREAM_EVENT_KINDS: ReadonlySet<string> = new Set([
   "predictions",
   "round_complete",
@@ -177,29 +172,22 @@ export class TrainingPredictions {
    */
   async *iter(jobId: string, options: IterPredictionsOptions = {}): AsyncGenerator<Prediction> {
     const pageSize = options.pageSize ?? 500;
-    // Default order: keyset cursor (constant cost per page). A `sort` order pages by offset.
-    let cursor: string | null | undefined;
-    let offset = 0;
-    for (;;) {
-      const query: AllKeys<ListPredictionsQuery> = {
-        ...filters(options),
-        limit: pageSize,
-        offset: options.sort ? offset : undefined,
-        cursor,
-      };
-      const page: PredictionsPage = await this.transport.json(
-        { method: "GET", path: path(jobId), query },
+    const page = (query: Partial<AllKeys<ListPredictionsQuery>>): Promise<PredictionsPage> =>
+      this.transport.json(
+        { method: "GET", path: path(jobId), query: { ...filters(options), limit: pageSize, ...query } },
         requestOptions(options),
       );
-      yield* page.predictions;
-      if (page.predictions.length === 0) return;
-      if (options.sort) {
-        offset += page.predictions.length;
-        if (offset >= page.total_count) return;
-      } else {
-        if (!page.next_cursor) return;
-        cursor = page.next_cursor;
-      }
+    if (!options.sort) {
+      // Default order: keyset cursor (constant cost per page).
+      yield* cursorRows((cursor) => page({ cursor }), (p) => p.predictions);
+      return;
+    }
+    // A `sort` order pages by offset, until the total is reached.
+    for (let offset = 0; ; ) {
+      const { predictions, total_count } = await page({ offset });
+      yield* predictions;
+      offset += predictions.length;
+      if (predictions.length === 0 || offset >= total_count) return;
     }
   }
 
@@ -278,57 +266,25 @@ export class TrainingPredictions {
    * Live events of a job (Server-Sent Events), until you break out of the loop or abort the
    * `signal`: `predictions` (the rows of each ingest), `round_complete` (a round's totals after
    * it) and `heartbeat`. Starts after `lastEventId` (replaying what came after it), else at
-   * the job's newest event. A lost connection is resumed with `Last-Event-ID` from the last
-   * event received, so nothing is missed or repeated; after `maxReconnects` failed attempts
-   * in a row the error is thrown. Event kinds newer than this SDK are skipped.
+   * the job's newest event. A lost connection, 429 or 5xx is retried (after the server's
+   * Retry-After, else with backoff) and resumed with `Last-Event-ID` from the last event
+   * received, so nothing is missed or repeated; after `maxReconnects` failed attempts in a row
+   * the error is thrown. Event kinds newer than this SDK are skipped.
    */
-  async *stream(jobId: string, options: StreamOptions = {}): AsyncGenerator<StreamEvent> {
-    let last = options.lastEventId ?? undefined;
-    const limit = options.maxReconnects ?? DEFAULT_MAX_RECONNECTS;
-    let failures = 0;
-    for (;;) {
-      let error: unknown;
-      let body: ReadableStream<Uint8Array> | undefined;
-      try {
-        const spec: RequestSpec = {
-          method: "GET",
-          path: path(jobId, "stream"),
-          accept: "text/event-stream",
-          headers: last === undefined ? undefined : { "Last-Event-ID": String(last) },
-        };
-        ({ body } = await this.transport.open(spec, requestOptions(options)));
-      } catch (err) {
-        if (!(err instanceof APIConnectionError)) throw err; // 401, 404, an abort...
-        error = err;
-      }
-      if (body) {
-        error = new APIConnectionError(`The event stream of ${JSON.stringify(jobId)} ended`);
-        const reader = body.getReader();
-        const decoder = new SSEDecoder();
-        const text = new TextDecoder();
-        try {
-          for (;;) {
-            const { done, value } = await reader.read();
-            if (done) break;
-            for (const raw of decoder.push(text.decode(value, { stream: true }))) {
-              const event = typedEvent(raw);
-              if (!event) continue;
-              last = event.id;
-              failures = 0;
-              yield event;
-            }
-          }
-        } catch (err) {
-          if (!(err instanceof APIConnectionError)) throw err;
-          error = err;
-        } finally {
-          await reader.cancel().catch(() => undefined); // closes the connection on `break`
-        }
-      }
-      failures += 1;
-      if (failures > limit) throw error;
-      await sleep(backoffDelayMs(failures - 1), options.signal);
-    }
+  stream(jobId: string, options: StreamOptions = {}): AsyncGenerator<StreamEvent> {
+    const flow: ResumableFlow<StreamEvent> = {
+      request: (last) => ({
+        method: "GET",
+        path: path(jobId, "stream"),
+        accept: "text/event-stream",
+        headers: last === undefined ? undefined : { "Last-Event-ID": String(last) },
+      }),
+      parse: typedEvent,
+      lastId: options.lastEventId ?? undefined,
+      maxReconnects: options.maxReconnects ?? DEFAULT_MAX_RECONNECTS,
+      name: `The event stream of ${JSON.stringify(jobId)}`,
+    };
+    return resumableStream(this.transport, flow, requestOptions(options));
   }
 
   /**

@@ -11,6 +11,7 @@ import {
   type Job,
   type Prediction,
   type PredictionIn,
+  type components,
   type paths,
 } from "@finetune-lab/sdk";
 import type { AllKeys } from "../../dist/esm/resources/_shared.js";
@@ -157,3 +158,23 @@ async function serving(): Promise<void> {
   void [whole, chunks, wrong];
 }
 void serving;
+
+// Answers: what the server always sends is required, null where it has no value (never
+// undefined), so strict code needs no `?? undefined` branch. What it may leave out stays optional.
+type Trends = Result<typeof tp.trends>;
+assertType<Equal<Trends["overall_improvement"], number | null>>(true);
+assertType<Equal<Trends["best"]["metrics"], { [key: string]: components["schemas"]["BestRound"] }>>(true);
+assertType<Equal<Result<typeof tp.get>["next_cursor"], string | null>>(true);
+assertType<Equal<Prediction["char_error_rate"], number | null>>(true);
+assertType<Equal<Job["job_token"], string | null>>(true);
+assertType<Equal<ChatCompletion["usage"], components["schemas"]["Usage"] | null>>(true);
+const overall: number | null = ({} as Trends).overall_improvement;
+void overall;
+// Left out of some answers: optional (best round of a score without values, a chunk's usage).
+assertType<Equal<Trends["best"]["exact_match"], components["schemas"]["BestRound"] | null | undefined>>(true);
+assertType<Equal<ChatCompletionChunk["usage"], components["schemas"]["Usage"] | null | undefined>>(true);
+// Inputs keep their defaults optional: the shortest valid item and options still compile.
+const minimal: PredictionIn = { epoch: 0, step: 0, sample_index: 0, prompt: "p", prediction: "x" };
+void minimal;
+void tp.trends("j", {});
+void client.jobs.create({});

@@ -4,7 +4,7 @@ from finetune_lab.client.resources.analytics import Analytics, AsyncAnalytics
 from finetune_lab.client.resources.batch_test import AsyncBatchTest, BatchTest
 from finetune_lab.client.resources.jobs import AsyncJobs, Jobs
 from finetune_lab.client.resources.models import AsyncModels, Models
-from finetune_lab.client.resources.test_suites import AsyncTestSuites, TestSuites
+from finetune_lab.client.resources.suites import AsyncTestSuites, TestSuites
 from finetune_lab.client.resources.training_predictions import (
     AsyncTrainingPredictions,
     TrainingPredictions,

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime
 from typing import Any
 
+from finetune_lab.client._pagination import CursorWalk, aiter_rows, iter_rows
 from finetune_lab.client._transport import (
     AsyncTransport,
     RequestSpec,
@@ -49,6 +50,16 @@ def _traces_spec(
         "cursor": cursor,
     }
     return RequestSpec("GET", f"{_PREFIX}/traces", parse_model(TracesPage), params=params)
+
+
+_TraceFilters = tuple[str | None, TraceStatus | None, str | None, str | None, When, When]
+
+
+def _walk(filters: _TraceFilters, page_size: int) -> CursorWalk[TracesPage, Trace]:
+    def request(cursor: str | None) -> RequestSpec[TracesPage]:
+        return _traces_spec(*filters, page_size, cursor)
+
+    return CursorWalk(request, lambda page: page.traces)
 
 
 def _create_spec(model: str, fields: dict[str, Any]) -> RequestSpec[Trace]:
@@ -99,15 +110,20 @@ class Analytics:
         )
         return self._transport.execute(spec)
 
-    def iter_traces(self, *, page_size: int = 500, **filters: Any) -> Iterator[Trace]:
-        """Every matching trace, newest first, across pages."""
-        cursor: str | None = None
-        while True:
-            page = self.traces(limit=page_size, cursor=cursor, **filters)
-            yield from page.traces
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+    def iter_traces(
+        self,
+        *,
+        model: str | None = None,
+        status: TraceStatus | None = None,
+        operation: str | None = None,
+        test_run_id: str | None = None,
+        start_date: When = None,
+        end_date: When = None,
+        page_size: int = 500,
+    ) -> Iterator[Trace]:
+        """Every matching trace, newest first, across pages (the filters of `traces()`)."""
+        filters = (model, status, operation, test_run_id, start_date, end_date)
+        return iter_rows(self._transport, _walk(filters, page_size))
 
     def create_trace(
         self,
@@ -164,20 +180,26 @@ class AsyncAnalytics:
         limit: int = 50,
         cursor: str | None = None,
     ) -> TracesPage:
+        """One page, newest first; pass `page.next_cursor` as `cursor` for the next."""
         spec = _traces_spec(
             model, status, operation, test_run_id, start_date, end_date, limit, cursor
         )
         return await self._transport.execute(spec)
 
-    async def iter_traces(self, *, page_size: int = 500, **filters: Any) -> AsyncIterator[Trace]:
-        cursor: str | None = None
-        while True:
-            page = await self.traces(limit=page_size, cursor=cursor, **filters)
-            for trace in page.traces:
-                yield trace
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+    def iter_traces(
+        self,
+        *,
+        model: str | None = None,
+        status: TraceStatus | None = None,
+        operation: str | None = None,
+        test_run_id: str | None = None,
+        start_date: When = None,
+        end_date: When = None,
+        page_size: int = 500,
+    ) -> AsyncIterator[Trace]:
+        """Every matching trace, newest first, across pages (the filters of `traces()`)."""
+        filters = (model, status, operation, test_run_id, start_date, end_date)
+        return aiter_rows(self._transport, _walk(filters, page_size))
 
     async def create_trace(
         self,
@@ -196,6 +218,7 @@ class AsyncAnalytics:
         metadata: dict[str, Any] | None = None,
         created_at: datetime | None = None,
     ) -> Trace:
+        """Record a call your own code made, so it counts in `data()`."""
         fields = dict(locals())
         for name in ("self", "model"):
             fields.pop(name)
@@ -210,6 +233,7 @@ class AsyncAnalytics:
         model: str | None = None,
         operation: str | None = None,
     ) -> AnalyticsData:
+        """Counts, tokens, error rate and latency p50/p95 per bucket, per model and in total."""
         spec = _data_spec(start_date, end_date, granularity, model, operation)
         return await self._transport.execute(spec)
 

@@ -140,6 +140,7 @@ class AsyncBatchTest:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> BatchRunStarted:
+        """Queue a run (model and suite by id or name); it starts at once in the background."""
         spec = _run_spec(
             model_id, test_suite_id, prompt_limit, concurrency, temperature, max_tokens
         )
@@ -155,11 +156,13 @@ class AsyncBatchTest:
         return await self._transport.execute(_cancel_spec(test_run_id))
 
     async def list(self, *, limit: int = 20) -> BatchRunsList:
+        """Your latest runs, newest first."""
         return await self._transport.execute(_runs_spec(limit))
 
     async def wait(
         self, test_run_id: str, *, timeout: float = 600.0, poll_interval: float = 0.5
     ) -> BatchRunStatus:
+        """Poll until the run is completed, failed or cancelled; TimeoutError after `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             status = await self.status(test_run_id)

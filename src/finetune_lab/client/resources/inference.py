@@ -5,17 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-import httpx
 import orjson
 
-from finetune_lab.client._sse import SSEDecoder
-from finetune_lab.client._transport import (
-    AsyncTransport,
-    RequestSpec,
-    SyncTransport,
-    map_transport_error,
-    parse_model,
-)
+from finetune_lab.client._streaming import DONE, Done, EventFlow, aiter_events, iter_events
+from finetune_lab.client._transport import AsyncTransport, RequestSpec, SyncTransport, parse_model
 from finetune_lab.errors import FinetuneLabError
 from finetune_lab.schema_serving import ChatCompletion, ChatCompletionChunk
 
@@ -48,10 +41,10 @@ def predict_spec(body: dict[str, Any]) -> RequestSpec[ChatCompletion]:
     return RequestSpec("POST", PATH, parse_model(ChatCompletion), json=body)
 
 
-def chunk_from(data: str) -> ChatCompletionChunk | None:
-    """A chunk, None at `[DONE]`; an error event becomes FinetuneLabError."""
+def chunk_from(data: str) -> ChatCompletionChunk | Done:
+    """A chunk, DONE at `[DONE]`; an error event becomes FinetuneLabError."""
     if data == "[DONE]":
-        return None
+        return DONE
     payload = orjson.loads(data)
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         error = payload["error"]
@@ -62,39 +55,17 @@ def chunk_from(data: str) -> ChatCompletionChunk | None:
     return chunk
 
 
+def _chunk_flow(body: dict[str, Any]) -> EventFlow[ChatCompletionChunk]:
+    """Not resumable: a generation cannot be picked up where a lost connection left it."""
+    spec = predict_spec(body)
+    return EventFlow(lambda _last: spec, lambda event: chunk_from(event.data))
+
+
 def iter_chunks(transport: SyncTransport, body: dict[str, Any]) -> Iterator[ChatCompletionChunk]:
-    response = transport.open_stream(predict_spec(body))
-    decoder = SSEDecoder()
-    try:
-        for line in response.iter_lines():
-            event = decoder.feed(line)
-            if event is None:
-                continue
-            chunk = chunk_from(event.data)
-            if chunk is None:
-                return
-            yield chunk
-    except httpx.TransportError as exc:
-        raise map_transport_error(exc, response.request) from exc
-    finally:
-        response.close()
+    return iter_events(transport, _chunk_flow(body))
 
 
-async def aiter_chunks(
+def aiter_chunks(
     transport: AsyncTransport, body: dict[str, Any]
 ) -> AsyncIterator[ChatCompletionChunk]:
-    response = await transport.open_stream(predict_spec(body))
-    decoder = SSEDecoder()
-    try:
-        async for line in response.aiter_lines():
-            event = decoder.feed(line)
-            if event is None:
-                continue
-            chunk = chunk_from(event.data)
-            if chunk is None:
-                return
-            yield chunk
-    except httpx.TransportError as exc:
-        raise map_transport_error(exc, response.request) from exc
-    finally:
-        await response.aclose()
+    return aiter_events(transport, _chunk_flow(body))

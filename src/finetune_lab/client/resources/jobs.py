@@ -111,6 +111,7 @@ class AsyncJobs:
         model_name: str | None = None,
         config: dict[str, Any] | None = None,
     ) -> Job:
+        """Create a job; with the `id` of one of your jobs, resume it (`job_token` is then None)."""
         return await self._transport.execute(_create_spec(id, name, model_name, config))
 
     async def get(self, job_id: str) -> Job:
@@ -119,6 +120,7 @@ class AsyncJobs:
     async def list(
         self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0
     ) -> JobsPage:
+        """Your jobs, newest first."""
         return await self._transport.execute(_list_spec(status, limit, offset))
 
     async def update(
@@ -127,12 +129,15 @@ class AsyncJobs:
         return await self._transport.execute(_update_spec(job_id, status, name))
 
     async def delete(self, job_id: str) -> JobDeleted:
+        """Delete the job and all its predictions."""
         return await self._transport.execute(_delete_spec(job_id))
 
     async def rotate_token(self, job_id: str) -> Job:
+        """A new `job_token` bound to this client's key; the previous token stops working."""
         return await self._transport.execute(_token_spec("POST", job_id))
 
     async def revoke_token(self, job_id: str) -> Job:
+        """End the job's token now; `rotate_token` issues a new one."""
         return await self._transport.execute(_token_spec("DELETE", job_id))
 
 

@@ -103,6 +103,8 @@ class AsyncModels:
         device: Device = "auto",
         description: str | None = None,
     ) -> RegisteredModel:
+        """An OpenAI-compatible endpoint (`base_url`, `upstream_model`, `api_key`, kept on the
+        server and never returned) or a local checkpoint directory on the server (`path`)."""
         spec = _register_spec(
             name, kind, base_url, upstream_model, api_key, path, device, description
         )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -11,30 +11,23 @@ from finetune_lab.schema import (
     MAX_PAGE_LIMIT,
     CompareResponse,
     EpochsResponse,
+    ExportFormat,
+    GroupBy,
     IngestResult,
+    PredictionFilters,
     PredictionMatrix,
     PredictionsPage,
     SampleHistory,
+    SortKey,
     TrendsResponse,
 )
 from finetune_lab.server.auth import Principal, require_scope
 from finetune_lab.server.db import Database
 from finetune_lab.server.responses import JSONBytesResponse, get_db
 from finetune_lab.server.services import export, ingest, matrix, queries
-from finetune_lab.server.services.queries import PredictionFilters
 
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
 training = require_scope("training")
-SortKey = Literal[
-    "exact_match",
-    "-exact_match",
-    "char_error_rate",
-    "-char_error_rate",
-    "word_overlap",
-    "-word_overlap",
-    "length_ratio",
-    "-length_ratio",
-]
 training_or_job_token = require_scope("training", job_token_ok=True)
 
 
@@ -111,7 +104,7 @@ def epochs(
 @router.get("/{job_id}/trends", response_model=TrendsResponse)
 def trends(
     job_id: str,
-    group_by: Literal["epoch", "step"] = "epoch",
+    group_by: GroupBy = "epoch",
     principal: Principal = Depends(training),
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
@@ -171,7 +164,7 @@ def compare(
 )
 def export_predictions(
     job_id: str,
-    format: Literal["jsonl", "csv", "parquet"] = "jsonl",
+    format: ExportFormat = "jsonl",
     epoch: int | None = Query(None, ge=0, le=MAX_INT),
     step: int | None = Query(None, ge=0, le=MAX_INT),
     principal: Principal = Depends(training),

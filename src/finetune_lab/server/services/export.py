@@ -9,11 +9,12 @@ from typing import Any
 
 import orjson
 
+from finetune_lab.schema import ExportFormat, PredictionFilters
 from finetune_lab.server.db import Database
-from finetune_lab.server.services.queries import PREDICTION_FIELDS, PredictionFilters, page_rows
+from finetune_lab.server.services.queries import PREDICTION_FIELDS, page_rows
 
 EXPORT_PAGE = 2_000
-MEDIA_TYPES = {
+MEDIA_TYPES: dict[ExportFormat, str] = {
     "jsonl": "application/x-ndjson",
     "csv": "text/csv; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
@@ -179,7 +180,7 @@ def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
 
 
 def export_stream(
-    db: Database, user_id: int, job_id: str, filters: PredictionFilters, fmt: str
+    db: Database, user_id: int, job_id: str, filters: PredictionFilters, fmt: ExportFormat
 ) -> Iterator[bytes]:
     writer = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[fmt]
     return writer(_pages(db, user_id, job_id, filters))

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, Connection, func, or_, select, tuple_
 
-from finetune_lab.schema import Prediction
+from finetune_lab.schema import Prediction, PredictionFilters
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import predictions, round_rollups
@@ -28,35 +27,27 @@ PREDICTION_COLUMNS = tuple(predictions.c[name] for name in PREDICTION_FIELDS)
 READ_ORDER = (predictions.c.epoch, predictions.c.step, predictions.c.sample_index)
 
 
-@dataclass(frozen=True)
-class PredictionFilters:
-    epoch: int | None = None
-    step: int | None = None
-    sample_index: int | None = None
-    prompt_id: str | None = None
-    validation_pass: bool | None = None
-    q: str | None = None  # case-insensitive substring of prompt, prediction or ground truth
+def filter_clauses(filters: PredictionFilters, job_id: str) -> list[ColumnElement[bool]]:
+    p = predictions.c
+    where = [p.job_id == job_id]
+    for name in ("epoch", "step", "sample_index", "prompt_id", "validation_pass"):
+        value = getattr(filters, name)
+        if value is not None:
+            where.append(p[name] == value)
+    if filters.q:
+        pattern = "%" + _escape_like(filters.q) + "%"
+        where.append(or_(*(p[name].ilike(pattern, escape="\\") for name in SEARCHED_COLUMNS)))
+    return where
 
-    def clauses(self, job_id: str) -> list[ColumnElement[bool]]:
-        p = predictions.c
-        where = [p.job_id == job_id]
-        for name in ("epoch", "step", "sample_index", "prompt_id", "validation_pass"):
-            value = getattr(self, name)
-            if value is not None:
-                where.append(p[name] == value)
-        if self.q:
-            pattern = "%" + _escape_like(self.q) + "%"
-            where.append(or_(*(p[name].ilike(pattern, escape="\\") for name in SEARCHED_COLUMNS)))
-        return where
 
-    @property
-    def rollup_countable(self) -> bool:
-        return (
-            self.sample_index is None
-            and self.prompt_id is None
-            and self.validation_pass is None
-            and not self.q
-        )
+def rollup_countable(filters: PredictionFilters) -> bool:
+    """Whether the per-round rollups can count the rows (filters on epoch and step only)."""
+    return (
+        filters.sample_index is None
+        and filters.prompt_id is None
+        and filters.validation_pass is None
+        and not filters.q
+    )
 
 
 SEARCHED_COLUMNS = ("prompt", "prediction", "ground_truth")
@@ -89,7 +80,7 @@ def decode_cursor(cursor: str) -> tuple[int, int, int]:
 
 
 def _count(conn: Connection, job_id: str, filters: PredictionFilters) -> int:
-    if filters.rollup_countable:
+    if rollup_countable(filters):
         query = select(func.coalesce(func.sum(round_rollups.c.sample_count), 0)).where(
             round_rollups.c.job_id == job_id
         )
@@ -98,7 +89,9 @@ def _count(conn: Connection, job_id: str, filters: PredictionFilters) -> int:
         if filters.step is not None:
             query = query.where(round_rollups.c.step == filters.step)
     else:
-        query = select(func.count()).select_from(predictions).where(*filters.clauses(job_id))
+        query = (
+            select(func.count()).select_from(predictions).where(*filter_clauses(filters, job_id))
+        )
     return int(conn.scalar(query) or 0)
 
 
@@ -130,7 +123,7 @@ def page_rows(
 ) -> list[dict[str, Any]]:
     """`user_id`: only that user's rows (a read spread over several transactions, such as an
     export, must not run into the rows of whoever takes the job id after a delete)."""
-    query = select(*PREDICTION_COLUMNS).where(*filters.clauses(job_id))
+    query = select(*PREDICTION_COLUMNS).where(*filter_clauses(filters, job_id))
     if user_id is not None:
         query = query.where(predictions.c.user_id == user_id)
     if after is not None:

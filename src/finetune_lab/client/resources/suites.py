@@ -89,17 +89,21 @@ class AsyncTestSuites:
     async def create(
         self, name: str, items: Sequence[dict[str, Any]], *, description: str | None = None
     ) -> TestSuite:
+        """`items`: `{"prompt": ...}` or `{"messages": [...]}`, each with an optional
+        `"expected"` answer."""
         return await self._transport.execute(_create_spec(name, items, description))
 
     async def upload(
         self, name: str, path: str | Path, *, description: str | None = None
     ) -> TestSuite:
+        """A suite from a JSON array or JSONL file (prompt/completion, input/output or chat)."""
         return await self._transport.execute(_upload_spec(name, path, description))
 
     async def list(self) -> TestSuitesList:
         return await self._transport.execute(_list_spec())
 
     async def get(self, suite_id: str) -> TestSuite:
+        """The suite with its items."""
         return await self._transport.execute(_get_spec(suite_id))
 
     async def delete(self, suite_id: str) -> TestSuiteDeleted:

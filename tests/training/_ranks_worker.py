@@ -1,0 +1,180 @@
+"""Run by `torchrun --nproc_per_node 2` (gloo, CPU) from test_ranks.py.
+
+`recorder-<wrapper>`: a `PredictionsRecorder` on every rank records two rounds of a model
+held by DDP, FSDP2 (`fully_shard` on a CPU mesh) or FSDP1. `trainer-<wrapper>`: a real
+`Trainer` with `PredictionsCallback`, the model replicated (DDP) or sharded at load time with
+FSDP2 (`from_pretrained(distributed_config=...)`, which Trainer leaves unwrapped; on CPU
+`TrainingArguments(fsdp=...)` would fall back to DDP). Ranks other than 0 are pointed at a
+tripwire address: any connection they opened would be seen there. Each rank writes what it
+saw to `<out>/rank.<rank>.json`; the final weights go to `<out>/final` (trainer modes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from finetune_lab.training import PredictionsCallback, PredictionsRecorder
+from finetune_lab.training.sharding import sharding_of
+from finetune_lab.training.toy import CausalLMDataset
+
+SETTINGS: dict[str, Any] = {"sample_count": 5, "batch_size": 2, "max_new_tokens": 8}
+
+
+def _wrap(model: Any, wrapper: str) -> Any:
+    if wrapper == "ddp":
+        return torch.nn.parallel.DistributedDataParallel(model)
+    block = type(model.transformer.h[0])
+    if wrapper == "fsdp2":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        for layer in model.transformer.h:
+            fully_shard(layer, mesh=mesh)
+        return fully_shard(model, mesh=mesh)
+    if wrapper == "fsdp1":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+        return FullyShardedDataParallel(
+            model, auto_wrap_policy=ModuleWrapPolicy({block}), device_id=torch.device("cpu")
+        )
+    raise ValueError(wrapper)
+
+
+def _local_share(model: Any) -> float:
+    """The fraction of the weights this rank holds (1.0: all of them)."""
+    local = total = 0
+    for parameter in model.parameters():
+        if hasattr(parameter, "to_local"):  # FSDP2: a DTensor shard
+            local, total = local + parameter.to_local().numel(), total + parameter.numel()
+        elif hasattr(parameter, "_unpadded_unsharded_size"):  # FSDP1: a flat parameter shard
+            local += parameter.numel()
+            total += parameter._unpadded_unsharded_size.numel()
+        else:
+            local, total = local + parameter.numel(), total + parameter.numel()
+    return local / total
+
+
+def recorder_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -> dict[str, Any]:
+    dist.init_process_group("gloo")
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = _wrap(AutoModelForCausalLM.from_pretrained(checkpoint), wrapper)
+    model.train()  # a round must put it back that way
+    rank = dist.get_rank()
+    recorder = PredictionsRecorder(
+        records, spool_dir=out / f"spool.{rank}", job_name=wrapper, **SETTINGS
+    )
+    rounds = []
+    for step in (0, 1):
+        queued = recorder.round(model, tokenizer, step=step, epoch=step)
+        rounds.append({"queued": queued, "generated": recorder.last_generated})
+    delivered = recorder.close(30)
+    seen = {
+        "job_id": recorder.job_id,
+        "rounds": rounds,
+        "delivered": delivered,
+        "sharding": sharding_of(model),
+        "share": _local_share(model),
+        "training": model.training,
+    }
+    dist.destroy_process_group()
+    return seen
+
+
+class _Shares(TrainerCallback):
+    """Each round's share of this rank (runs after PredictionsCallback at the same events)."""
+
+    def __init__(self, capture: PredictionsCallback) -> None:
+        self.capture = capture
+        self.generated: list[int] = []
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.generated.append(self.capture.recorder.last_generated)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.generated.append(self.capture.recorder.last_generated)
+
+
+def trainer_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -> dict[str, Any]:
+    from transformers import Trainer, TrainingArguments
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    if wrapper == "fsdp2":
+        from transformers.distributed import DistributedConfig
+
+        config = DistributedConfig(fsdp_size=2, fsdp_plan={"transformer.h.*": "free_full_weight"})
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, distributed_config=config)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    capture = PredictionsCallback(
+        records, spool_dir=out / f"spool.{os.environ['RANK']}", **SETTINGS
+    )
+    shares = _Shares(capture)
+    dataset = CausalLMDataset(records, tokenizer, max_length=64)
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=4,
+        num_train_epochs=2,
+        learning_rate=1e-3,
+        use_cpu=True,
+        ddp_backend="gloo",
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=dataset.collate,
+        processing_class=tokenizer,
+        callbacks=[capture, shares],
+    )
+    trainer.train()
+    model = trainer.model
+    seen = {
+        "job_id": capture.job_id,
+        "generated": shares.generated,
+        "sharding": sharding_of(model),
+        "share": _local_share(model),
+        "steps": trainer.state.global_step,
+    }
+    if wrapper == "fsdp2":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    else:
+        state = trainer.accelerator.unwrap_model(model).state_dict()
+    if dist.get_rank() == 0:
+        final = AutoModelForCausalLM.from_pretrained(checkpoint)
+        final.load_state_dict(state)
+        final.save_pretrained(out / "final")
+    dist.barrier()
+    return seen
+
+
+def main() -> None:
+    mode, checkpoint, output, samples_path, tripwire_url = sys.argv[1:6]
+    if os.environ["RANK"] != "0":
+        os.environ["FINETUNE_LAB_API_URL"] = tripwire_url
+    out = Path(output)
+    records = json.loads(Path(samples_path).read_text())
+    kind, wrapper = mode.split("-")
+    run = recorder_run if kind == "recorder" else trainer_run
+    seen = run(wrapper, checkpoint, out, records)
+    Path(out, f"rank.{os.environ['RANK']}.json").write_text(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Every rank takes part in a round (`torchrun --nproc_per_node 2`, gloo on CPU).
+
+Recorder on a model held by DDP, FSDP2 (`fully_shard`) and FSDP1; `PredictionsCallback` in a
+real Trainer, the model replicated (DDP) or sharded at load time with FSDP2. 5 samples in
+batches of 2 make 3 batches: rank 0 generates 4 prompts, rank 1 one (and, sharded, joins rank
+0's second `generate` with a filler batch). Each round is stored once, texts equal to
+single-process greedy, and rank 1 creates no job and opens no connection (its server address
+is a tripwire listener).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _support.appserver import ServerHandle
+from _support.net import free_port
+from finetune_lab.client import FinetuneLabClient
+from finetune_lab.training.generation import generate
+from finetune_lab.training.samples import pick_samples
+
+from .conftest import Toy
+
+torch = pytest.importorskip("torch")
+dist = pytest.importorskip("torch.distributed")
+transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="torch.distributed with gloo is needed to run torchrun on the CPU",
+)
+
+WORKER = Path(__file__).with_name("_ranks_worker.py")
+SAMPLES, BATCH, NEW_TOKENS = 5, 2, 8  # as _ranks_worker.SETTINGS
+
+
+class Tripwire:
+    """A TCP listener that counts the connections made to it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def tripwire() -> Iterator[Tripwire]:
+    wire = Tripwire()
+    yield wire
+    wire.close()
+
+
+def _greedy(toy: Toy, model: Any) -> list[tuple[str, str, int]]:
+    """(prompt, text, completion tokens) per sample: one process, same batches."""
+    samples, _ = pick_samples(toy.held_out, SAMPLES)
+    prompts = [sample.render(toy.tokenizer) for sample in samples]
+    answers = generate(model, toy.tokenizer, prompts, max_new_tokens=NEW_TOKENS, batch_size=BATCH)
+    return [(p, a.text, a.completion_tokens) for p, a in zip(prompts, answers, strict=True)]
+
+
+def _torchrun(
+    mode: str, toy: Toy, server: ServerHandle, key: str, tripwire: Tripwire, out: Path
+) -> list[dict[str, Any]]:
+    samples = out / "samples.json"
+    samples.write_text(json.dumps(toy.held_out))
+    env = {
+        **os.environ,
+        "FINETUNE_LAB_API_KEY": key,
+        "FINETUNE_LAB_API_URL": server.base_url,
+        "OMP_NUM_THREADS": "1",
+    }
+    # fmt: off
+    argv = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        str(WORKER), mode, str(toy.checkpoint), str(out), str(samples), tripwire.url,
+    ]
+    # fmt: on
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return [json.loads((out / f"rank.{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def _rounds(client: FinetuneLabClient, job_id: str) -> dict[int, list[tuple[str, str, int]]]:
+    rows = list(client.training_predictions.iter(job_id))
+    counts = Counter((row.step, row.sample_index) for row in rows)
+    assert set(counts.values()) == {1}  # no row twice
+    by_step: dict[int, list[tuple[str, str, int]]] = {}
+    for row in sorted(rows, key=lambda r: (r.step, r.sample_index)):
+        by_step.setdefault(row.step, []).append((row.prompt, row.prediction, row.completion_tokens))
+    return by_step
+
+
+def _only_rank_zero_wrote(
+    client: FinetuneLabClient, seen: list[dict[str, Any]], tripwire: Tripwire, out: Path
+) -> None:
+    assert seen[0]["job_id"] == seen[1]["job_id"]  # rank 1 names rank 0's job
+    assert client.jobs.list().total == 1
+    assert tripwire.connections == 0  # rank 1 never reached for the network
+    assert not (out / "spool.1").exists()  # nor spooled a job of its own
+    assert not list((out / "spool.0").glob("*/batches/*.json"))  # rank 0 delivered it all
+
+
+@pytest.mark.parametrize("wrapper", ["ddp", "fsdp2", "fsdp1"])
+def test_recorder_on_every_rank(
+    wrapper: str, toy: Toy, sqlite_server: ServerHandle, tripwire: Tripwire, tmp_path: Path
+) -> None:
+    key = sqlite_server.create_key(f"ranks-{wrapper}")
+    seen = _torchrun(f"recorder-{wrapper}", toy, sqlite_server, key, tripwire, tmp_path)
+    # Rank 0 queued the whole round, having generated 2 batches of 2; rank 1 the third one.
+    rank0, rank1 = {"queued": 5, "generated": 4}, {"queued": 0, "generated": 1}
+    assert [r["rounds"] for r in seen] == [[rank0, rank0], [rank1, rank1]]
+    assert seen[0]["delivered"] and all(r["training"] for r in seen)
+    sharded = wrapper != "ddp"
+    assert [r["sharding"] for r in seen] == [wrapper if sharded else None] * 2
+    assert all(r["share"] < 0.9 for r in seen) == sharded  # each rank holds part of the weights
+    with FinetuneLabClient(api_key=key, base_url=sqlite_server.base_url) as client:
+        rounds = _rounds(client, seen[0]["job_id"])
+        _only_rank_zero_wrote(client, seen, tripwire, tmp_path)
+    expected = _greedy(toy, toy.model())
+    assert rounds == {0: expected, 1: expected}
+
+
+@pytest.mark.parametrize("wrapper", ["ddp", "fsdp2"])
+def test_callback_in_a_distributed_trainer(
+    wrapper: str, toy: Toy, sqlite_server: ServerHandle, tripwire: Tripwire, tmp_path: Path
+) -> None:
+    key = sqlite_server.create_key(f"ranks-trainer-{wrapper}")
+    seen = _torchrun(f"trainer-{wrapper}", toy, sqlite_server, key, tripwire, tmp_path)
+    # 32 records / (2 ranks x 4) = 4 steps an epoch: baseline and two epoch rounds, each split.
+    assert [r["generated"] for r in seen] == [[4, 4, 4], [1, 1, 1]]
+    assert [r["steps"] for r in seen] == [8, 8]
+    assert all(r["share"] < 0.9 for r in seen) == (wrapper == "fsdp2")
+    with FinetuneLabClient(api_key=key, base_url=sqlite_server.base_url) as client:
+        rounds = _rounds(client, seen[0]["job_id"])
+        _only_rank_zero_wrote(client, seen, tripwire, tmp_path)
+        assert client.jobs.get(seen[0]["job_id"]).status == "completed"
+    assert sorted(rounds) == [0, 4, 8]
+    assert all(len(rows) == SAMPLES for rows in rounds.values())
+    assert rounds[0] == _greedy(toy, toy.model())  # the checkpoint, before training
+    final = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    assert rounds[8] == _greedy(toy, final)  # the trained weights, as rank 0 saved them
+    assert rounds[8] != rounds[0]

@@ -105,6 +105,7 @@ class _Shares(TrainerCallback):
 
 
 def trainer_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -> dict[str, Any]:
+    model: Any
     from transformers import Trainer, TrainingArguments
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -142,7 +143,7 @@ def trainer_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) ->
         callbacks=[capture, shares],
     )
     trainer.train()
-    model = trainer.model
+    model = trainer.model  # the model the callback saw
     seen = {
         "job_id": capture.job_id,
         "generated": shares.generated,

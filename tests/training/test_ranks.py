@@ -108,11 +108,11 @@ def _torchrun(
     return [json.loads((out / f"rank.{rank}.json").read_text()) for rank in (0, 1)]
 
 
-def _rounds(client: FinetuneLabClient, job_id: str) -> dict[int, list[tuple[str, str, int]]]:
+def _rounds(client: FinetuneLabClient, job_id: str) -> dict[int, list[tuple[str, str, int | None]]]:
     rows = list(client.training_predictions.iter(job_id))
     counts = Counter((row.step, row.sample_index) for row in rows)
     assert set(counts.values()) == {1}  # no row twice
-    by_step: dict[int, list[tuple[str, str, int]]] = {}
+    by_step: dict[int, list[tuple[str, str, int | None]]] = {}
     for row in sorted(rows, key=lambda r: (r.step, r.sample_index)):
         by_step.setdefault(row.step, []).append((row.prompt, row.prediction, row.completion_tokens))
     return by_step

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import verdict
 
-SAMPLES, BATCH, NEW_TOKENS, ROUNDS, REPEATS = 16, 4, 32, 3, 3
+SAMPLES, BATCH, NEW_TOKENS, ROUNDS, REPEATS = 16, 4, 32, 3, 2
 SHAPE = {"n_layer": 4, "n_embd": 256, "n_head": 4, "n_positions": 128}
 TARGET = 0.8  # 2 ranks must take at most this share of 1 rank's time (ideal: 0.5)
 

@@ -1,12 +1,13 @@
 """Run by `torchrun --nproc_per_node 2` (gloo, CPU) from test_ranks.py.
 
-`recorder-<wrapper>`: a `PredictionsRecorder` on every rank records two rounds of a model
-held by DDP, FSDP2 (`fully_shard` on a CPU mesh) or FSDP1. `trainer-<wrapper>`: a real
+`recorder`: a `PredictionsRecorder` on every rank records two rounds of a model held by DDP,
+then FSDP2 (`fully_shard` on a CPU mesh), then FSDP1, one job each. `trainer-<wrapper>`: a real
 `Trainer` with `PredictionsCallback`, the model replicated (DDP) or sharded at load time with
 FSDP2 (`from_pretrained(distributed_config=...)`, which Trainer leaves unwrapped; on CPU
 `TrainingArguments(fsdp=...)` would fall back to DDP). Ranks other than 0 are pointed at a
 tripwire address: any connection they opened would be seen there. Each rank writes what it
-saw to `<out>/rank.<rank>.json`; the final weights go to `<out>/final` (trainer modes).
+saw to `<out>/<wrapper>/rank.<rank>.json`; the final weights go to `<out>/<wrapper>/final`
+(trainer modes).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from finetune_lab.training.sharding import sharding_of
 from finetune_lab.training.toy import CausalLMDataset
 
 SETTINGS: dict[str, Any] = {"sample_count": 5, "batch_size": 2, "max_new_tokens": 8}
+RECORDER_WRAPPERS = ("ddp", "fsdp2", "fsdp1")
 
 
 def _wrap(model: Any, wrapper: str) -> Any:
@@ -65,7 +67,6 @@ def _local_share(model: Any) -> float:
 
 
 def recorder_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -> dict[str, Any]:
-    dist.init_process_group("gloo")
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = _wrap(AutoModelForCausalLM.from_pretrained(checkpoint), wrapper)
     model.train()  # a round must put it back that way
@@ -86,7 +87,6 @@ def recorder_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -
         "share": _local_share(model),
         "training": model.training,
     }
-    dist.destroy_process_group()
     return seen
 
 
@@ -169,12 +169,18 @@ def main() -> None:
     mode, checkpoint, output, samples_path, tripwire_url = sys.argv[1:6]
     if os.environ["RANK"] != "0":
         os.environ["FINETUNE_LAB_API_URL"] = tripwire_url
-    out = Path(output)
     records = json.loads(Path(samples_path).read_text())
-    kind, wrapper = mode.split("-")
-    run = recorder_run if kind == "recorder" else trainer_run
-    seen = run(wrapper, checkpoint, out, records)
-    Path(out, f"rank.{os.environ['RANK']}.json").write_text(json.dumps(seen))
+    if mode == "recorder":  # the three wrappers in turn, one job each, one launch
+        dist.init_process_group("gloo")
+        runs = [(recorder_run, wrapper) for wrapper in RECORDER_WRAPPERS]
+    else:
+        runs = [(trainer_run, mode.removeprefix("trainer-"))]
+    for run, wrapper in runs:
+        out = Path(output, wrapper)
+        out.mkdir(exist_ok=True)
+        seen = run(wrapper, checkpoint, out, records)
+        Path(out, f"rank.{os.environ['RANK']}.json").write_text(json.dumps(seen))
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ class Tripwire:
         self.sock.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tripwire() -> Iterator[Tripwire]:
     wire = Tripwire()
     yield wire
@@ -87,7 +88,7 @@ def _greedy(toy: Toy, model: Any) -> list[tuple[str, str, int]]:
 
 def _torchrun(
     mode: str, toy: Toy, server: ServerHandle, key: str, tripwire: Tripwire, out: Path
-) -> list[dict[str, Any]]:
+) -> None:
     samples = out / "samples.json"
     samples.write_text(json.dumps(toy.held_out))
     env = {
@@ -103,9 +104,33 @@ def _torchrun(
         str(WORKER), mode, str(toy.checkpoint), str(out), str(samples), tripwire.url,
     ]
     # fmt: on
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def _seen(out: Path) -> list[dict[str, Any]]:
     return [json.loads((out / f"rank.{rank}.json").read_text()) for rank in (0, 1)]
+
+
+@dataclass
+class RecorderRuns:
+    key: str
+    url: str
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def recorder_runs(
+    toy: Toy,
+    sqlite_server: ServerHandle,
+    tripwire: Tripwire,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> RecorderRuns:
+    """One launch records a job with each wrapper (DDP, FSDP2, FSDP1) in turn."""
+    key = sqlite_server.create_key("ranks-recorder")
+    out = tmp_path_factory.mktemp("ranks")
+    _torchrun("recorder", toy, sqlite_server, key, tripwire, out)
+    return RecorderRuns(key, sqlite_server.base_url, out)
 
 
 def _rounds(client: FinetuneLabClient, job_id: str) -> dict[int, list[tuple[str, str, int | None]]]:
@@ -118,11 +143,8 @@ def _rounds(client: FinetuneLabClient, job_id: str) -> dict[int, list[tuple[str,
     return by_step
 
 
-def _only_rank_zero_wrote(
-    client: FinetuneLabClient, seen: list[dict[str, Any]], tripwire: Tripwire, out: Path
-) -> None:
+def _only_rank_zero_wrote(seen: list[dict[str, Any]], tripwire: Tripwire, out: Path) -> None:
     assert seen[0]["job_id"] == seen[1]["job_id"]  # rank 1 names rank 0's job
-    assert client.jobs.list().total == 1
     assert tripwire.connections == 0  # rank 1 never reached for the network
     assert not (out / "spool.1").exists()  # nor spooled a job of its own
     assert not list((out / "spool.0").glob("*/batches/*.json"))  # rank 0 delivered it all
@@ -130,10 +152,10 @@ def _only_rank_zero_wrote(
 
 @pytest.mark.parametrize("wrapper", ["ddp", "fsdp2", "fsdp1"])
 def test_recorder_on_every_rank(
-    wrapper: str, toy: Toy, sqlite_server: ServerHandle, tripwire: Tripwire, tmp_path: Path
+    wrapper: str, toy: Toy, recorder_runs: RecorderRuns, tripwire: Tripwire
 ) -> None:
-    key = sqlite_server.create_key(f"ranks-{wrapper}")
-    seen = _torchrun(f"recorder-{wrapper}", toy, sqlite_server, key, tripwire, tmp_path)
+    out = recorder_runs.out / wrapper
+    seen = _seen(out)
     # Rank 0 queued the whole round, having generated 2 batches of 2; rank 1 the third one.
     rank0, rank1 = {"queued": 5, "generated": 4}, {"queued": 0, "generated": 1}
     assert [r["rounds"] for r in seen] == [[rank0, rank0], [rank1, rank1]]
@@ -141,9 +163,13 @@ def test_recorder_on_every_rank(
     sharded = wrapper != "ddp"
     assert [r["sharding"] for r in seen] == [wrapper if sharded else None] * 2
     assert all(r["share"] < 0.9 for r in seen) == sharded  # each rank holds part of the weights
-    with FinetuneLabClient(api_key=key, base_url=sqlite_server.base_url) as client:
+    _only_rank_zero_wrote(seen, tripwire, out)
+    with FinetuneLabClient(api_key=recorder_runs.key, base_url=recorder_runs.url) as client:
         rounds = _rounds(client, seen[0]["job_id"])
-        _only_rank_zero_wrote(client, seen, tripwire, tmp_path)
+        # One job per wrapper: none from rank 1.
+        assert sorted(job.name or "" for job in client.jobs.list().jobs) == sorted(
+            ["ddp", "fsdp1", "fsdp2"]
+        )
     expected = _greedy(toy, toy.model())
     assert rounds == {0: expected, 1: expected}
 
@@ -153,18 +179,23 @@ def test_callback_in_a_distributed_trainer(
     wrapper: str, toy: Toy, sqlite_server: ServerHandle, tripwire: Tripwire, tmp_path: Path
 ) -> None:
     key = sqlite_server.create_key(f"ranks-trainer-{wrapper}")
-    seen = _torchrun(f"trainer-{wrapper}", toy, sqlite_server, key, tripwire, tmp_path)
+    _torchrun(f"trainer-{wrapper}", toy, sqlite_server, key, tripwire, tmp_path)
+    out = tmp_path / wrapper
+    seen = _seen(out)
     # 32 records / (2 ranks x 4) = 4 steps an epoch: baseline and two epoch rounds, each split.
     assert [r["generated"] for r in seen] == [[4, 4, 4], [1, 1, 1]]
     assert [r["steps"] for r in seen] == [8, 8]
-    assert all(r["share"] < 0.9 for r in seen) == (wrapper == "fsdp2")
+    sharded = wrapper == "fsdp2"
+    assert [r["sharding"] for r in seen] == [wrapper if sharded else None] * 2
+    assert all(r["share"] < 0.9 for r in seen) == sharded
+    _only_rank_zero_wrote(seen, tripwire, out)
     with FinetuneLabClient(api_key=key, base_url=sqlite_server.base_url) as client:
         rounds = _rounds(client, seen[0]["job_id"])
-        _only_rank_zero_wrote(client, seen, tripwire, tmp_path)
+        assert client.jobs.list().total == 1
         assert client.jobs.get(seen[0]["job_id"]).status == "completed"
     assert sorted(rounds) == [0, 4, 8]
     assert all(len(rows) == SAMPLES for rows in rounds.values())
     assert rounds[0] == _greedy(toy, toy.model())  # the checkpoint, before training
-    final = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    final = transformers.AutoModelForCausalLM.from_pretrained(out / "final")
     assert rounds[8] == _greedy(toy, final)  # the trained weights, as rank 0 saved them
     assert rounds[8] != rounds[0]

@@ -1,7 +1,8 @@
 """Run by `torchrun --nproc_per_node 2` (gloo, CPU) from test_ranks.py.
 
 `recorder`: a `PredictionsRecorder` on every rank records two rounds of a model held by DDP,
-then FSDP2 (`fully_shard` on a CPU mesh), then FSDP1, one job each. `trainer-<wrapper>`: a real
+then FSDP2 (`fully_shard` on a CPU mesh), then FSDP1, one job each, after a round that fails
+on rank 1 only. `trainer-<wrapper>`: a real
 `Trainer` with `PredictionsCallback`, the model replicated (DDP) or sharded at load time with
 FSDP2 (`from_pretrained(distributed_config=...)`, which Trainer leaves unwrapped; on CPU
 `TrainingArguments(fsdp=...)` would fall back to DDP). Ranks other than 0 are pointed at a
@@ -90,6 +91,21 @@ def recorder_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -
     return seen
 
 
+def failure_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -> dict[str, Any]:
+    """A round whose last sample (rank 1's batch) is longer than the model's 64 positions."""
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = _wrap(AutoModelForCausalLM.from_pretrained(checkpoint), wrapper)
+    too_long = {"prompt": "word " * 80, "completion": "x"}
+    recorder = PredictionsRecorder(
+        [*records[:4], too_long], spool_dir=out / f"spool.{dist.get_rank()}", **SETTINGS
+    )
+    try:
+        recorder.round(model, tokenizer, step=0, epoch=0)
+    except RuntimeError as exc:
+        return {"error": str(exc)}
+    return {"error": None}
+
+
 class _Shares(TrainerCallback):
     """Each round's share of this rank (runs after PredictionsCallback at the same events)."""
 
@@ -172,11 +188,12 @@ def main() -> None:
     records = json.loads(Path(samples_path).read_text())
     if mode == "recorder":  # the three wrappers in turn, one job each, one launch
         dist.init_process_group("gloo")
-        runs = [(recorder_run, wrapper) for wrapper in RECORDER_WRAPPERS]
+        # A failed round first: the ranks must still be in step for the runs after it.
+        runs = [(failure_run, "ddp")] + [(recorder_run, w) for w in RECORDER_WRAPPERS]
     else:
         runs = [(trainer_run, mode.removeprefix("trainer-"))]
     for run, wrapper in runs:
-        out = Path(output, wrapper)
+        out = Path(output, "failure" if run is failure_run else wrapper)
         out.mkdir(exist_ok=True)
         seen = run(wrapper, checkpoint, out, records)
         Path(out, f"rank.{os.environ['RANK']}.json").write_text(json.dumps(seen))

@@ -174,6 +174,16 @@ def test_recorder_on_every_rank(
     assert rounds == {0: expected, 1: expected}
 
 
+def test_a_share_that_fails_fails_the_round_on_every_rank(recorder_runs: RecorderRuns) -> None:
+    # Rank 1's prompt is longer than the model's positions; rank 0's batches are fine. Both
+    # raise the same error after the gather (no rank left waiting), no job is made, and the
+    # runs after it in the same process group (the other tests) went through.
+    seen = _seen(recorder_runs.out / "failure")
+    assert seen[0] == seen[1]
+    assert seen[0]["error"].startswith("finetune-lab: the round failed on rank 1: IndexError")
+    assert not (recorder_runs.out / "failure" / "spool.0").exists()
+
+
 @pytest.mark.parametrize("wrapper", ["ddp", "fsdp2"])
 def test_callback_in_a_distributed_trainer(
     wrapper: str, toy: Toy, sqlite_server: ServerHandle, tripwire: Tripwire, tmp_path: Path

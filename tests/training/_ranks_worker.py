@@ -2,7 +2,7 @@
 
 `recorder`: a `PredictionsRecorder` on every rank records two rounds of a model held by DDP,
 then FSDP2 (`fully_shard` on a CPU mesh), then FSDP1, one job each, after a round that fails
-on rank 1 only. `trainer-<wrapper>`: a real
+on rank 1 only and one recorded by rank 0 alone (`all_ranks=False`). `trainer-<wrapper>`: a real
 `Trainer` with `PredictionsCallback`, the model replicated (DDP) or sharded at load time with
 FSDP2 (`from_pretrained(distributed_config=...)`, which Trainer leaves unwrapped; on CPU
 `TrainingArguments(fsdp=...)` would fall back to DDP). Ranks other than 0 are pointed at a
@@ -94,7 +94,7 @@ def recorder_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -
 def failure_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -> dict[str, Any]:
     """A round whose last sample (rank 1's batch) is longer than the model's 64 positions."""
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = _wrap(AutoModelForCausalLM.from_pretrained(checkpoint), wrapper)
+    model = _wrap(AutoModelForCausalLM.from_pretrained(checkpoint), "ddp")
     too_long = {"prompt": "word " * 80, "completion": "x"}
     recorder = PredictionsRecorder(
         [*records[:4], too_long], spool_dir=out / f"spool.{dist.get_rank()}", **SETTINGS
@@ -104,6 +104,28 @@ def failure_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) ->
     except RuntimeError as exc:
         return {"error": str(exc)}
     return {"error": None}
+
+
+def main_only_run(wrapper: str, checkpoint: str, out: Path, records: list[Any]) -> dict[str, Any]:
+    """`all_ranks=False`: rank 0 alone calls `round()`; refused for a sharded model."""
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    replicated = _wrap(AutoModelForCausalLM.from_pretrained(checkpoint), "ddp")
+    sharded = _wrap(AutoModelForCausalLM.from_pretrained(checkpoint), "fsdp2")
+    rank = dist.get_rank()
+    recorder = PredictionsRecorder(
+        records, spool_dir=out / f"spool.{rank}", job_name="main-only", all_ranks=False, **SETTINGS
+    )
+    seen: dict[str, Any] = {"queued": None, "refused": None}
+    if rank == 0:
+        seen["queued"] = recorder.round(replicated, tokenizer, step=0, epoch=0)
+        seen["generated"] = recorder.last_generated
+        try:
+            recorder.round(sharded, tokenizer, step=1, epoch=0)
+        except RuntimeError as exc:
+            seen["refused"] = str(exc)
+        recorder.close(30)
+    dist.barrier()
+    return seen
 
 
 class _Shares(TrainerCallback):
@@ -189,11 +211,12 @@ def main() -> None:
     if mode == "recorder":  # the three wrappers in turn, one job each, one launch
         dist.init_process_group("gloo")
         # A failed round first: the ranks must still be in step for the runs after it.
-        runs = [(failure_run, "ddp")] + [(recorder_run, w) for w in RECORDER_WRAPPERS]
+        runs = [(failure_run, "failure"), (main_only_run, "main-only")]
+        runs += [(recorder_run, wrapper) for wrapper in RECORDER_WRAPPERS]
     else:
         runs = [(trainer_run, mode.removeprefix("trainer-"))]
     for run, wrapper in runs:
-        out = Path(output, "failure" if run is failure_run else wrapper)
+        out = Path(output, wrapper)
         out.mkdir(exist_ok=True)
         seen = run(wrapper, checkpoint, out, records)
         Path(out, f"rank.{os.environ['RANK']}.json").write_text(json.dumps(seen))

@@ -166,10 +166,9 @@ def test_recorder_on_every_rank(
     _only_rank_zero_wrote(seen, tripwire, out)
     with FinetuneLabClient(api_key=recorder_runs.key, base_url=recorder_runs.url) as client:
         rounds = _rounds(client, seen[0]["job_id"])
-        # One job per wrapper: none from rank 1.
-        assert sorted(job.name or "" for job in client.jobs.list().jobs) == sorted(
-            ["ddp", "fsdp1", "fsdp2"]
-        )
+        # One job per wrapper (and the main-only one): none from rank 1.
+        names = sorted(job.name or "" for job in client.jobs.list().jobs)
+        assert names == ["ddp", "fsdp1", "fsdp2", "main-only"]
     expected = _greedy(toy, toy.model())
     assert rounds == {0: expected, 1: expected}
 
@@ -182,6 +181,18 @@ def test_a_share_that_fails_fails_the_round_on_every_rank(recorder_runs: Recorde
     assert seen[0] == seen[1]
     assert seen[0]["error"].startswith("finetune-lab: the round failed on rank 1: IndexError")
     assert not (recorder_runs.out / "failure" / "spool.0").exists()
+
+
+def test_rank_zero_alone_with_all_ranks_false(recorder_runs: RecorderRuns) -> None:
+    seen = _seen(recorder_runs.out / "main-only")
+    assert seen[0]["queued"] == seen[0]["generated"] == SAMPLES  # the whole round, alone
+    assert seen[0]["refused"] == (
+        "fsdp2 shards the model: call round() on every rank (all_ranks=True)"
+    )
+    assert seen[1] == {"queued": None, "refused": None}  # rank 1 never called round()
+    with FinetuneLabClient(api_key=recorder_runs.key, base_url=recorder_runs.url) as client:
+        (job,) = [job for job in client.jobs.list().jobs if job.name == "main-only"]
+        assert len(_rounds(client, job.id)[0]) == SAMPLES
 
 
 @pytest.mark.parametrize("wrapper", ["ddp", "fsdp2"])

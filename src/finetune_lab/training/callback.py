@@ -55,6 +55,9 @@ class PredictionsCallback(TrainerCallback):
     entry per round). `metrics`: custom per-row metrics `{name: fn(prediction, ground_truth,
     sample)}`. `stop_when={score: threshold}` stops training after the first round meeting
     every target; `patience=N` stops after N rounds without `monitor` improving.
+
+    Under `torchrun`/`accelerate launch` every rank generates its share of each round and rank
+    0 alone ships it; FSDP1/FSDP2 and DeepSpeed ZeRO-3 sharded models generate as a collective.
     """
 
     def __init__(

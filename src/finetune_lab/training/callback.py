@@ -55,6 +55,9 @@ class PredictionsCallback(TrainerCallback):
     entry per round). `metrics`: custom per-row metrics `{name: fn(prediction, ground_truth,
     sample)}`. `stop_when={score: threshold}` stops training after the first round meeting
     every target; `patience=N` stops after N rounds without `monitor` improving.
+
+    Under `torchrun`/`accelerate launch` every rank generates its share of each round and rank
+    0 alone ships it; FSDP1/FSDP2 and DeepSpeed ZeRO-3 sharded models generate as a collective.
     """
 
     def __init__(
@@ -206,14 +209,12 @@ class PredictionsCallback(TrainerCallback):
         *,
         epoch: int,
     ) -> None:
-        # Every rank passes here at the same events (the stop decision is shared); only rank 0
-        # generates.
+        # Every rank passes here at the same events: each generates its share of the round
+        # (a collective when the weights are sharded), rank 0 ships it and decides on stopping.
         if state.global_step in self._recorded_steps:
             return
         self._recorded_steps.add(state.global_step)
-        averages = None
-        if state.is_world_process_zero:
-            averages = self._record(args, state, control, kw, epoch)
+        averages = self._record(args, state, control, kw, epoch)
         if not self.stop_rule.active:
             return
         stop = False
@@ -236,7 +237,9 @@ class PredictionsCallback(TrainerCallback):
         kw: dict[str, Any],
         epoch: int,
     ) -> dict[str, float] | None:
-        """One round on rank 0: generate, ship, log its averages; the averages (None on error)."""
+        """One round: every rank generates its share; rank 0 ships it and logs its averages.
+
+        Returns the averages on rank 0 (None elsewhere, and on error)."""
         model = kw.get("model")
         tokenizer = self.tokenizer or _tokenizer_of(
             kw.get("processing_class") or kw.get("tokenizer")

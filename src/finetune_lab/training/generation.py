@@ -90,17 +90,40 @@ def generate(
     Inputs go to the model's device; the model runs in its own dtype. Greedy decoding draws no
     random numbers, so recording a round does not change what training does afterwards.
     """
-    import torch
-
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    batches = [
+        list(prompts[start : start + batch_size]) for start in range(0, len(prompts), batch_size)
+    ]
+    return generate_batches(model, tokenizer, batches, max_new_tokens=max_new_tokens)
+
+
+def generate_batches(
+    model: Any,
+    tokenizer: Any,
+    batches: Sequence[Sequence[str]],
+    *,
+    max_new_tokens: int,
+    synced_gpus: bool = False,
+    filler_batches: int = 0,
+    filler_prompt: str | None = None,
+) -> list[Generation]:
+    """One greedy answer per prompt of each batch, one `generate` call per batch.
+
+    With sharded weights generation is a collective: every rank must make the same number of
+    `generate` calls (`synced_gpus` keeps the forward passes in step inside one call).
+    `filler_batches` more calls on `[filler_prompt]` follow, their answers dropped, so a rank
+    with a smaller share still takes part in every call of the others.
+    """
+    import torch
+
     results: list[Generation] = []
     stop_ids = _stop_ids(model, tokenizer)
     device = _device(model)
+    fillers: list[Sequence[str]] = [[filler_prompt]] * filler_batches if filler_prompt else []
     with _generation_mode(model, tokenizer), torch.no_grad():
-        for start in range(0, len(prompts), batch_size):
-            chunk = list(prompts[start : start + batch_size])
-            encoded = _encode(tokenizer, chunk).to(device)
+        for number, chunk in enumerate([*batches, *fillers]):
+            encoded = _encode(tokenizer, list(chunk)).to(device)
             began = time.perf_counter()
             output = model.generate(
                 input_ids=encoded["input_ids"],
@@ -109,7 +132,10 @@ def generate(
                 do_sample=False,
                 num_beams=1,
                 pad_token_id=tokenizer.pad_token_id,
+                synced_gpus=synced_gpus,
             )
+            if number >= len(batches):
+                continue  # a filler call: taking part was its whole point
             latency_ms = (time.perf_counter() - began) * 1000 / len(chunk)
             width = encoded["input_ids"].shape[1]
             prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()

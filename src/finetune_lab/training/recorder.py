@@ -20,9 +20,11 @@ from finetune_lab.paths import default_spool_dir
 from finetune_lab.scoring import Validators
 from finetune_lab.scoring.validators import check_validators_config
 from finetune_lab.training.custom_metrics import MetricFn, apply_metrics, check_metrics
-from finetune_lab.training.generation import generate
+from finetune_lab.training.generation import Generation, generate_batches
+from finetune_lab.training.ranks import World, batch_share, current_world, gather
 from finetune_lab.training.samples import SampleSource, pick_samples, prompt_id
 from finetune_lab.training.sender import BackgroundSender
+from finetune_lab.training.sharding import generation_target, sharding_of
 from finetune_lab.training.spool import JobSpool
 from finetune_lab.training.summary import RoundSummary, summarize
 
@@ -35,14 +37,7 @@ VALIDATOR_KEYS = {"json_parse", "json_schema"}
 
 def is_main_process() -> bool:
     """Rank 0 of a distributed run (or the only process): the one that writes."""
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return int(dist.get_rank()) == 0
-    except ImportError:  # pragma: no cover - torch is a training dependency
-        pass
-    return os.environ.get("RANK", "0") == "0"
+    return current_world().is_main
 
 
 def _model_name(model: Any) -> str:
@@ -69,6 +64,12 @@ class PredictionsRecorder:
     `close()` at the end (or use it as a context manager). `metrics`: custom per-row metrics,
     `{name: fn(prediction, ground_truth, sample)}`; after each round `last_summary` holds its
     averages, the numbers the server's trends will show.
+
+    In a distributed run (`torch.distributed` initialised) call `round()` on every rank: each
+    generates its share of the batches, rank 0 gathers the answers and alone creates the job,
+    spools and sends; the other ranks return 0. Sharded weights (FSDP1, FSDP2, DeepSpeed
+    ZeRO-3) need this. `all_ranks=False` keeps the old way, rank 0 alone generating
+    everything (other ranks return 0 at once; unsharded models only).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class PredictionsRecorder:
         seed: int = 0,
         settings: dict[str, Any] | None = None,
         metrics: Mapping[str, MetricFn] | None = None,
+        all_ranks: bool = True,
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
@@ -118,22 +120,30 @@ class PredictionsRecorder:
         self.last_summary: RoundSummary | None = None
         self._sender: BackgroundSender | None = None
         self._prompts: list[str] | None = None
+        self.all_ranks = all_ranks
+        # Prompts this process generated in the last round (its share; fillers not counted).
+        self.last_generated = 0
 
     # -- public API -----------------------------------------------------------------------------
     def round(self, model: Any, tokenizer: Any, step: int, epoch: int) -> int:
         """Generate and record one round; returns the rows queued (0 on non-main processes)."""
         self.last_summary = None
-        if not is_main_process():
+        self.last_generated = 0
+        world = current_world()
+        if not world.is_main and (world.size == 1 or not self.all_ranks):
+            return 0
+        if not self.all_ranks and world.size > 1:
+            sharding = sharding_of(model)
+            if sharding is not None:
+                raise RuntimeError(
+                    f"{sharding} shards the model: call round() on every rank (all_ranks=True)"
+                )
+            world = World(0, 1)
+        prompts = self._rendered(tokenizer)
+        answers = self._generate(model, tokenizer, prompts, world)
+        if answers is None:
             return 0
         sender = self._ensure_sender(model)
-        prompts = self._rendered(tokenizer)
-        answers = generate(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=self.max_new_tokens,
-            batch_size=self.batch_size,
-        )
         rows = [
             {
                 "epoch": epoch,
@@ -164,6 +174,49 @@ class PredictionsRecorder:
         except Exception:  # the rows are safe in the spool; only the local averages are lost
             logger.exception("finetune-lab: averaging the round at step %d failed", step)
         return len(rows)
+
+    def _generate(
+        self, model: Any, tokenizer: Any, prompts: list[str], world: World
+    ) -> list[Generation] | None:
+        """This rank's share, gathered: every answer in sample order on rank 0, None elsewhere.
+
+        A rank whose share fails still joins the gather (with its error), so no rank waits
+        forever, and then every rank raises the same error.
+        """
+        share, most = batch_share(len(prompts), self.batch_size, world)
+        with generation_target(model) as (target, sharding):
+            synced = sharding is not None and world.size > 1
+            run = [prompts[positions.start : positions.stop] for positions in share]
+            try:
+                local: list[Generation] | str = generate_batches(
+                    target,
+                    tokenizer,
+                    run,
+                    max_new_tokens=self.max_new_tokens,
+                    synced_gpus=synced,
+                    filler_batches=most - len(run) if synced else 0,
+                    filler_prompt=prompts[0] if prompts else None,
+                )
+            except Exception as exc:
+                if world.size == 1:
+                    raise
+                logger.exception("finetune-lab: generating rank %d's share failed", world.rank)
+                local = f"rank {world.rank}: {type(exc).__name__}: {exc}"
+        self.last_generated = sum(len(chunk) for chunk in run) if isinstance(local, list) else 0
+        parts = gather((self.job_id, local), world)
+        errors = [part for _, part in parts if isinstance(part, str)]
+        if errors:
+            raise RuntimeError("finetune-lab: the round failed on " + "; ".join(errors))
+        self._adopt_job_id(parts[0][0])
+        if not world.is_main:
+            return None
+        return [answer for _, part in parts for answer in part]
+
+    def _adopt_job_id(self, job_id: str) -> None:
+        """Every rank names rank 0's job (`recorder.job_id` agrees everywhere)."""
+        if job_id != self.job_id:
+            self.job_id = job_id
+            self.spool = JobSpool(self.spool_dir, job_id)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait up to `timeout` s for delivery; True when the server has every round."""

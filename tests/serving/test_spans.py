@@ -328,3 +328,23 @@ def test_predict_joins_the_callers_trace(
     assert resp.headers["traceresponse"].split("-")[1] == trace_id
     errors = listed(user, trace_id=trace_id, status="error")
     assert len(errors) == 1 and errors[0]["parent_span_id"] == parent_id
+
+
+def test_sdk_trace_filters(server: ServerHandle, new_user: NewUser) -> None:
+    """Our SDK's typed filters: `traces(trace_id=..., conversation_id=...)` and iter_traces."""
+    from finetune_lab import FinetuneLabClient
+
+    user = new_user("production")
+    trace_id = uuid.uuid4().hex
+    for i in range(3):
+        body = {"trace_id": trace_id, "span_name": f"step {i}", "conversation_id": f"c{i % 2}"}
+        assert user.http.post(TRACES, json=body).status_code == 201
+    assert user.http.post(TRACES, json={"span_name": "elsewhere"}).status_code == 201
+    with FinetuneLabClient(api_key=user.key, base_url=server.base_url) as client:
+        page = client.analytics.traces(trace_id=trace_id)
+        assert sorted(t.span_name or "" for t in page.traces) == ["step 0", "step 1", "step 2"]
+        assert {t.trace_id for t in page.traces} == {trace_id}
+        both = client.analytics.traces(trace_id=trace_id, conversation_id="c0")
+        assert sorted(t.span_name or "" for t in both.traces) == ["step 0", "step 2"]
+        every = list(client.analytics.iter_traces(page_size=1, trace_id=trace_id))
+        assert len(every) == 3 and len({t.span_id for t in every}) == 3

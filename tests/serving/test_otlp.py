@@ -47,7 +47,10 @@ def make_spans(model: str = "gpt-4o-mini", *, fail: bool = False) -> Sequence[Re
             child.add_event("gen_ai.user.message", {"content": "what is 2+2?"})
             child.add_event("gen_ai.choice", {"index": 0, "message": "4", "finish_reason": "stop"})
             if fail:
+                child.set_attribute("error.type", "RateLimitError")
                 child.set_status(Status(StatusCode.ERROR, "upstream said no"))
+        if fail:  # the parent caught it and went on: an exception event, not a failure
+            parent.record_exception(RuntimeError("retried once"))
     provider.shutdown()
     spans = memory.get_finished_spans()
     assert [s.name for s in spans] == [f"chat {model}", "handle request"]
@@ -132,15 +135,24 @@ def test_sdk_export_parent_and_child_chat_span(
 def test_error_status_and_bearer_auth(server: ServerHandle, new_user: NewUser) -> None:
     user = new_user("production")
     spans = make_spans("m-err", fail=True)
-    trace_id, _, child_id = hex_ids(spans)
+    trace_id, parent_id, child_id = hex_ids(spans)
     bearer = OTLPSpanExporter(
         endpoint=f"{server.base_url}/v1/traces",
         headers={"Authorization": f"Bearer {user.key}"},
         timeout=30,
     )
     assert bearer.export(spans) == SpanExportResult.SUCCESS
-    child = {s["span_id"]: s for s in spans_of(user, trace_id)}[child_id]
-    assert (child["status"], child["error"]) == ("error", "upstream said no")
+    stored = {s["span_id"]: s for s in spans_of(user, trace_id)}
+    child, parent = stored[child_id], stored[parent_id]
+    assert (child["status"], child["error"], child["error_type"]) == (
+        "error",
+        "upstream said no",
+        "RateLimitError",
+    )
+    assert (parent["status"], parent["error"]) == ("success", None)
+    [event] = parent["metadata"]["otel.events"]
+    assert event["name"] == "exception"
+    assert event["attributes"]["exception.message"] == "retried once"
 
 
 def test_bad_key_or_scope_stores_nothing(server: ServerHandle, new_user: NewUser) -> None:

@@ -59,6 +59,7 @@ MAPPED = {
     *OUTPUT_KEYS,
     "gen_ai.operation.name",
     "gen_ai.conversation.id",
+    "error.type",
 }
 
 
@@ -232,7 +233,10 @@ def span_row(span: Span, resource: dict[str, Any], scope: dict[str, Any] | None)
     inputs, outputs, other_events, error = _events(span)
     input_value = _first(attrs, INPUT_KEYS)
     output_value = _first(attrs, OUTPUT_KEYS)
-    failed = span.status.code == Status.STATUS_CODE_ERROR
+    # Failed: an ERROR status, or GenAI's `error.type` (set when the operation ended in an
+    # error). An exception event alone is not a failure: it may have been handled.
+    failed = span.status.code == Status.STATUS_CODE_ERROR or attrs.get("error.type") is not None
+    exception = error or {}
     metadata: dict[str, Any] = {key: value for key, value in attrs.items() if key not in MAPPED}
     metadata["otel.span_kind"] = Span.SpanKind.Name(span.kind)
     if finish_reasons:
@@ -252,11 +256,9 @@ def span_row(span: Span, resource: dict[str, Any], scope: dict[str, Any] | None)
         "provider": _short(_first(attrs, PROVIDER_KEYS)),
         "operation": _short(attrs.get("gen_ai.operation.name")) or OPERATION,
         "conversation_id": _short(attrs.get("gen_ai.conversation.id")),
-        "status": "error" if failed or error else "success",
-        "error": _text(span.status.message or (error or {}).get("message"))
-        if failed or error
-        else None,
-        "error_type": _short((error or {}).get("type")),
+        "status": "error" if failed else "success",
+        "error": _text(span.status.message or exception.get("message")) if failed else None,
+        "error_type": _short(attrs.get("error.type") or exception.get("type")) if failed else None,
         "latency_ms": latency,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,

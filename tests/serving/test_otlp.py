@@ -327,3 +327,51 @@ def test_spans_are_private(server: ServerHandle, new_user: NewUser) -> None:
     assert exporter(server, alice.key).export(spans) == SpanExportResult.SUCCESS
     assert len(spans_of(alice, trace_id)) == 2
     assert spans_of(bob, trace_id) == []
+
+
+def test_current_genai_message_attributes(server: ServerHandle, new_user: NewUser) -> None:
+    """The current conventions carry messages as JSON-text attributes with `parts`, the
+    provider as `gen_ai.provider.name`; only the response may name the model."""
+    user = new_user("production")
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("t").start_as_current_span("chat") as span:
+        span.set_attribute("gen_ai.operation.name", "chat")
+        span.set_attribute("gen_ai.provider.name", "aws.bedrock")
+        span.set_attribute("gen_ai.response.model", "nova-lite-v1")
+        span.set_attribute(
+            "gen_ai.input.messages",
+            json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Hi?"}]}]),
+        )
+        span.set_attribute(
+            "gen_ai.output.messages",
+            json.dumps(
+                [
+                    {
+                        "role": "assistant",
+                        "parts": [{"type": "text", "content": "Hello!"}],
+                        "finish_reason": "stop",
+                    }
+                ]
+            ),
+        )
+        span.set_attribute("gen_ai.usage.input_tokens", 3)
+    provider.shutdown()
+    spans = memory.get_finished_spans()
+    assert exporter(server, user.key).export(spans) == SpanExportResult.SUCCESS
+    assert spans[0].context is not None
+    [stored] = spans_of(user, format(spans[0].context.trace_id, "032x"))
+    assert (stored["model"], stored["provider"], stored["operation"]) == (
+        "nova-lite-v1",
+        "aws.bedrock",
+        "chat",
+    )
+    assert stored["input"] == [{"role": "user", "parts": [{"type": "text", "content": "Hi?"}]}]
+    assert stored["output"] == "Hello!"
+    assert (stored["prompt_tokens"], stored["completion_tokens"], stored["total_tokens"]) == (
+        3,
+        None,
+        3,
+    )
+    assert "gen_ai.input.messages" not in stored["metadata"]

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
+import orjson
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from finetune_lab.schema import (
     MAX_TEXT_CHARS,
@@ -28,6 +36,7 @@ MAX_MESSAGES = 1_000
 MAX_SUITE_ITEMS = 10_000
 MAX_COMPLETION_TOKENS = 32_768
 MAX_CONCURRENCY = 32
+MAX_DELAY_MS = 60_000
 
 ModelKind = Literal["openai", "local"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -35,6 +44,9 @@ FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "functi
 TraceStatus = Literal["success", "error"]
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 Granularity = Literal["hour", "day", "week"]
+# Trace and span ids: W3C/OTLP hex ids, or whatever a client uses (UUIDs, "trace_123").
+SpanIdText = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+UPSTREAM_STATUS = {"completed": "success", "failed": "error"}
 
 
 # --- model registry -----------------------------------------------------------------------
@@ -282,6 +294,10 @@ class BatchRunConfig(StrictModel):
     concurrency: int = Field(default=4, ge=1, le=MAX_CONCURRENCY)
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_COMPLETION_TOKENS)
+    # What the upstream SDKs (0.6) send besides: a pause after each prompt, per concurrent
+    # lane, and a label kept with the run's config.
+    delay_ms: int = Field(default=0, ge=0, le=MAX_DELAY_MS)
+    name: ShortText | None = None
 
 
 class BatchRunRequest(StrictModel):
@@ -289,13 +305,27 @@ class BatchRunRequest(StrictModel):
 
 
 class BatchRunCancel(StrictModel):
-    test_run_id: ShortText
+    test_run_id: ShortText = Field(
+        validation_alias=AliasChoices("test_run_id", "test_id"),
+        description="alias: `test_id` (the upstream SDKs)",
+    )
+
+
+class StartedCounts(WireModel):
+    """The upstream SDKs read `results.total_prompts/successful/failed` from a started run."""
+
+    total_prompts: int
+    successful: int = 0
+    failed: int = 0
 
 
 class BatchRunStarted(WireModel):
     test_run_id: str
     status: RunStatus
     total_prompts: int
+    test_id: str | None = None  # = test_run_id, for the upstream SDKs
+    success: bool = True
+    results: StartedCounts | None = None
 
 
 class RunSummary(WireModel):
@@ -310,6 +340,7 @@ class RunSummary(WireModel):
 
 class BatchRunStatus(WireModel):
     test_run_id: str
+    test_id: str | None = None  # = test_run_id, for the upstream SDKs
     status: RunStatus
     model_id: str
     test_suite_id: str
@@ -358,33 +389,131 @@ class BatchResults(WireModel):
 # --- analytics ----------------------------------------------------------------------------
 
 
-class TraceCreate(StrictModel):
-    """An external call to record (one your own code made to some model)."""
+def _alias(name: str, *others: str) -> Any:
+    """Accept `name` or one of its upstream-SDK spellings (never both: the other is extra)."""
+    return AliasChoices(name, *others)
 
-    model: ShortText
-    operation: ShortText = "external"
-    status: TraceStatus = "success"
-    latency_ms: float | None = Field(default=None, ge=0, le=1e12)
-    prompt_tokens: int | None = Field(default=None, ge=0, le=2**53)
-    completion_tokens: int | None = Field(default=None, ge=0, le=2**53)
+
+class TraceCreate(StrictModel):
+    """One span to record: a call your own code made (to any model), or one step of it.
+
+    Each field also takes the spelling the upstream SDKs (0.6) send, named in its description;
+    a body with both spellings of one field is refused (422).
+    """
+
+    model: ShortText | None = Field(
+        default=None,
+        validation_alias=_alias("model", "model_name"),
+        description="alias: model_name",
+    )
+    provider: ShortText | None = Field(
+        default=None,
+        validation_alias=_alias("provider", "model_provider"),
+        description="alias: model_provider",
+    )
+    operation: ShortText = Field(
+        default="external",
+        validation_alias=_alias("operation", "operation_type"),
+        description="alias: operation_type",
+    )
+    status: TraceStatus = Field(
+        default="success", description="also: `completed` (= success), `failed` (= error)"
+    )
+    latency_ms: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e12,
+        validation_alias=_alias("latency_ms", "duration_ms"),
+        description="alias: duration_ms; default: end_time - start_time",
+    )
+    prompt_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**53,
+        validation_alias=_alias("prompt_tokens", "input_tokens"),
+        description="alias: input_tokens",
+    )
+    completion_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**53,
+        validation_alias=_alias("completion_tokens", "output_tokens"),
+        description="alias: output_tokens",
+    )
     total_tokens: int | None = Field(default=None, ge=0, le=2**53)
-    error: Text | None = None
+    error: Text | None = Field(
+        default=None,
+        validation_alias=_alias("error", "error_message"),
+        description="alias: error_message",
+    )
     error_type: ShortText | None = None
-    input: Any = None
-    output: Text | None = None
+    input: Any = Field(
+        default=None,
+        validation_alias=_alias("input", "input_data"),
+        description="alias: input_data",
+    )
+    output: Any = Field(
+        default=None,
+        validation_alias=_alias("output", "output_data"),
+        description="text; alias: output_data (any JSON value, stored as its JSON text)",
+    )
     metadata: dict[str, Any] | None = None
-    created_at: datetime | None = None  # default: now; naive times are UTC
+    trace_id: SpanIdText | None = Field(default=None, description="default: a new trace")
+    span_id: SpanIdText | None = Field(default=None, description="default: a new span id")
+    parent_span_id: SpanIdText | None = Field(
+        default=None,
+        validation_alias=_alias("parent_span_id", "parent_trace_id"),
+        description="the enclosing span (none: a root span); alias: parent_trace_id",
+    )
+    span_name: ShortText | None = None
+    conversation_id: ShortText | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    created_at: datetime | None = None  # default: start_time, else now; naive times are UTC
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _upstream_status(cls, value: Any) -> Any:
+        return UPSTREAM_STATUS.get(value, value) if isinstance(value, str) else value
 
     @field_validator("input", "metadata")
     @classmethod
     def _storable(cls, value: Any) -> Any:
         return check_json_value(value, "value")
 
+    @field_validator("output")
+    @classmethod
+    def _text(cls, value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            text = value
+        else:
+            check_json_value(value, "output")
+            text = orjson.dumps(value).decode()
+        if text is not None and len(text) > MAX_TEXT_CHARS:
+            raise ValueError(f"output is longer than {MAX_TEXT_CHARS} characters")
+        return _no_nul(text) if text is not None else None
+
+    @model_validator(mode="after")
+    def _times(self) -> TraceCreate:
+        if self.model is None and self.span_name is None:
+            raise ValueError("a trace needs `model` (or `model_name`) or `span_name`")
+        if self.start_time and self.end_time and self.end_time < self.start_time:
+            raise ValueError("end_time is before start_time")
+        return self
+
 
 class Trace(WireModel):
+    """One span: a call to a model (ours, recorded by a client, or sent over OTLP)."""
+
     id: int
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    span_name: str | None = None
+    conversation_id: str | None = None
     model: str | None = None
     model_id: str | None = None
+    provider: str | None = None
     operation: str
     status: TraceStatus
     status_code: int | None = None
@@ -400,6 +529,8 @@ class Trace(WireModel):
     input: Any = None
     output: str | None = None
     metadata: dict[str, Any] | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
     created_at: datetime
 
 

@@ -466,6 +466,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/traces": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["export_traces_v1_traces_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -534,8 +550,11 @@ export interface components {
         BatchRunConfig: {
             /** @default 4 */
             concurrency?: number;
+            /** @default 0 */
+            delay_ms?: number;
             max_tokens?: number | null;
             model_id: string;
+            name?: string | null;
             prompt_limit?: number | null;
             /** @default 0 */
             temperature?: number;
@@ -550,8 +569,12 @@ export interface components {
             [key: string]: unknown;
         };
         BatchRunStarted: {
+            results: components["schemas"]["StartedCounts"] | null;
             /** @enum {string} */
             status: "queued" | "running" | "completed" | "failed" | "cancelled";
+            /** @default true */
+            success: boolean;
+            test_id: string | null;
             test_run_id: string;
             total_prompts: number;
         } & {
@@ -575,6 +598,7 @@ export interface components {
             /** @enum {string} */
             status: "queued" | "running" | "completed" | "failed" | "cancelled";
             summary: components["schemas"]["RunSummary"];
+            test_id: string | null;
             test_run_id: string;
             test_suite_id: string;
             total_prompts: number;
@@ -1144,6 +1168,15 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        StartedCounts: {
+            /** @default 0 */
+            failed: number;
+            /** @default 0 */
+            successful: number;
+            total_prompts: number;
+        } & {
+            [key: string]: unknown;
+        };
         StatsRow: {
             avg_latency_ms: number | null;
             completion_tokens: number;
@@ -1218,8 +1251,10 @@ export interface components {
         };
         Trace: {
             completion_tokens: number | null;
+            conversation_id: string | null;
             /** Format: date-time */
             created_at: string;
+            end_time: string | null;
             error: string | null;
             error_type: string | null;
             finish_reason: string | null;
@@ -1233,7 +1268,12 @@ export interface components {
             model_id: string | null;
             operation: string;
             output: string | null;
+            parent_span_id: string | null;
             prompt_tokens: number | null;
+            provider: string | null;
+            span_id: string | null;
+            span_name: string | null;
+            start_time: string | null;
             /** @enum {string} */
             status: "success" | "error";
             status_code: number | null;
@@ -1241,12 +1281,15 @@ export interface components {
             streamed: boolean;
             test_run_id: string | null;
             total_tokens: number | null;
+            trace_id: string | null;
         } & {
             [key: string]: unknown;
         };
         TraceCreate: {
             completion_tokens?: number | null;
+            conversation_id?: string | null;
             created_at?: string | null;
+            end_time?: string | null;
             error?: string | null;
             error_type?: string | null;
             input?: unknown;
@@ -1254,17 +1297,23 @@ export interface components {
             metadata?: {
                 [key: string]: unknown;
             } | null;
-            model: string;
+            model?: string | null;
             /** @default external */
             operation?: string;
-            output?: string | null;
+            output?: unknown;
+            parent_span_id?: string | null;
             prompt_tokens?: number | null;
+            provider?: string | null;
+            span_id?: string | null;
+            span_name?: string | null;
+            start_time?: string | null;
             /**
              * @default success
              * @enum {string}
              */
             status?: "success" | "error";
             total_tokens?: number | null;
+            trace_id?: string | null;
         };
         TracesPage: {
             next_cursor: string | null;
@@ -1427,6 +1476,7 @@ export interface operations {
     list_traces_api_analytics_traces_get: {
         parameters: {
             query?: {
+                conversation_id?: string | null;
                 cursor?: string | null;
                 end_date?: string | null;
                 limit?: number;
@@ -1435,6 +1485,7 @@ export interface operations {
                 start_date?: string | null;
                 status?: ("success" | "error") | null;
                 test_run_id?: string | null;
+                trace_id?: string | null;
             };
             header?: never;
             path?: never;
@@ -4747,6 +4798,99 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    export_traces_v1_traces_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+                "application/x-protobuf": string;
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                    "application/x-protobuf": string;
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             422: {
                 headers: {

@@ -206,6 +206,27 @@ describe("analytics", () => {
     assert.equal(byModel.totals.request_count, 1);
     assert.equal(byModel.totals.total_tokens, 5);
     await assert.rejects(production.analytics.data({ startDate: "2025-02-01", endDate: "2025-01-01" }), ValidationError);
+    // Spans: one trace's spans by traceId, a conversation's by conversationId.
+    const root = await production.analytics.createTrace({
+      spanName: "agent.run",
+      conversationId: "conv-ts",
+      startTime: new Date(Date.now() - 2000),
+      endTime: new Date(Date.now() - 1000),
+    });
+    assert.equal(root.latency_ms, 1000);
+    assert.equal(root.trace_id.length, 32);
+    const child = await production.analytics.createTrace({
+      model: "my-own-model",
+      traceId: root.trace_id,
+      parentSpanId: root.span_id,
+      spanName: "chat my-own-model",
+      provider: "openai",
+    });
+    const spans = await production.analytics.traces({ traceId: root.trace_id });
+    assert.deepEqual(spans.traces.map((t) => t.id).sort(), [root.id, child.id].sort());
+    assert.equal(spans.traces.find((t) => t.id === child.id).parent_span_id, root.span_id);
+    const conversation = await production.analytics.traces({ conversationId: "conv-ts" });
+    assert.deepEqual(conversation.traces.map((t) => t.id), [root.id]);
     const testing = new FinetuneLabClient({ apiKey: keys.testing, baseUrl: server.baseUrl });
     await assert.rejects(testing.analytics.traces(), PermissionDeniedError);
   });

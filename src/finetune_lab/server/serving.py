@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from finetune_lab.server.db import Database
-from finetune_lab.server.routes import analytics, batch_testing, inference, models
+from finetune_lab.server.routes import analytics, batch_testing, inference, models, otlp
 from finetune_lab.server.services.batch_worker import BatchWorker, WorkerSettings
 from finetune_lab.server.services.inference import Inference
 from finetune_lab.server.services.outbound import OutboundLimits
@@ -22,6 +22,7 @@ ROUTERS = (
     batch_testing.suites_router,
     batch_testing.runs_router,
     analytics.router,
+    otlp.router,
 )
 
 

@@ -1,4 +1,7 @@
-/** `client.analytics`: traces of model calls (list, iterate, record) and usage aggregates. */
+/**
+ * `client.analytics`: traces (spans) of model calls (list, iterate, record) and usage
+ * aggregates.
+ */
 import type { RequestOptions, Transport } from "../http.js";
 import { cursorRows } from "../pagination.js";
 import type {
@@ -17,8 +20,9 @@ const PREFIX = "/api/analytics";
 /** A date or datetime: a `Date`, or an ISO string (naive means UTC). */
 export type When = string | Date;
 
-type WithDates<T> = Omit<T, "startDate" | "endDate" | "createdAt"> & {
-  [K in keyof T & ("startDate" | "endDate" | "createdAt")]?: When | null;
+type DateKeys = "startDate" | "endDate" | "createdAt" | "startTime" | "endTime";
+type WithDates<T> = Omit<T, DateKeys> & {
+  [K in keyof T & DateKeys]?: When | null;
 };
 
 export interface TracesOptions extends WithDates<CamelKeys<TracesQuery>>, RequestOptions {}
@@ -38,9 +42,14 @@ function when(value: When | null | undefined): string | null | undefined {
 export class Analytics {
   constructor(private readonly transport: Transport) {}
 
-  /** One page of traces, newest first; pass `next_cursor` as `cursor` for the next. */
+  /**
+   * One page of spans, newest first; pass `next_cursor` as `cursor` for the next. `traceId`
+   * gives one trace's spans, `conversationId` one conversation's.
+   */
   traces(options: TracesOptions = {}): Promise<TracesPage> {
     const query: AllKeys<TracesQuery> = {
+      trace_id: options.traceId,
+      conversation_id: options.conversationId,
       model: options.model,
       status: options.status,
       operation: options.operation,
@@ -65,10 +74,18 @@ export class Analytics {
     );
   }
 
-  /** Record a call your own code made, so it counts in `data()`. */
+  /** Record a span: a call your own code made, so it counts in `data()`. */
   createTrace(options: CreateTraceOptions): Promise<Trace> {
     const body: AllKeys<TraceCreate> = {
+      trace_id: options.traceId,
+      span_id: options.spanId,
+      parent_span_id: options.parentSpanId,
+      span_name: options.spanName,
+      conversation_id: options.conversationId,
+      start_time: when(options.startTime),
+      end_time: when(options.endTime),
       model: options.model,
+      provider: options.provider,
       operation: options.operation,
       status: options.status,
       latency_ms: options.latencyMs,

@@ -41,6 +41,8 @@ export class BatchTest {
       concurrency: options.concurrency,
       temperature: options.temperature,
       max_tokens: options.maxTokens,
+      delay_ms: options.delayMs,
+      name: options.name,
     };
     // Not idempotent: a repeat would queue a second run.
     return this.transport.json(

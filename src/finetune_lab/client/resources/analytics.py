@@ -1,4 +1,5 @@
-"""`client.analytics`: traces of model calls (list, iterate, record) and usage aggregates."""
+"""`client.analytics`: traces (spans) of model calls (list, iterate, record) and usage
+aggregates."""
 
 from __future__ import annotations
 
@@ -38,8 +39,12 @@ def _traces_spec(
     end_date: When,
     limit: int,
     cursor: str | None,
+    trace_id: str | None = None,
+    conversation_id: str | None = None,
 ) -> RequestSpec[TracesPage]:
     params = {
+        "trace_id": trace_id,
+        "conversation_id": conversation_id,
         "model": model,
         "status": status,
         "operation": operation,
@@ -103,10 +108,22 @@ class Analytics:
         end_date: When = None,
         limit: int = 50,
         cursor: str | None = None,
+        trace_id: str | None = None,
+        conversation_id: str | None = None,
     ) -> TracesPage:
-        """One page, newest first; pass `page.next_cursor` as `cursor` for the next."""
+        """One page of spans, newest first; pass `page.next_cursor` as `cursor` for the next.
+        `trace_id` gives one trace's spans, `conversation_id` one conversation's."""
         spec = _traces_spec(
-            model, status, operation, test_run_id, start_date, end_date, limit, cursor
+            model,
+            status,
+            operation,
+            test_run_id,
+            start_date,
+            end_date,
+            limit,
+            cursor,
+            trace_id,
+            conversation_id,
         )
         return self._transport.execute(spec)
 
@@ -179,10 +196,21 @@ class AsyncAnalytics:
         end_date: When = None,
         limit: int = 50,
         cursor: str | None = None,
+        trace_id: str | None = None,
+        conversation_id: str | None = None,
     ) -> TracesPage:
         """One page, newest first; pass `page.next_cursor` as `cursor` for the next."""
         spec = _traces_spec(
-            model, status, operation, test_run_id, start_date, end_date, limit, cursor
+            model,
+            status,
+            operation,
+            test_run_id,
+            start_date,
+            end_date,
+            limit,
+            cursor,
+            trace_id,
+            conversation_id,
         )
         return await self._transport.execute(spec)
 

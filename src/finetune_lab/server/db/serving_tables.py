@@ -1,6 +1,6 @@
 """Tables for serving: registered models, test suites, batch runs and their results, traces.
 
-Same metadata and column types as `tables.py`; migration 0003 builds them.
+Same metadata and column types as `tables.py`; migration 0003 builds them (0007: spans).
 """
 
 from __future__ import annotations
@@ -127,7 +127,19 @@ traces = Table(
     Column("output", Text),
     Column("metadata", Json),
     Column("created_at", Timestamp, nullable=False),
+    # Spans (migration 0007): a trace is the tree of rows sharing trace_id.
+    Column("trace_id", String(64)),
+    Column("span_id", String(64)),
+    Column("parent_span_id", String(64)),
+    Column("span_name", String(512)),
+    Column("conversation_id", String(512)),
+    Column("provider", String(512)),
+    Column("start_time", Timestamp),
+    Column("end_time", Timestamp),
     # Newest-first pages and time-range aggregates of one user.
     Index("ix_traces_user_created", "user_id", "created_at", "id"),
     Index("ix_traces_user_model_created", "user_id", "model", "created_at"),
+    # One trace's spans; one conversation's calls.
+    Index("ix_traces_user_trace", "user_id", "trace_id"),
+    Index("ix_traces_user_conversation_created", "user_id", "conversation_id", "created_at"),
 )

@@ -32,6 +32,10 @@ def list_traces(
     status: TraceStatus | None = None,
     operation: str | None = Query(None, max_length=512, pattern=NoNul),
     test_run_id: str | None = Query(None, max_length=64, pattern=NoNul),
+    trace_id: str | None = Query(
+        None, max_length=64, pattern=NoNul, description="one trace's spans"
+    ),
+    conversation_id: str | None = Query(None, max_length=512, pattern=NoNul),
     start_date: str | None = Query(None, max_length=64, description="ISO date or datetime"),
     end_date: str | None = Query(None, max_length=64, description="exclusive; a date: its end"),
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
@@ -39,11 +43,21 @@ def list_traces(
     principal: Principal = Depends(production),
     db: Database = Depends(get_db),
 ) -> JSONBytesResponse:
-    """Your traces, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """Your spans, newest first (by start); pass `next_cursor` back as `cursor` for the next
+    page. `trace_id` gives one trace's spans (its tree: `span_id`/`parent_span_id`)."""
     start = parse_time(start_date, "start_date")
     end = parse_time(end_date, "end_date", end=True)
     check_range(start, end)
-    filters = TraceFilters(model, status, operation, test_run_id, start, end)
+    filters = TraceFilters(
+        model,
+        status,
+        operation,
+        test_run_id,
+        start,
+        end,
+        trace_id=trace_id,
+        conversation_id=conversation_id,
+    )
     return JSONBytesResponse(traces.list_traces(db, principal, filters, limit=limit, cursor=cursor))
 
 
@@ -51,7 +65,8 @@ def list_traces(
 def create_trace(
     body: TraceCreate, principal: Principal = Depends(production), db: Database = Depends(get_db)
 ) -> dict[str, Any]:
-    """Record a call your own code made (to any model), so it shows in the aggregates."""
+    """Record a span: a call your own code made (to any model), so it shows in the traces and
+    the aggregates. The upstream SDKs' field names are accepted too (see each field)."""
     return traces.create_trace(db, principal, body)
 
 

@@ -28,6 +28,7 @@ from finetune_lab.server.responses import JSONBytesResponse, get_db
 from finetune_lab.server.services import model_registry
 from finetune_lab.server.services.inference import CallRecord, Inference
 from finetune_lab.server.services.outbound import Slot
+from finetune_lab.server.services.trace_context import SpanContext
 
 router = APIRouter(tags=["inference"])
 production = require_scope("production")
@@ -98,20 +99,38 @@ def _parse(raw: bytes) -> tuple[ChatCompletionRequest | None, APIError | None, A
 
 async def _chat(request: Request, principal: Principal) -> Any:
     inference = _inference(request)
+    # The call's span: a child of the caller's (W3C traceparent), else a new trace. The answer
+    # names it in `traceresponse` (W3C Trace Context level 2) so the caller can look it up.
+    context = SpanContext.from_traceparent(request.headers.get("traceparent"))
+    span_header = {"traceresponse": context.traceparent()}
+    try:
+        return await _answer(request, inference, principal, context, span_header)
+    except APIError as error:
+        error.headers = {**(error.headers or {}), **span_header}
+        raise
+
+
+async def _answer(
+    request: Request,
+    inference: Inference,
+    principal: Principal,
+    context: SpanContext,
+    span_header: dict[str, str],
+) -> Any:
     body, error, name = _parse(await request.body())
     if error is not None or body is None:
         assert error is not None
-        await inference.record(CallRecord(principal.user_id, name), error=error)
+        await inference.record(CallRecord(principal.user_id, name, context=context), error=error)
         raise error
     if body.stream:
-        stream = await inference.open_stream(principal, body)
+        stream = await inference.open_stream(principal, body, context)
         return SlotStreamingResponse(
             stream.chunks,
             stream.slot,
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **span_header},
         )
-    return JSONBytesResponse(await inference.chat(principal, body))
+    return JSONBytesResponse(await inference.chat(principal, body, context), headers=span_header)
 
 
 @router.post("/api/v1/predict", openapi_extra=OPENAPI_EXTRA, responses=RESPONSES)

@@ -48,7 +48,15 @@ def submit(db: Database, principal: Principal, config: BatchRunConfig) -> dict[s
                 created_at=utcnow(),
             )
         )
-    return {"test_run_id": run_id, "status": "queued", "total_prompts": total}
+    return {
+        "test_run_id": run_id,
+        "status": "queued",
+        "total_prompts": total,
+        # The upstream SDKs' reading of the same (`test_id`, `results.*`).
+        "test_id": run_id,
+        "success": True,
+        "results": {"total_prompts": total, "successful": 0, "failed": 0},
+    }
 
 
 def _owned_run(conn: Connection, principal: Principal, run_id: str) -> Any:
@@ -87,6 +95,7 @@ def _status_of(conn: Connection, row: Any) -> dict[str, Any]:
     done, failed = int(summary.pop("done")), int(summary.pop("failed"))
     return {
         "test_run_id": row.id,
+        "test_id": row.id,
         "status": row.status,
         "model_id": row.model_id,
         "test_suite_id": row.test_suite_id,

@@ -33,6 +33,7 @@ from finetune_lab.server.services.backends import Completion, GenerationParams
 from finetune_lab.server.services.inference import CallRecord, Inference
 from finetune_lab.server.services.rows import plain
 from finetune_lab.server.services.tokens import utcnow
+from finetune_lab.server.services.trace_context import SpanContext
 
 log = logging.getLogger("finetune_lab.server.batch")
 
@@ -234,6 +235,7 @@ class BatchWorker:
         stop = asyncio.Event()
         config = run["config"] or {}
         semaphore = asyncio.Semaphore(int(config.get("concurrency") or 1))
+        delay_s = int(config.get("delay_ms") or 0) / 1000.0
 
         async def heartbeat() -> None:
             while not stop.is_set():
@@ -248,6 +250,8 @@ class BatchWorker:
                 still_ours = await self._answer(run, model, config, item)
                 if not still_ours:
                     stop.set()
+                elif delay_s:  # the run's pause between prompts, per concurrent lane
+                    await asyncio.sleep(delay_s)
 
         beat = asyncio.create_task(heartbeat())
         try:
@@ -277,6 +281,8 @@ class BatchWorker:
             model_id=model.id,
             test_run_id=run["id"],
             input=messages,
+            provider=model.kind,
+            context=SpanContext.in_run(run["id"]),
         )
         completion: Completion | None = None
         error: APIError | None = None

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -34,6 +35,8 @@ from finetune_lab.server.services.backends import (
 from finetune_lab.server.services.backends.local_hf import LocalModels
 from finetune_lab.server.services.backends.openai_compat import OpenAICompatibleBackend
 from finetune_lab.server.services.outbound import OutboundGate, OutboundLimits, Slot, target_of
+from finetune_lab.server.services.tokens import utcnow
+from finetune_lab.server.services.trace_context import SpanContext
 
 OPERATION = "chat.completions"
 MAX_TRACE_OUTPUT_CHARS = 100_000
@@ -77,7 +80,10 @@ class CallRecord:
     streamed: bool = False
     test_run_id: str | None = None
     input: Any = None
+    provider: str | None = None
+    context: SpanContext = field(default_factory=SpanContext.new)
     started: float = field(default_factory=time.perf_counter)
+    started_at: datetime = field(default_factory=utcnow)
 
     def values(
         self,
@@ -86,14 +92,24 @@ class CallRecord:
         error: APIError | None = None,
         status_code: int = 200,
     ) -> dict[str, Any]:
+        latency_ms = (time.perf_counter() - self.started) * 1000.0
         values: dict[str, Any] = {
             "model": self.model,
             "model_id": self.model_id,
+            "provider": self.provider,
             "operation": self.operation,
             "streamed": self.streamed,
             "test_run_id": self.test_run_id,
             "input": self.input,
-            "latency_ms": (time.perf_counter() - self.started) * 1000.0,
+            "latency_ms": latency_ms,
+            # A span, named as OpenTelemetry's GenAI conventions name one ("chat {model}").
+            "trace_id": self.context.trace_id,
+            "span_id": self.context.span_id,
+            "parent_span_id": self.context.parent_span_id,
+            "span_name": f"chat {self.model}" if self.model else "chat",
+            "start_time": self.started_at,
+            "end_time": self.started_at + timedelta(milliseconds=latency_ms),
+            "created_at": self.started_at,
         }
         if error is not None:
             values.update(
@@ -167,6 +183,7 @@ class Inference:
             await self.record(record, error=error)
             raise error
         record.model_id = model.id
+        record.provider = model.kind
         return model
 
     async def admit(self, user_id: int, model: Any, *, queue: bool = False) -> Slot:
@@ -188,8 +205,11 @@ class Inference:
         finally:
             slot.release()
 
-    async def chat(self, principal: Principal, body: ChatCompletionRequest) -> dict[str, Any]:
+    async def chat(
+        self, principal: Principal, body: ChatCompletionRequest, context: SpanContext | None = None
+    ) -> dict[str, Any]:
         record = CallRecord(principal.user_id, body.model, input=_input_of(body))
+        record.context = context or record.context
         model = await self.resolve(principal, record)
         try:
             completion = await self.complete(principal.user_id, model, params_from(body))
@@ -212,11 +232,14 @@ class Inference:
             "usage": usage_of(completion),
         }
 
-    async def open_stream(self, principal: Principal, body: ChatCompletionRequest) -> OpenStream:
+    async def open_stream(
+        self, principal: Principal, body: ChatCompletionRequest, context: SpanContext | None = None
+    ) -> OpenStream:
         """Resolve the model and take its slot now (so 404/429 are plain JSON answers), then
         stream SSE chunks. Whoever sends them releases `slot` at the end, even if the stream
         never started (the chunks release it too when they end)."""
         record = CallRecord(principal.user_id, body.model, streamed=True, input=_input_of(body))
+        record.context = context or record.context
         model = await self.resolve(principal, record)
         try:
             slot = await self.admit(principal.user_id, model)

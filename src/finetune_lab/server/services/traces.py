@@ -1,9 +1,13 @@
-"""Analytics traces: one row per model call (ours or recorded by a client), newest first."""
+"""Analytics traces: one row per span (a model call of ours, one a client recorded, or one
+sent over OTLP), newest first. Rows sharing a `trace_id` form one trace, linked by
+`parent_span_id`."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -54,11 +58,55 @@ def check_range(start: datetime | None, end: datetime | None) -> None:
         )
 
 
+def new_trace_id() -> str:
+    """A W3C / OTLP trace id: 16 random bytes as lowercase hex."""
+    return secrets.token_hex(16)
+
+
+def new_span_id() -> str:
+    return secrets.token_hex(8)
+
+
+def span_defaults(values: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
+    """Fill what a span left out, so every stored span has ids and a time window:
+    ids are new (a root span of a new trace), times follow from each other and the latency
+    (start = end - latency, end = start + latency), and `created_at` (what pages and buckets
+    order by) is when the span started."""
+    for name in ("created_at", "start_time", "end_time"):
+        if values.get(name) is not None:
+            values[name] = as_utc(values[name])
+    values.setdefault("trace_id", None)
+    values["trace_id"] = values["trace_id"] or new_trace_id()
+    values["span_id"] = values.get("span_id") or new_span_id()
+    start, end = values.get("start_time"), values.get("end_time")
+    latency = values.get("latency_ms")
+    if latency is None and start is not None and end is not None:
+        values["latency_ms"] = latency = (end - start).total_seconds() * 1000.0
+    span = timedelta(milliseconds=latency or 0.0)
+    if start is None:
+        start = (end or values.get("created_at") or now or utcnow()) - span
+        values["start_time"] = start
+    if end is None and latency is not None:
+        values["end_time"] = start + span
+    values.setdefault("created_at", None)
+    values["created_at"] = values["created_at"] or start
+    return values
+
+
 def insert_trace(conn: Connection, user_id: int, **values: Any) -> int:
     values.setdefault("created_at", utcnow())
     values.setdefault("streamed", False)
     result = conn.execute(insert(traces).values(user_id=user_id, **values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def insert_spans(conn: Connection, user_id: int, spans: Iterable[dict[str, Any]]) -> int:
+    """Many spans in one statement (the caller's transaction: all of them or none)."""
+    rows = [{"streamed": False, **span, "user_id": user_id} for span in spans]
+    if rows:
+        columns = {name for row in rows for name in row}
+        conn.execute(insert(traces), [{name: row.get(name) for name in columns} for row in rows])
+    return len(rows)
 
 
 def record_trace(db: Database, user_id: int, **values: Any) -> int:
@@ -67,9 +115,7 @@ def record_trace(db: Database, user_id: int, **values: Any) -> int:
 
 
 def create_trace(db: Database, principal: Principal, body: TraceCreate) -> dict[str, Any]:
-    values = body.model_dump(exclude_none=True)
-    if "created_at" in values:
-        values["created_at"] = as_utc(values["created_at"])
+    values = span_defaults(body.model_dump(exclude_none=True))
     if body.total_tokens is None and (
         body.prompt_tokens is not None or body.completion_tokens is not None
     ):
@@ -88,11 +134,15 @@ class TraceFilters:
     test_run_id: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    trace_id: str | None = None
+    conversation_id: str | None = None
+
+    EXACT = ("model", "status", "operation", "test_run_id", "trace_id", "conversation_id")
 
     def clauses(self, user_id: int) -> list[ColumnElement[bool]]:
         t = traces.c
         where: list[ColumnElement[bool]] = [t.user_id == user_id]
-        for name in ("model", "status", "operation", "test_run_id"):
+        for name in self.EXACT:
             value = getattr(self, name)
             if value is not None:
                 where.append(t[name] == value)

@@ -343,6 +343,46 @@ class PredictionMatrix(WireModel):
     total_samples: int
 
 
+class JudgeSummary(WireModel):
+    """One judge of a job and how far its grading got over the job's current rows."""
+
+    name: str
+    metric: str  # judge:<name>, the key of its score in each row's metrics
+    model: str
+    min: float
+    max: float
+    graded: int
+    failed: int
+    pending: int  # rows with neither a score nor a recorded failure (queued, or stopped)
+
+
+class JudgeFailure(WireModel):
+    """A row a judge could not grade: the last answer (when there was one) and why."""
+
+    judge: str
+    epoch: int
+    step: int
+    sample_index: int
+    error: str
+    answer: str | None = None
+    attempts: int
+    updated_at: datetime
+
+
+class JudgeStatus(WireModel):
+    """`GET .../{job_id}/judges`: per-judge progress, the queue's runs by status, and a page of
+    the rows whose grading failed (current row versions only)."""
+
+    job_id: str
+    judges: list[JudgeSummary]
+    runs: dict[str, int]
+    stopped_reason: str | None = None
+    failures: list[JudgeFailure]
+    failures_total: int
+    limit: int
+    offset: int
+
+
 class SampleRound(WireModel):
     epoch: int
     step: int

@@ -185,4 +185,9 @@ def predictions_data(
 def event_data(conn: Connection, job_id: str, user_id: int, event: StoredEvent) -> dict[str, Any]:
     if event.kind == "predictions":
         return predictions_data(conn, job_id, user_id, event.payload)
+    if event.kind == "prediction_updated":  # rows graded since (reason, judge) or re-scored
+        extra: dict[str, Any] = {
+            k: event.payload[k] for k in ("reason", "judge") if k in event.payload
+        }
+        return {**predictions_data(conn, job_id, user_id, event.payload), **extra}
     return {"job_id": job_id, **event.payload}

@@ -21,6 +21,8 @@ MAX_TEXT_CHARS = 1_000_000
 MAX_PAGE_LIMIT = 1_000
 MAX_INT = 2**63 - 1  # counters are 64-bit on every backend (steps may count tokens)
 JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Metrics named `judge:<name>` are a judge's model-graded scores: set by the server only.
+JUDGE_METRIC_PREFIX = "judge:"
 
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 Scope = Literal["training", "production", "testing", "all"]

@@ -365,3 +365,42 @@ def test_local_model_judge_records_unparseable_answers(
             assert failures[i]["error"] == "unparseable: the answer holds no number"
             assert failures[i]["attempts"] == 2
         assert all(not r["metrics"] for r in fetch_all(http, job_id))
+
+
+# -- the SDKs ---------------------------------------------------------------------------------
+
+
+def test_sdk_judges_sync_async_and_reimport(
+    server: ServerHandle, new_user: NewUser, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    import anyio
+
+    from finetune_lab import AsyncFinetuneLabClient, FinetuneLabClient
+    from finetune_lab.schema import JudgeStatus
+
+    user = new_user()
+    model = register_remote(user.http, fake_openai.base_url, "echo")
+    with FinetuneLabClient(api_key=user.key, base_url=server.base_url) as client:
+        job = client.jobs.create(config={"predictions": {"judges": [judge_spec(model["name"])]}})
+        items = [row(1, 1, i, prediction=str(i), metrics={"reward": 1.0}) for i in range(3)]
+        client.training_predictions.create(job.id, items)
+        deadline = time.monotonic() + 60
+        while (status := client.training_predictions.judges(job.id)).judges[0].graded < 3:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        assert isinstance(status, JudgeStatus)
+        assert (status.judges[0].metric, status.failures_total) == ("judge:quality", 0)
+
+        async def read_async() -> JudgeStatus:
+            async with AsyncFinetuneLabClient(api_key=user.key, base_url=server.base_url) as ac:
+                return await ac.training_predictions.judges(job.id, limit=1)
+
+        assert anyio.run(read_async).judges[0].graded == 3
+        # An export re-imported elsewhere: judge scores are server-computed, so they are left
+        # out (the target job's own judges would grade again); other metrics come along.
+        path = client.training_predictions.export(job.id, format="jsonl", path=tmp_path / "x.jsonl")
+        assert '"judge:quality"' in Path(path).read_text()
+        target = client.jobs.create(name="copy")
+        client.training_predictions.import_file(target.id, path)
+        copied = list(client.training_predictions.iter(target.id))
+        assert [p.metrics for p in copied] == [{"reward": 1.0}] * 3

@@ -46,6 +46,7 @@ from finetune_lab.schema import (
     EpochsResponse,
     HeartbeatEvent,
     IngestResult,
+    JudgeStatus,
     Prediction,
     PredictionIn,
     PredictionMatrix,
@@ -145,6 +146,11 @@ def _matrix_spec(
         parse_model(PredictionMatrix),
         params={"metric": metric, "limit": limit, "offset": offset},
     )
+
+
+def _judges_spec(job_id: str, limit: int, offset: int) -> RequestSpec[JudgeStatus]:
+    params = {"limit": limit, "offset": offset}
+    return RequestSpec("GET", _path(job_id, "judges"), parse_model(JudgeStatus), params=params)
 
 
 def _export_spec(
@@ -429,6 +435,11 @@ class TrainingPredictions:
         samples, ordered by sample_index, in every round: `samples[i].values[j]` is round j."""
         return self._transport.execute(_matrix_spec(job_id, metric, limit, offset))
 
+    def judges(self, job_id: str, *, limit: int = 50, offset: int = 0) -> JudgeStatus:
+        """The job's judges (model-graded `judge:<name>` metrics): graded / failed / pending
+        rows per judge, grading runs by status, and a page of failed rows with the reason."""
+        return self._transport.execute(_judges_spec(job_id, limit, offset))
+
     def stream(
         self,
         job_id: str,
@@ -655,6 +666,9 @@ class AsyncTrainingPredictions:
         self, job_id: str, *, metric: str, limit: int = 100, offset: int = 0
     ) -> PredictionMatrix:
         return await self._transport.execute(_matrix_spec(job_id, metric, limit, offset))
+
+    async def judges(self, job_id: str, *, limit: int = 50, offset: int = 0) -> JudgeStatus:
+        return await self._transport.execute(_judges_spec(job_id, limit, offset))
 
     async def stream(
         self,

@@ -18,12 +18,13 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from finetune_lab.schema import JUDGE_METRIC_PREFIX
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db.serving_tables import judge_runs
 from finetune_lab.server.errors import APIError, validation_error
 from finetune_lab.server.services import model_registry
 
-METRIC_PREFIX = "judge:"
+METRIC_PREFIX = JUDGE_METRIC_PREFIX
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 PLACEHOLDERS = ("prompt", "prediction", "ground_truth")
 MAX_JUDGES = 8

@@ -13,6 +13,7 @@ from finetune_lab.server.db import Database
 from finetune_lab.server.routes import analytics, batch_testing, inference, models
 from finetune_lab.server.services.batch_worker import BatchWorker, WorkerSettings
 from finetune_lab.server.services.inference import Inference
+from finetune_lab.server.services.ingest_activity import IngestActivity
 from finetune_lab.server.services.judge_worker import JudgeSettings, JudgeWorker
 from finetune_lab.server.services.outbound import OutboundLimits
 from finetune_lab.server.settings import Settings
@@ -48,6 +49,7 @@ def install(app: FastAPI, db: Database, settings: Settings) -> None:
             parallel_runs=settings.batch_parallel_runs,
         ),
     )
+    app.state.ingest_activity = IngestActivity()
     app.state.judge_worker = JudgeWorker(
         db,
         app.state.inference,
@@ -63,6 +65,7 @@ def install(app: FastAPI, db: Database, settings: Settings) -> None:
             max_tokens=max(1, settings.judge_max_tokens),
         ),
         app.state.stream_notifier,
+        app.state.ingest_activity,
     )
     for router in ROUTERS:
         app.include_router(router)

@@ -64,7 +64,8 @@ async def create_predictions(
     def work() -> dict[str, Any]:
         return ingest.ingest(db, principal, job_id, ingest.parse_batch(body), scoring)
 
-    result = await run_in_threadpool(work)
+    with request.app.state.ingest_activity.active():  # judges hold back meanwhile
+        result = await run_in_threadpool(work)
     if result.pop(ingest.JUDGES_QUEUED, False):
         request.app.state.judge_worker.wake()
     request.app.state.stream_notifier.publish(job_id)  # committed: wake this process's streams

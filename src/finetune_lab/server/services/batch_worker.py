@@ -94,6 +94,7 @@ class BatchWorker:
     async def _claim_loop(self) -> None:
         while True:
             if len(self._runs) < self.settings.parallel_runs:
+                await self._before_claim()
                 try:
                     run = await run_in_threadpool(self._claim)
                     self._database_down = False
@@ -115,6 +116,9 @@ class BatchWorker:
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+
+    async def _before_claim(self) -> None:
+        """A hook: subclasses may wait here (the judge worker waits for a pause in ingest)."""
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._runs.discard(task)

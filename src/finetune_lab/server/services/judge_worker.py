@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from finetune_lab.server.services import stream, traces
 from finetune_lab.server.services.backends import GenerationParams
 from finetune_lab.server.services.batch_worker import BatchWorker, LeaseLost, WorkerSettings
 from finetune_lab.server.services.inference import CallRecord, Inference
+from finetune_lab.server.services.ingest_activity import IngestActivity
 from finetune_lab.server.services.judges import Judge, ScoreError, judges_of, parse_score
 from finetune_lab.server.services.queries import PredictionFilters, page_rows, trend_point
 from finetune_lab.server.services.rollups import RoundTotals
@@ -47,6 +49,8 @@ log = logging.getLogger("finetune_lab.server.judges")
 OPERATION = "judge"
 MAX_ANSWER_CHARS = 2_000  # of a judge's answer kept with a failed grade
 RETRYABLE_STATUS = frozenset({408, 429})
+FLUSH_S = 0.2  # answered grades are written this often, up to FLUSH_MAX per transaction
+FLUSH_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,13 @@ class Outcome:
     error: str | None
     attempts: int
     traces: list[dict[str, Any]]
+
+
+@dataclass
+class Graded:
+    judge: Judge
+    row: dict[str, Any]
+    outcome: Outcome
 
 
 class GradingStopped(Exception):
@@ -97,10 +108,15 @@ class JudgeWorker(BatchWorker):
         settings: WorkerSettings,
         judging: JudgeSettings,
         notifier: StreamNotifier,
+        activity: IngestActivity | None = None,
     ) -> None:
         super().__init__(db, inference, settings)
         self.judging = judging
         self.notifier = notifier
+        self.activity = activity or IngestActivity(max_wait_s=0.0)
+
+    async def _before_claim(self) -> None:
+        await self.activity.quiet()
 
     def _claim(self) -> dict[str, Any] | None:
         # A read first: an idle queue never takes SQLite's write lock (ingest's lock too).
@@ -167,6 +183,8 @@ class JudgeWorker(BatchWorker):
         stop = asyncio.Event()
         stopped: list[BaseException] = []
         semaphore = asyncio.Semaphore(max(1, self.judging.concurrency))
+        outcomes: list[Graded] = []  # answered, not yet written
+        finished = asyncio.Event()
 
         async def heartbeat() -> None:
             while not stop.is_set():
@@ -175,34 +193,53 @@ class JudgeWorker(BatchWorker):
                     stopped.append(LeaseLost(run["id"]))
                     stop.set()
 
+        async def writer() -> None:
+            """Writes what was answered every FLUSH_S, many grades per transaction."""
+            while True:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(finished.wait(), FLUSH_S)
+                while outcomes and not stop.is_set():
+                    await self.activity.quiet()
+                    batch = outcomes[:FLUSH_MAX]
+                    del outcomes[:FLUSH_MAX]
+                    try:
+                        await run_in_threadpool(self._store_grades, run, batch)
+                    except (LeaseLost, GradingStopped) as exc:
+                        stopped.append(exc)
+                        stop.set()
+                if finished.is_set() or stop.is_set():
+                    return
+
         async def one(step: int, index: int) -> None:
             todo = [(j, m) for j, m in plan if (step, index, j.name) not in done]
             if not todo:
                 return
             async with semaphore:
+                if stop.is_set():
+                    return
+                await self.activity.quiet()
+                row = await run_in_threadpool(self._current_row, run, step, index)
+                if row is None:
+                    return  # re-sent since (a newer run grades it) or gone
                 for judge, model in todo:
                     if stop.is_set():
                         return
-                    row = await run_in_threadpool(self._current_row, run, step, index)
-                    if row is None:
-                        return  # re-sent since (a newer run grades it) or gone
-                    outcome = await self._grade(run, judge, model, row)
-                    try:
-                        await run_in_threadpool(self._store_grade, run, judge, row, outcome)
-                    except (LeaseLost, GradingStopped) as exc:
-                        stopped.append(exc)
-                        stop.set()
-                        return
+                    await self.activity.quiet()
+                    outcomes.append(Graded(judge, row, await self._grade(run, judge, model, row)))
 
         keys = list(dict.fromkeys((int(s), int(i)) for s, i in run["keys"]))
         beat = asyncio.create_task(heartbeat())
+        write = asyncio.create_task(writer())
         try:
             await asyncio.gather(*(one(step, index) for step, index in keys))
+            finished.set()
+            await write
         finally:
             stop.set()
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            for task in (beat, write):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if stopped:
             raise stopped[0]
 
@@ -259,11 +296,9 @@ class JudgeWorker(BatchWorker):
             await asyncio.sleep(self.judging.backoff_s * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
-    def _store_grade(
-        self, run: dict[str, Any], judge: Judge, row: dict[str, Any], outcome: Outcome
-    ) -> None:
-        """One grade, all or nothing: the row's metric, its round's rollup, the outcome, the
-        call traces and the stream events."""
+    def _store_grades(self, run: dict[str, Any], graded: list[Graded]) -> None:
+        """Grades, all or nothing: each row's metric, its round's rollup, the outcomes, the
+        call traces and the stream events, in one transaction."""
         job_id = run["job_id"]
         with self.db.write() as conn:
             if self.db.is_postgres:  # the ingest's lock: rollups change one writer at a time
@@ -276,22 +311,23 @@ class JudgeWorker(BatchWorker):
             reason = stop_reason(conn, job_id, run["user_id"])
             if reason:
                 raise GradingStopped(reason)
-            current = _row_version(conn, run, row["step"], row["sample_index"])
-            if current is None:
-                return  # re-sent while the judge answered: the newer run grades it
-            now = utcnow()
-            if outcome.value is not None:
-                totals = _apply_grade(conn, job_id, current, judge.metric, outcome.value)
-                _record_events(conn, job_id, current, judge, totals, now)
-            _record_outcome(conn, self.db.is_postgres, run, judge, current, outcome, now)
-            for values in outcome.traces:
-                traces.insert_trace(conn, run["user_id"], **values)
-            if self.db.is_postgres and outcome.value is not None:
+            changes = _Changes(conn, run)
+            for item in graded:
+                current = changes.row(item.row["step"], item.row["sample_index"])
+                if current is None:
+                    continue  # re-sent while the judge answered: the newer run grades it
+                if item.outcome.value is not None:
+                    changes.grade(current, item.judge, item.outcome.value)
+                _record_outcome(conn, self.db.is_postgres, run, item.judge, current, item.outcome)
+                for values in item.outcome.traces:
+                    traces.insert_trace(conn, run["user_id"], **values)
+            announced = changes.write()
+            if self.db.is_postgres and announced:
                 conn.execute(
                     text("SELECT pg_notify(:channel, :job_id)"),
                     {"channel": stream.NOTIFY_CHANNEL, "job_id": job_id},
                 )
-        if outcome.value is not None:
+        if announced:
             self.notifier.publish(job_id)
 
 
@@ -310,30 +346,101 @@ def _row_version(
     return rows[0]
 
 
-def _apply_grade(
-    conn: Connection, job_id: str, row: dict[str, Any], metric: str, value: float
-) -> RoundTotals:
-    """The score into the row's metrics and into its round's totals (exact: a grade that
-    replaces one leaves the sum first)."""
-    metrics = dict(row["metrics"] or {})
-    old = metrics.get(metric)
-    metrics[metric] = value
-    p, r = predictions.c, round_rollups.c
-    conn.execute(
-        update(predictions)
-        .where(p.job_id == job_id, p.step == row["step"], p.sample_index == row["sample_index"])
-        .values(metrics=metrics)
-    )
-    at_round = (r.job_id == job_id, r.step == row["step"], r.epoch == row["epoch"])
-    totals = RoundTotals.from_row(conn.execute(select(round_rollups).where(*at_round)).one())
-    acc = totals.metrics.setdefault(metric, [0.0, 0])
-    if old is not None:
-        acc[0] -= old
-        acc[1] -= 1
-    acc[0] += value
-    acc[1] += 1
-    conn.execute(update(round_rollups).where(*at_round).values(metrics=totals.metrics))
-    return totals
+class _Changes:
+    """What one write transaction of grades changes: rows' metrics and rounds' totals, each
+    read once and written once, and the events that announce them."""
+
+    def __init__(self, conn: Connection, run: dict[str, Any]) -> None:
+        self.conn = conn
+        self.run = run
+        self.rows: dict[tuple[int, int], dict[str, Any] | None] = {}
+        self.dirty: dict[tuple[int, int], dict[str, Any]] = {}
+        self.rounds: dict[tuple[int, int], RoundTotals] = {}  # (step, epoch)
+        self.updated: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+
+    def row(self, step: int, index: int) -> dict[str, Any] | None:
+        if (step, index) not in self.rows:
+            self.rows[(step, index)] = _row_version(self.conn, self.run, step, index)
+        return self.rows[(step, index)]
+
+    def grade(self, row: dict[str, Any], judge: Judge, value: float) -> None:
+        """The score into the row's metrics and its round's totals (exact: a grade that
+        replaces one takes the old value out of the sum first)."""
+        metrics = dict(row["metrics"] or {})
+        old = metrics.get(judge.metric)
+        metrics[judge.metric] = value
+        row["metrics"] = metrics
+        self.dirty[(row["step"], row["sample_index"])] = row
+        at = (row["step"], row["epoch"])
+        if at not in self.rounds:
+            r = round_rollups.c
+            stored = self.conn.execute(
+                select(round_rollups).where(
+                    r.job_id == self.run["job_id"], r.step == at[0], r.epoch == at[1]
+                )
+            ).one()
+            self.rounds[at] = RoundTotals.from_row(stored)
+        acc = self.rounds[at].metrics.setdefault(judge.metric, [0.0, 0])
+        if old is not None:
+            acc[0] -= old
+            acc[1] -= 1
+        acc[0] += value
+        acc[1] += 1
+        self.updated[(judge.name, row["epoch"], row["step"])].append(row["sample_index"])
+
+    def write(self) -> bool:
+        """Rows, rollups and events; True when anything changed (streams are woken)."""
+        job_id = self.run["job_id"]
+        p, r = predictions.c, round_rollups.c
+        for (step, index), row in self.dirty.items():
+            self.conn.execute(
+                update(predictions)
+                .where(p.job_id == job_id, p.step == step, p.sample_index == index)
+                .values(metrics=row["metrics"])
+            )
+        for (step, epoch), totals in self.rounds.items():
+            self.conn.execute(
+                update(round_rollups)
+                .where(r.job_id == job_id, r.step == step, r.epoch == epoch)
+                .values(metrics=totals.metrics)
+            )
+        if not self.updated:
+            return False
+        now = utcnow()
+        events = []
+        for (name, epoch, step), indexes in sorted(self.updated.items()):
+            payload = {
+                "reason": "judge",
+                "judge": name,
+                "count": len(indexes),
+                "rounds": [
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "count": len(indexes),
+                        "ranges": stream.index_ranges(indexes),
+                    }
+                ],
+            }
+            events.append(
+                {
+                    "job_id": job_id,
+                    "kind": "prediction_updated",
+                    "payload": payload,
+                    "created_at": now,
+                }
+            )
+        for (step, epoch), totals in sorted(self.rounds.items(), key=lambda kv: kv[0][::-1]):
+            events.append(
+                {
+                    "job_id": job_id,
+                    "kind": "round_complete",
+                    "payload": trend_point(epoch, step, totals),
+                    "created_at": now,
+                }
+            )
+        self.conn.execute(insert(stream_events), events)
+        return True
 
 
 def _record_outcome(
@@ -343,7 +450,6 @@ def _record_outcome(
     judge: Judge,
     row: dict[str, Any],
     outcome: Outcome,
-    now: Any,
 ) -> None:
     values = {
         "job_id": run["job_id"],
@@ -358,38 +464,9 @@ def _record_outcome(
         "answer": outcome.answer,
         "error": outcome.error,
         "attempts": outcome.attempts,
-        "updated_at": now,
+        "updated_at": utcnow(),
     }
     stmt = (pg_insert if is_postgres else sqlite_insert)(judge_results).values(**values)
     keys = ("job_id", "step", "sample_index", "judge")
     changes = {name: stmt.excluded[name] for name in values if name not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changes))
-
-
-def _record_events(
-    conn: Connection,
-    job_id: str,
-    row: dict[str, Any],
-    judge: Judge,
-    totals: RoundTotals,
-    now: Any,
-) -> None:
-    epoch, step, index = row["epoch"], row["step"], row["sample_index"]
-    updated = {
-        "reason": "judge",
-        "judge": judge.name,
-        "count": 1,
-        "rounds": [{"epoch": epoch, "step": step, "count": 1, "ranges": [[index, index]]}],
-    }
-    conn.execute(
-        insert(stream_events),
-        [
-            {"job_id": job_id, "kind": "prediction_updated", "payload": updated, "created_at": now},
-            {
-                "job_id": job_id,
-                "kind": "round_complete",
-                "payload": trend_point(epoch, step, totals),
-                "created_at": now,
-            },
-        ],
-    )

@@ -74,8 +74,14 @@ def events_of(reader: EventReader, kind: str, rows: int) -> list[Any]:
     return found
 
 
-def judge_calls(fake: FakeOpenAI, upstream: str) -> list[dict[str, Any]]:
-    return [r for r in fake.requests if r["body"]["model"] == upstream]
+def judge_calls(fake: FakeOpenAI, upstream: str, content: str | None = None) -> list[dict]:
+    """What the fake endpoint was asked for `upstream` (with this last message, if given)."""
+    return [
+        r
+        for r in fake.requests
+        if r["body"]["model"] == upstream
+        and (content is None or r["body"]["messages"][-1]["content"] == content)
+    ]
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -162,6 +168,8 @@ def test_rows_are_graded_into_metrics_rollups_trends_matrix_stream_and_export(
         job_id = judge_job(http, judge_spec(model["name"]))
         answers = {0: "7", 1: "3.5", 2: "abc", 3: "42"}
         rows = [row(1, 10, i, prediction=p) for i, p in answers.items()]
+        graded_prompt = "Grade this answer.\nQ: prompt 2\nscore: abc"
+        asked_before = len(judge_calls(fake_openai, "slow-300", graded_prompt))
         with EventReader(judge_server.base_url, f"{PRED}/{job_id}/stream", headers) as events:
             events.next_of("heartbeat")
             assert ingest(http, job_id, rows)["created"] == 4
@@ -181,9 +189,8 @@ def test_rows_are_graded_into_metrics_rollups_trends_matrix_stream_and_export(
         assert failures[2]["answer"].endswith("SCORE: ABC")
         assert failures[3]["error"] == "out of range: 42 is not within [0, 10]"
         assert failures[2]["attempts"] == failures[3]["attempts"] == 3
-        asked = [r["body"]["messages"][-1]["content"] for r in judge_calls(fake_openai, "slow-300")]
-        graded_prompt = "Grade this answer.\nQ: prompt 2\nscore: abc"
-        assert sum(1 for content in asked if content == graded_prompt) == 3
+        asked = len(judge_calls(fake_openai, "slow-300", graded_prompt)) - asked_before
+        assert asked == 3
         # Scores in the rows; never a silent zero for the failed ones.
         stored = by_index(fetch_all(http, job_id))
         assert stored[0]["metrics"] == {"judge:quality": 7.0}
@@ -406,3 +413,29 @@ def test_sdk_judges_sync_async_and_reimport(
         client.training_predictions.import_file(target.id, path)
         copied = list(client.training_predictions.iter(target.id))
         assert [p.metrics for p in copied] == [{"reward": 1.0}] * 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0008_up_down_up(
+    backend: Backend, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from finetune_lab.server.db import Database, upgrade
+    from finetune_lab.server.db.migrate import alembic_config
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+    else:
+        url = request.getfixturevalue("pg_database_url")
+    db = Database(url)
+    try:
+        upgrade(db.engine)
+        assert {"judge_runs", "judge_results"} <= set(inspect(db.engine).get_table_names())
+        command.downgrade(alembic_config(db.engine), "0004")
+        assert not {"judge_runs", "judge_results"} & set(inspect(db.engine).get_table_names())
+        upgrade(db.engine)
+        assert {"judge_runs", "judge_results"} <= set(inspect(db.engine).get_table_names())
+    finally:
+        db.dispose()

@@ -258,7 +258,7 @@ def ingest(
     if not items:
         return {"job_id": job_id, "accepted": 0, "created": 0, "updated": 0}
     _reject_judge_metrics(items)
-    graded = bool(judges.raw_specs(config))
+    graded = bool(judges.judges_of(config))
     # Scoring happens before the write lock, in the scoring processes: concurrent writers only
     # queue for the database part. (A job's config never changes after creation, so scoring
     # with it early is safe, and the workers keep its validators compiled.)

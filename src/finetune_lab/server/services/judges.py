@@ -152,10 +152,16 @@ def raw_specs(config: dict[str, Any] | None) -> Any:
 
 
 def judges_of(config: dict[str, Any] | None) -> list[Judge]:
-    """The judges of a stored (already checked) job config."""
-    specs = raw_specs(config) or []
+    """The judges of a stored job config (checked at creation; a job from before judges
+    existed may hold anything there: what is not a valid judge is ignored)."""
+    specs = raw_specs(config)
+    if not isinstance(specs, list):
+        return []
+    seen: set[str] = set()
     return [
-        Judge(s["name"], s["model"], s["prompt"], float(s["min"]), float(s["max"])) for s in specs
+        Judge(s["name"], s["model"], s["prompt"], float(s["min"]), float(s["max"]))
+        for index, s in enumerate(specs)
+        if _spec_problem(index, s, seen) is None
     ]
 
 

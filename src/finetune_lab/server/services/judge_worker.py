@@ -4,9 +4,10 @@ A judge run (one per ingest batch of a job with judges) is claimed, leased, hear
 handed back at shutdown and taken over after a crash exactly like a batch test run (it is the
 same `BatchWorker`, over the `judge_runs` table). Per (row, judge) the worker asks the judge
 model (through the outbound slots, waiting for its user's share as batch prompts do), reads the
-score, and in one transaction writes it into the row's metrics as `judge:<name>`, adds it to the
-round's rollup, records the outcome in `judge_results` and a `prediction_updated` plus a
-`round_complete` stream event. A call that fails upstream (5xx, 408, 429, no connection) or
+score; every 0.2 s the answered grades are written, up to 64 per transaction: each into its
+row's metrics as `judge:<name>` and its round's rollup, its outcome into `judge_results`, and
+`prediction_updated` plus `round_complete` stream events. Grading yields to ingest in this
+process (`IngestActivity`): it waits for a pause before each claim, read, call and write. A call that fails upstream (5xx, 408, 429, no connection) or
 whose answer holds no score within [min, max] is asked again, at most `attempts` times with
 doubling backoff; then the failure is recorded for that row, never a zero.
 

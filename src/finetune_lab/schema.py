@@ -22,6 +22,8 @@ MAX_TEXT_CHARS = 1_000_000
 MAX_PAGE_LIMIT = 1_000
 MAX_INT = 2**63 - 1  # counters are 64-bit on every backend (steps may count tokens)
 JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Metrics named `judge:<name>` are a judge's model-graded scores: set by the server only.
+JUDGE_METRIC_PREFIX = "judge:"
 
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 Scope = Literal["training", "production", "testing", "all"]
@@ -400,6 +402,46 @@ class PredictionMatrix(WireModel):
     rounds: list[MatrixRound]
     samples: list[MatrixSample]
     total_samples: int
+
+
+class JudgeSummary(WireModel):
+    """One judge of a job and how far its grading got over the job's current rows."""
+
+    name: str
+    metric: str  # judge:<name>, the key of its score in each row's metrics
+    model: str
+    min: float
+    max: float
+    graded: int
+    failed: int
+    pending: int  # rows with neither a score nor a recorded failure (queued, or stopped)
+
+
+class JudgeFailure(WireModel):
+    """A row a judge could not grade: the last answer (when there was one) and why."""
+
+    judge: str
+    epoch: int
+    step: int
+    sample_index: int
+    error: str
+    answer: str | None = None
+    attempts: int
+    updated_at: datetime
+
+
+class JudgeStatus(WireModel):
+    """`GET .../{job_id}/judges`: per-judge progress, the queue's runs by status, and a page of
+    the rows whose grading failed (current row versions only)."""
+
+    job_id: str
+    judges: list[JudgeSummary]
+    runs: dict[str, int]
+    stopped_reason: str | None = None
+    failures: list[JudgeFailure]
+    failures_total: int
+    limit: int
+    offset: int
 
 
 class SampleRound(WireModel):

@@ -15,7 +15,8 @@ class FakeOpenAI:
     """Model names choose the behaviour: `echo` (answer = last user message upper-cased),
     `slow-<ms>` (echo after a pause), `fail-<status>` (that HTTP error), `leak-<status>` (that
     HTTP error, its body echoing the caller's credentials and a long tail, as careless upstreams
-    do), `leakstream` (a stream whose error event does the same). `in_flight[model]` and
+    do), `leakstream` (a stream whose error event does the same), `flaky-<n>` (HTTP 500 for the
+    first n requests with the same last message, then echo). `in_flight[model]` and
     `peak[model]` count concurrent requests per model name."""
 
     def __init__(self) -> None:
@@ -23,6 +24,7 @@ class FakeOpenAI:
         self.in_flight: dict[str, int] = {}
         self.peak: dict[str, int] = {}
         self._count_lock = threading.Lock()
+        self._flaky_seen: dict[tuple[str, str], int] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,6 +68,14 @@ class FakeOpenAI:
                 if model.startswith("fail-"):
                     self._json(int(model[5:]), {"error": {"message": f"boom {model}"}})
                     return
+                if model.startswith("flaky-"):
+                    content = str(body["messages"][-1]["content"])
+                    with fake._count_lock:
+                        seen = fake._flaky_seen.get((model, content), 0)
+                        fake._flaky_seen[(model, content)] = seen + 1
+                    if seen < int(model[6:]):
+                        self._json(500, {"error": {"message": f"flaky {seen + 1}"}})
+                        return
                 if model.startswith("slow-"):
                     time.sleep(int(model[5:]) / 1000)
                 answer = body["messages"][-1]["content"].upper()

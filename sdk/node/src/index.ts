@@ -18,6 +18,7 @@ export type {
   ExportOptions,
   GateOptions,
   IterPredictionsOptions,
+  JudgesOptions,
   ListPredictionsOptions,
   MatrixOptions,
   StreamOptions,

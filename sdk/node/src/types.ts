@@ -32,6 +32,10 @@ export type MatrixRound = Schemas["MatrixRound"];
 export type MatrixSample = Schemas["MatrixSample"];
 /** One score of a page of samples in every round (`trainingPredictions.matrix()`). */
 export type PredictionMatrix = Schemas["PredictionMatrix"];
+/** A job's judges: graded / failed / pending rows each, runs, failed rows (`judges()`). */
+export type JudgeStatus = Schemas["JudgeStatus"];
+export type JudgeSummary = Schemas["JudgeSummary"];
+export type JudgeFailure = Schemas["JudgeFailure"];
 export type SampleRound = Schemas["SampleRound"];
 export type SampleHistory = Schemas["SampleHistory"];
 export type CompareItem = Schemas["CompareItem"];
@@ -109,6 +113,7 @@ export type ListPredictionsQuery = Query<"/api/training/predictions/{job_id}", "
 export type TrendsQuery = Query<"/api/training/predictions/{job_id}/trends", "get">;
 export type CompareQuery = Query<"/api/training/predictions/{job_id}/compare", "get">;
 export type MatrixQuery = Query<"/api/training/predictions/{job_id}/matrix", "get">;
+export type JudgesQuery = Query<"/api/training/predictions/{job_id}/judges", "get">;
 export type ExportQuery = Query<"/api/training/predictions/{job_id}/export", "get">;
 export type StreamQuery = Query<"/api/training/predictions/{job_id}/stream", "get">;
 export type ListJobsQuery = Query<"/api/training/jobs", "get">;

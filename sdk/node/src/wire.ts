@@ -338,6 +338,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/training/predictions/{job_id}/judges": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["judges_api_training_predictions__job_id__judges_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/training/predictions/{job_id}/matrix": {
         parameters: {
             query?: never;
@@ -864,6 +880,45 @@ export interface components {
             limit: number;
             offset: number;
             total: number;
+        } & {
+            [key: string]: unknown;
+        };
+        JudgeFailure: {
+            answer: string | null;
+            attempts: number;
+            epoch: number;
+            error: string;
+            judge: string;
+            sample_index: number;
+            step: number;
+            /** Format: date-time */
+            updated_at: string;
+        } & {
+            [key: string]: unknown;
+        };
+        JudgeStatus: {
+            failures: components["schemas"]["JudgeFailure"][];
+            failures_total: number;
+            job_id: string;
+            judges: components["schemas"]["JudgeSummary"][];
+            limit: number;
+            offset: number;
+            runs: {
+                [key: string]: number;
+            };
+            stopped_reason: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        JudgeSummary: {
+            failed: number;
+            graded: number;
+            max: number;
+            metric: string;
+            min: number;
+            model: string;
+            name: string;
+            pending: number;
         } & {
             [key: string]: unknown;
         };
@@ -4020,6 +4075,94 @@ export interface operations {
                     "application/vnd.apache.parquet": unknown;
                     "application/x-ndjson": unknown;
                     "text/csv; charset=utf-8": unknown;
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    judges_api_training_predictions__job_id__judges_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JudgeStatus"];
                 };
             };
             400: {

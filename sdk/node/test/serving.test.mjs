@@ -231,3 +231,37 @@ describe("analytics", () => {
     await assert.rejects(testing.analytics.traces(), PermissionDeniedError);
   });
 });
+
+describe("judges", () => {
+  it("grade rows with a registered model; judges() reports scores and recorded failures", async () => {
+    const { judge } = await server.createKeys({ judge: ["dave", "all"] });
+    const dave = new FinetuneLabClient({ apiKey: judge, baseUrl: server.baseUrl });
+    await dave.models.register({ name: "grader", kind: "openai", baseUrl: fake.baseUrl, upstreamModel: "echo" });
+    const spec = { name: "q", model: "grader", prompt: "score: {prediction}", min: 0, max: 10 };
+    await assert.rejects(
+      dave.jobs.create({ config: { predictions: { judges: [{ ...spec, model: "nobody" }] } } }),
+      ValidationError,
+    );
+    const job = await dave.jobs.create({ config: { predictions: { judges: [spec] } } });
+    await dave.trainingPredictions.create(job.id, [
+      { epoch: 1, step: 1, sample_index: 0, prompt: "a", prediction: "7" },
+      { epoch: 1, step: 1, sample_index: 1, prompt: "b", prediction: "none" },
+    ]);
+    let status;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      status = await dave.trainingPredictions.judges(job.id);
+      if (status.judges[0].pending === 0 && status.runs.queued + status.runs.running === 0) break;
+      assert.ok(Date.now() < deadline, JSON.stringify(status));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.deepEqual([status.judges[0].graded, status.judges[0].failed], [1, 1]);
+    assert.equal(status.failures[0].sample_index, 1);
+    assert.equal(status.failures[0].answer, "SCORE: NONE");
+    assert.match(status.failures[0].error, /^unparseable/);
+    const page = await dave.trainingPredictions.get(job.id);
+    assert.deepEqual(page.predictions[0].metrics, { "judge:q": 7 });
+    const carol = new FinetuneLabClient({ apiKey: keys.all, baseUrl: server.baseUrl });
+    await assert.rejects(carol.trainingPredictions.judges(job.id), NotFoundError);
+  });
+});

@@ -18,7 +18,13 @@ from typing import Any, TypeAlias
 import orjson
 import pydantic
 
-from finetune_lab.schema import EXPORT_FORMATS, ExportFormat, Prediction, PredictionIn
+from finetune_lab.schema import (
+    EXPORT_FORMATS,
+    JUDGE_METRIC_PREFIX,
+    ExportFormat,
+    Prediction,
+    PredictionIn,
+)
 
 ImportFormat: TypeAlias = ExportFormat  # an import reads what an export writes
 
@@ -92,6 +98,7 @@ def _item(where: str, row: Any) -> dict[str, Any]:
     if missing:
         raise ImportFileError(f"{where}: missing required column(s) {', '.join(missing)}")
     item = {name: row[name] for name in INPUT_FIELDS if row.get(name) is not None}
+    _drop_judge_scores(item)
     try:
         PredictionIn.model_validate(item)
     except pydantic.ValidationError as exc:
@@ -99,6 +106,20 @@ def _item(where: str, row: Any) -> dict[str, Any]:
         field = ".".join(str(part) for part in first["loc"])
         raise ImportFileError(f"{where}: {field}: {first['msg']}") from None
     return item
+
+
+def _drop_judge_scores(item: dict[str, Any]) -> None:
+    """`judge:<name>` metrics are server-computed too: the target job's judges grade again."""
+    metrics = item.get("metrics")
+    if not isinstance(metrics, dict):
+        return
+    kept = {k: v for k, v in metrics.items() if not str(k).startswith(JUDGE_METRIC_PREFIX)}
+    if len(kept) == len(metrics):
+        return
+    if kept:
+        item["metrics"] = kept
+    else:
+        del item["metrics"]
 
 
 def _jsonl_rows(data: bytes) -> Iterator[tuple[str, Any]]:

@@ -13,6 +13,8 @@ from finetune_lab.server.db import Database
 from finetune_lab.server.routes import analytics, batch_testing, inference, models, otlp
 from finetune_lab.server.services.batch_worker import BatchWorker, WorkerSettings
 from finetune_lab.server.services.inference import Inference
+from finetune_lab.server.services.ingest_activity import IngestActivity
+from finetune_lab.server.services.judge_worker import JudgeSettings, JudgeWorker
 from finetune_lab.server.services.outbound import OutboundLimits
 from finetune_lab.server.settings import Settings
 
@@ -48,19 +50,40 @@ def install(app: FastAPI, db: Database, settings: Settings) -> None:
             parallel_runs=settings.batch_parallel_runs,
         ),
     )
+    app.state.ingest_activity = IngestActivity()
+    app.state.judge_worker = JudgeWorker(
+        db,
+        app.state.inference,
+        WorkerSettings(
+            lease_s=settings.batch_lease_s,
+            poll_s=settings.batch_poll_s,
+            parallel_runs=max(1, settings.judge_parallel_runs),
+        ),
+        JudgeSettings(
+            attempts=max(1, settings.judge_attempts),
+            backoff_s=max(0.0, settings.judge_backoff_s),
+            concurrency=max(1, settings.judge_concurrency),
+            max_tokens=max(1, settings.judge_max_tokens),
+        ),
+        app.state.stream_notifier,
+        app.state.ingest_activity,
+    )
     for router in ROUTERS:
         app.include_router(router)
 
 
 @contextlib.asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[None]:
-    """The batch worker runs while the app does; on the way out it hands its runs back."""
-    worker: BatchWorker = app.state.batch_worker
-    await worker.start()
+    """The batch and judge workers run while the app does; on the way out they hand their runs
+    back."""
+    workers: list[BatchWorker] = [app.state.batch_worker, app.state.judge_worker]
+    for worker in workers:
+        await worker.start()
     try:
         yield
     finally:
-        await worker.stop()
+        for worker in workers:
+            await worker.stop()
         await app.state.inference.aclose()
 
 

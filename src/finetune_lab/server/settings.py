@@ -64,6 +64,24 @@ class Settings:
     batch_parallel_runs: int = field(
         default_factory=lambda: int(os.environ.get("FINETUNE_LAB_BATCH_RUNS", "2"))
     )
+    # Judges (model-graded scores): grading runs one process executes at once, rows graded at
+    # once per run, calls per (row, judge) before its failure is recorded, the first retry's
+    # pause (doubling after), and the judge's answer length in tokens.
+    judge_parallel_runs: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_JUDGE_RUNS", "2"))
+    )
+    judge_concurrency: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_JUDGE_CONCURRENCY", "4"))
+    )
+    judge_attempts: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_JUDGE_ATTEMPTS", "3"))
+    )
+    judge_backoff_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_JUDGE_BACKOFF_S", "1"))
+    )
+    judge_max_tokens: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_JUDGE_MAX_TOKENS", "256"))
+    )
     # Local checkpoints kept loaded (least recently used ones are dropped).
     model_cache_size: int = field(
         default_factory=lambda: int(os.environ.get("FINETUNE_LAB_MODEL_CACHE_SIZE", "2"))

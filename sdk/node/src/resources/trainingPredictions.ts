@@ -16,6 +16,8 @@ import type {
   ExportFormat,
   ExportQuery,
   IngestResult,
+  JudgesQuery,
+  JudgeStatus,
   ListPredictionsQuery,
   MatrixQuery,
   Prediction,
@@ -63,6 +65,8 @@ export interface CompareOptions extends CamelKeys<CompareQuery>, RequestOptions 
 export interface MatrixOptions extends CamelKeys<MatrixQuery>, RequestOptions {
   metric: string;
 }
+/** `judges()` options: the page of failed rows. */
+export interface JudgesOptions extends CamelKeys<JudgesQuery>, RequestOptions {}
 export interface ExportOptions extends CamelKeys<ExportQuery>, RequestOptions {}
 /** `gate()` options: thresholds and which round to judge. */
 export interface GateOptions extends GateThresholds, RequestOptions {}
@@ -258,6 +262,18 @@ export class TrainingPredictions {
     };
     return this.transport.json(
       { method: "GET", path: path(jobId, "matrix"), query },
+      requestOptions(options),
+    );
+  }
+
+  /**
+   * The job's judges (model-graded `judge:<name>` metrics): graded / failed / pending rows per
+   * judge, grading runs by status, and a page of failed rows with the judge's answer and why.
+   */
+  judges(jobId: string, options: JudgesOptions = {}): Promise<JudgeStatus> {
+    const query: AllKeys<JudgesQuery> = { limit: options.limit, offset: options.offset };
+    return this.transport.json(
+      { method: "GET", path: path(jobId, "judges"), query },
       requestOptions(options),
     );
   }

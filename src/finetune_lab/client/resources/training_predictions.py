@@ -34,6 +34,7 @@ from finetune_lab.schema import (
     EpochsResponse,
     ExportFormat,
     GroupBy,
+    JudgeStatus,
     Prediction,
     PredictionFilters,
     PredictionMatrix,
@@ -118,6 +119,11 @@ def _matrix_spec(
         parse_model(PredictionMatrix),
         params={"metric": metric, "limit": limit, "offset": offset},
     )
+
+
+def _judges_spec(job_id: str, limit: int, offset: int) -> RequestSpec[JudgeStatus]:
+    params = {"limit": limit, "offset": offset}
+    return RequestSpec("GET", _path(job_id, "judges"), parse_model(JudgeStatus), params=params)
 
 
 class TrainingPredictions(PredictionFiles):
@@ -226,6 +232,11 @@ class TrainingPredictions(PredictionFiles):
         """One score (a built-in, `validation_pass` as 1/0, or a custom metric) of a page of
         samples, ordered by sample_index, in every round: `samples[i].values[j]` is round j."""
         return self._transport.execute(_matrix_spec(job_id, metric, limit, offset))
+
+    def judges(self, job_id: str, *, limit: int = 50, offset: int = 0) -> JudgeStatus:
+        """The job's judges (model-graded `judge:<name>` metrics): graded / failed / pending
+        rows per judge, grading runs by status, and a page of failed rows with the reason."""
+        return self._transport.execute(_judges_spec(job_id, limit, offset))
 
     def stream(
         self,
@@ -352,6 +363,11 @@ class AsyncTrainingPredictions(AsyncPredictionFiles):
         """One score (a built-in, `validation_pass` as 1/0, or a custom metric) of a page of
         samples, ordered by sample_index, in every round: `samples[i].values[j]` is round j."""
         return await self._transport.execute(_matrix_spec(job_id, metric, limit, offset))
+
+    async def judges(self, job_id: str, *, limit: int = 50, offset: int = 0) -> JudgeStatus:
+        """The job's judges (model-graded `judge:<name>` metrics): graded / failed / pending
+        rows per judge, grading runs by status, and a page of failed rows with the reason."""
+        return await self._transport.execute(_judges_spec(job_id, limit, offset))
 
     def stream(
         self,

@@ -143,3 +143,44 @@ traces = Table(
     Index("ix_traces_user_trace", "user_id", "trace_id"),
     Index("ix_traces_user_conversation_created", "user_id", "conversation_id", "created_at"),
 )
+
+# Model-graded scores: one queued run per ingest batch of a job with judges (the batch test
+# queue's lease protocol), and the latest outcome per (row, judge). Migration 0008 builds them.
+judge_runs = Table(
+    "judge_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", BigId, nullable=False),
+    Column("job_id", String(128), nullable=False),
+    Column("rows_at", Timestamp, nullable=False),  # the rows' created_at: their version
+    Column("keys", Json, nullable=False),  # [[step, sample_index], ...]
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", Timestamp),
+    Column("created_at", Timestamp, nullable=False),
+    Column("started_at", Timestamp),
+    Column("finished_at", Timestamp),
+    Index("ix_judge_runs_status_lease", "status", "lease_expires_at"),
+    Index("ix_judge_runs_job", "job_id", "created_at"),
+)
+
+judge_results = Table(
+    "judge_results",
+    metadata,
+    Column("job_id", String(128), primary_key=True),
+    Column("step", BigInteger, primary_key=True),
+    Column("sample_index", BigInteger, primary_key=True),
+    Column("judge", String(64), primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("rows_at", Timestamp, nullable=False),  # the row version this outcome is for
+    Column("status", String(16), nullable=False),  # graded | failed
+    Column("value", Float),
+    Column("answer", Text),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index("ix_judge_results_run", "run_id"),
+)

@@ -14,6 +14,7 @@ from finetune_lab.schema import (
     ExportFormat,
     GroupBy,
     IngestResult,
+    JudgeStatus,
     PredictionFilters,
     PredictionMatrix,
     PredictionsPage,
@@ -24,7 +25,7 @@ from finetune_lab.schema import (
 from finetune_lab.server.auth import Principal, require_scope
 from finetune_lab.server.db import Database
 from finetune_lab.server.responses import JSONBytesResponse, get_db
-from finetune_lab.server.services import export, ingest, matrix, queries
+from finetune_lab.server.services import export, ingest, judge_status, matrix, queries
 
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
 training = require_scope("training")
@@ -56,7 +57,10 @@ async def create_predictions(
     def work() -> dict[str, Any]:
         return ingest.ingest(db, principal, job_id, ingest.parse_batch(body), scoring)
 
-    result = await run_in_threadpool(work)
+    with request.app.state.ingest_activity.active():  # judges hold back meanwhile
+        result = await run_in_threadpool(work)
+    if result.pop(ingest.JUDGES_QUEUED, False):
+        request.app.state.judge_worker.wake()
     request.app.state.stream_notifier.publish(job_id)  # committed: wake this process's streams
     return JSONBytesResponse(result)
 
@@ -129,6 +133,21 @@ def prediction_matrix(
     """One score of a page of samples (by sample_index) in every round: rows by rounds."""
     return JSONBytesResponse(
         matrix.matrix(db, principal, job_id, metric, limit=limit, offset=offset)
+    )
+
+
+@router.get("/{job_id}/judges", response_model=JudgeStatus)
+def judges(
+    job_id: str,
+    limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
+    offset: int = Query(0, ge=0, le=MAX_INT),
+    principal: Principal = Depends(training),
+    db: Database = Depends(get_db),
+) -> JSONBytesResponse:
+    """Model-graded scores: each judge's graded / failed / pending rows, the grading runs by
+    status, and a page of failed rows with the judge's answer and the reason."""
+    return JSONBytesResponse(
+        judge_status.judge_status(db, principal, job_id, limit=limit, offset=offset)
     )
 
 

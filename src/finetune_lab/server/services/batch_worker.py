@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.concurrency import run_in_threadpool
@@ -53,6 +53,11 @@ class LeaseLost(Exception):
 
 
 class BatchWorker:
+    # The queue table: any table with the run columns of `test_runs` (id, user_id, status,
+    # attempts, lease_owner, lease_expires_at, error, created_at, started_at, finished_at).
+    table: Table = test_runs
+    label = "batch run"
+
     def __init__(self, db: Database, inference: Inference, settings: WorkerSettings) -> None:
         self.db = db
         self.inference = inference
@@ -68,7 +73,7 @@ class BatchWorker:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._main = asyncio.create_task(self._claim_loop(), name="batch-worker")
+        self._main = asyncio.create_task(self._claim_loop(), name=f"{self.label}-worker")
 
     async def stop(self) -> None:
         """Stop, and hand our runs back at once (lease expired now) for the next process."""
@@ -90,16 +95,19 @@ class BatchWorker:
     async def _claim_loop(self) -> None:
         while True:
             if len(self._runs) < self.settings.parallel_runs:
+                await self._before_claim()
                 try:
                     run = await run_in_threadpool(self._claim)
                     self._database_down = False
                 except DATABASE_UNAVAILABLE as exc:  # one line per outage, not one a second
                     if not self._database_down:
-                        log.warning("batch runs wait for the database: %s", exc.__class__.__name__)
+                        log.warning(
+                            "%ss wait for the database: %s", self.label, exc.__class__.__name__
+                        )
                     self._database_down = True
                     run = None
                 except Exception:
-                    log.exception("claiming a batch run failed")
+                    log.exception("claiming a %s failed", self.label)
                     run = None
                 if run is not None:
                     task = asyncio.create_task(self._execute(run), name=f"batch-{run['id']}")
@@ -110,15 +118,18 @@ class BatchWorker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
 
+    async def _before_claim(self) -> None:
+        """A hook: subclasses may wait here (the judge worker waits for a pause in ingest)."""
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._runs.discard(task)
         self._wake.set()  # a slot is free
 
     def _claim(self) -> dict[str, Any] | None:
         now = utcnow()
-        r = test_runs.c
+        r = self.table.c
         claimable = or_(r.status == "queued", and_(r.status == "running", r.lease_expires_at < now))
-        query = select(test_runs).where(claimable).order_by(r.created_at, r.id).limit(1)
+        query = select(self.table).where(claimable).order_by(r.created_at, r.id).limit(1)
         if self.db.is_postgres:
             query = query.with_for_update(skip_locked=True)
         with self.db.write() as conn:
@@ -127,7 +138,7 @@ class BatchWorker:
                 return None
             if row.attempts >= MAX_ATTEMPTS:
                 conn.execute(
-                    update(test_runs)
+                    update(self.table)
                     .where(r.id == row.id)
                     .values(
                         status="failed",
@@ -140,7 +151,7 @@ class BatchWorker:
                 self.wake()
                 return None
             conn.execute(
-                update(test_runs)
+                update(self.table)
                 .where(r.id == row.id)
                 .values(
                     status="running",
@@ -152,33 +163,33 @@ class BatchWorker:
             )
             claimed = plain(row)
         if row.status == "running":
-            log.warning("resuming batch run %s (attempt %d)", row.id, row.attempts + 1)
+            log.warning("resuming %s %s (attempt %d)", self.label, row.id, row.attempts + 1)
         return claimed
 
     def _owned(self, run_id: str) -> Any:
-        r = test_runs.c
+        r = self.table.c
         return and_(r.id == run_id, r.lease_owner == self.owner, r.status == "running")
 
     def _heartbeat(self, run_id: str) -> bool:
         expires = utcnow() + timedelta(seconds=self.settings.lease_s)
         with self.db.write() as conn:
             result = conn.execute(
-                update(test_runs).where(self._owned(run_id)).values(lease_expires_at=expires)
+                update(self.table).where(self._owned(run_id)).values(lease_expires_at=expires)
             )
         return result.rowcount == 1
 
     def _release_leases(self) -> None:
         with self.db.write() as conn:
             conn.execute(
-                update(test_runs)
-                .where(test_runs.c.lease_owner == self.owner, test_runs.c.status == "running")
+                update(self.table)
+                .where(self.table.c.lease_owner == self.owner, self.table.c.status == "running")
                 .values(lease_expires_at=utcnow())
             )
 
     def _finish(self, run_id: str, status: str, error: str | None) -> None:
         with self.db.write() as conn:
             conn.execute(
-                update(test_runs)
+                update(self.table)
                 .where(self._owned(run_id))
                 .values(
                     status=status,

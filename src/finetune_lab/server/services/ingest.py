@@ -26,7 +26,7 @@ from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions
 from finetune_lab.server.errors import APIError, not_found
-from finetune_lab.server.services import stream
+from finetune_lab.server.services import judges, stream
 from finetune_lab.server.services.rollups import refresh_rounds
 from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.services.tokens import utcnow
@@ -257,6 +257,8 @@ def ingest(
         raise not_found()
     if not items:
         return {"job_id": job_id, "accepted": 0, "created": 0, "updated": 0}
+    _reject_judge_metrics(items)
+    graded = bool(judges.judges_of(config))
     # Scoring happens before the write lock, in the scoring processes: concurrent writers only
     # queue for the database part. (A job's config never changes after creation, so scoring
     # with it early is safe, and the workers keep its validators compiled.)
@@ -284,6 +286,9 @@ def ingest(
         _upsert_for(conn.dialect).execute(conn, rows, now)
         totals = refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})
         stream.record_ingest(conn, job_id, rows, totals, now)
+        if graded:  # re-sent rows too: their new version is graded again
+            keys = [(row["step"], row["sample_index"]) for row in rows]
+            judges.enqueue(conn, job_id, principal.user_id, keys, now)
         if db.is_postgres:
             # Delivered at commit to every server process LISTENing (their SSE clients wake up).
             conn.execute(
@@ -296,4 +301,24 @@ def ingest(
         "accepted": len(items),
         "created": len(rows) - updated,
         "updated": updated,
+        JUDGES_QUEUED: graded,
     }
+
+
+JUDGES_QUEUED = "_judges_queued"  # internal: the route wakes the judge worker, then drops it
+
+
+def _reject_judge_metrics(items: list[PredictionIn]) -> None:
+    """`judge:<name>` metrics are the server's own (model-graded): a client cannot send them."""
+    for index, item in enumerate(items):
+        for name in item.metrics or ():
+            if name.startswith(judges.METRIC_PREFIX):
+                message = (
+                    f"metric names starting with {judges.METRIC_PREFIX!r} are reserved for judges"
+                )
+                detail = {
+                    "loc": ["predictions", index, "metrics", name],
+                    "message": message,
+                    "type": "value_error",
+                }
+                raise APIError(422, f"predictions[{index}] metrics: {message}", details=[detail])

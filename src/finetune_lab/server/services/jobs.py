@@ -14,8 +14,10 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from finetune_lab.schema import JobCreate, JobPatch, is_valid_job_id
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
+from finetune_lab.server.db.serving_tables import judge_results, judge_runs
 from finetune_lab.server.db.tables import jobs, predictions, round_rollups, stream_events
 from finetune_lab.server.errors import APIError, not_found, validation_error
+from finetune_lab.server.services import judges
 from finetune_lab.server.services.scoring_pool import SchemaCheckTimeout, ScoringPool
 from finetune_lab.server.services.tokens import JOB_TOKEN_PREFIX, hash_secret, new_secret, utcnow
 
@@ -102,6 +104,9 @@ def create_job(
                 }
             ],
         )
+    if judges.raw_specs(config) is not None:
+        with db.read() as conn:
+            judges.check_config(conn, principal, config)
     job_id = body.id or f"job_{uuid.uuid4().hex}"
     with db.write() as conn:
         existing = conn.execute(select(jobs.c.user_id).where(jobs.c.id == job_id)).first()
@@ -214,5 +219,8 @@ def delete_job(db: Database, principal: Principal, job_id: str) -> dict[str, Any
         removed = conn.execute(delete(predictions).where(predictions.c.job_id == job_id)).rowcount
         conn.execute(delete(round_rollups).where(round_rollups.c.job_id == job_id))
         conn.execute(delete(stream_events).where(stream_events.c.job_id == job_id))
+        # Grading stops: the worker's next write finds its run gone (and ends it).
+        conn.execute(delete(judge_runs).where(judge_runs.c.job_id == job_id))
+        conn.execute(delete(judge_results).where(judge_results.c.job_id == job_id))
         conn.execute(delete(jobs).where(jobs.c.id == job_id))
     return {"job_id": job_id, "deleted": True, "predictions_deleted": int(removed)}

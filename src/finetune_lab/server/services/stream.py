@@ -34,7 +34,7 @@ RANGES_PER_QUERY = 200  # sample-index runs per SELECT (bound parameters stay fe
 NOTIFY_CHANNEL = "finetune_lab_stream"
 
 
-def _ranges(values: Sequence[int]) -> list[list[int]]:
+def index_ranges(values: Sequence[int]) -> list[list[int]]:
     """Sorted integers as inclusive [lo, hi] runs: a round's batch is usually one run."""
     runs: list[list[int]] = []
     for value in sorted(set(values)):
@@ -57,7 +57,7 @@ def record_ingest(
     for row in rows:
         by_round[(row["epoch"], row["step"])].append(row["sample_index"])
     rounds = [
-        {"epoch": epoch, "step": step, "count": len(indexes), "ranges": _ranges(indexes)}
+        {"epoch": epoch, "step": step, "count": len(indexes), "ranges": index_ranges(indexes)}
         for (epoch, step), indexes in sorted(by_round.items())
     ]
     events: list[dict[str, Any]] = [
@@ -185,4 +185,9 @@ def predictions_data(
 def event_data(conn: Connection, job_id: str, user_id: int, event: StoredEvent) -> dict[str, Any]:
     if event.kind == "predictions":
         return predictions_data(conn, job_id, user_id, event.payload)
+    if event.kind == "prediction_updated":  # rows graded since (reason, judge) or re-scored
+        extra: dict[str, Any] = {
+            k: event.payload[k] for k in ("reason", "judge") if k in event.payload
+        }
+        return {**predictions_data(conn, job_id, user_id, event.payload), **extra}
     return {"job_id": job_id, **event.payload}

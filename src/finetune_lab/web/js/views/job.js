@@ -14,6 +14,8 @@ import { samplePanel } from "./sample.js";
 import { predictionsTable, tableState } from "./table.js";
 
 const REFRESH_DEBOUNCE_MS = 150;
+// Events after which the page re-reads: new rows, new round totals, rows graded by a judge.
+const REFRESHING_EVENTS = new Set(["predictions", "round_complete", "prediction_updated"]);
 const MAX_METRIC_CHARTS = 6;
 const FINISHED = ["completed", "failed", "cancelled"];
 
@@ -236,7 +238,7 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
   const streamReady = new Promise((resolve) => { connected = resolve; });
   const stream = openStream(api.streamPath(jobId), {
     onEvent(kind) {
-      if (kind === "predictions" || kind === "round_complete") scheduleRefresh();
+      if (REFRESHING_EVENTS.has(kind)) scheduleRefresh();
     },
     onState(state, error) {
       if (state === "live") {

@@ -37,10 +37,10 @@ def _traces_spec(
     test_run_id: str | None,
     start_date: When,
     end_date: When,
+    trace_id: str | None,
+    conversation_id: str | None,
     limit: int,
     cursor: str | None,
-    trace_id: str | None = None,
-    conversation_id: str | None = None,
 ) -> RequestSpec[TracesPage]:
     params = {
         "trace_id": trace_id,
@@ -57,7 +57,9 @@ def _traces_spec(
     return RequestSpec("GET", f"{_PREFIX}/traces", parse_model(TracesPage), params=params)
 
 
-_TraceFilters = tuple[str | None, TraceStatus | None, str | None, str | None, When, When]
+_TraceFilters = tuple[
+    str | None, TraceStatus | None, str | None, str | None, When, When, str | None, str | None
+]
 
 
 def _walk(filters: _TraceFilters, page_size: int) -> CursorWalk[TracesPage, Trace]:
@@ -120,10 +122,10 @@ class Analytics:
             test_run_id,
             start_date,
             end_date,
-            limit,
-            cursor,
             trace_id,
             conversation_id,
+            limit,
+            cursor,
         )
         return self._transport.execute(spec)
 
@@ -136,10 +138,21 @@ class Analytics:
         test_run_id: str | None = None,
         start_date: When = None,
         end_date: When = None,
+        trace_id: str | None = None,
+        conversation_id: str | None = None,
         page_size: int = 500,
     ) -> Iterator[Trace]:
         """Every matching trace, newest first, across pages (the filters of `traces()`)."""
-        filters = (model, status, operation, test_run_id, start_date, end_date)
+        filters = (
+            model,
+            status,
+            operation,
+            test_run_id,
+            start_date,
+            end_date,
+            trace_id,
+            conversation_id,
+        )
         return iter_rows(self._transport, _walk(filters, page_size))
 
     def create_trace(
@@ -199,7 +212,8 @@ class AsyncAnalytics:
         trace_id: str | None = None,
         conversation_id: str | None = None,
     ) -> TracesPage:
-        """One page, newest first; pass `page.next_cursor` as `cursor` for the next."""
+        """One page of spans, newest first; pass `page.next_cursor` as `cursor` for the next.
+        `trace_id` gives one trace's spans, `conversation_id` one conversation's."""
         spec = _traces_spec(
             model,
             status,
@@ -207,10 +221,10 @@ class AsyncAnalytics:
             test_run_id,
             start_date,
             end_date,
-            limit,
-            cursor,
             trace_id,
             conversation_id,
+            limit,
+            cursor,
         )
         return await self._transport.execute(spec)
 
@@ -223,10 +237,21 @@ class AsyncAnalytics:
         test_run_id: str | None = None,
         start_date: When = None,
         end_date: When = None,
+        trace_id: str | None = None,
+        conversation_id: str | None = None,
         page_size: int = 500,
     ) -> AsyncIterator[Trace]:
         """Every matching trace, newest first, across pages (the filters of `traces()`)."""
-        filters = (model, status, operation, test_run_id, start_date, end_date)
+        filters = (
+            model,
+            status,
+            operation,
+            test_run_id,
+            start_date,
+            end_date,
+            trace_id,
+            conversation_id,
+        )
         return aiter_rows(self._transport, _walk(filters, page_size))
 
     async def create_trace(

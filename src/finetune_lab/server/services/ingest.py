@@ -26,7 +26,7 @@ from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions
 from finetune_lab.server.errors import APIError, not_found
-from finetune_lab.server.services import stream
+from finetune_lab.server.services import stream, texts
 from finetune_lab.server.services.rollups import refresh_rounds
 from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.services.tokens import utcnow
@@ -281,7 +281,9 @@ def ingest(
         if not still_there:  # deleted since the read above
             raise not_found()
         existing = _existing_keys(conn, job_id, rows)
+        replaced_texts = texts.store(conn, job_id, rows, existing)
         _upsert_for(conn.dialect).execute(conn, rows, now)
+        texts.drop_unused(conn, replaced_texts)
         totals = refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})
         stream.record_ingest(conn, job_id, rows, totals, now)
         if db.is_postgres:

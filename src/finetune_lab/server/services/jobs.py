@@ -16,6 +16,7 @@ from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions, round_rollups, stream_events
 from finetune_lab.server.errors import APIError, not_found, validation_error
+from finetune_lab.server.services import texts
 from finetune_lab.server.services.scoring_pool import SchemaCheckTimeout, ScoringPool
 from finetune_lab.server.services.tokens import JOB_TOKEN_PREFIX, hash_secret, new_secret, utcnow
 
@@ -212,6 +213,7 @@ def delete_job(db: Database, principal: Principal, job_id: str) -> dict[str, Any
     with db.write() as conn:
         owned_job(conn, principal, job_id)
         removed = conn.execute(delete(predictions).where(predictions.c.job_id == job_id)).rowcount
+        texts.delete_job_texts(conn, job_id)
         conn.execute(delete(round_rollups).where(round_rollups.c.job_id == job_id))
         conn.execute(delete(stream_events).where(stream_events.c.job_id == job_id))
         conn.execute(delete(jobs).where(jobs.c.id == job_id))

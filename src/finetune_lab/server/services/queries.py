@@ -43,7 +43,7 @@ class PredictionFilters:
 
     def clauses(self, job_id: str, conn: Connection) -> list[ColumnElement[bool]]:
         p = predictions.c
-        where = [p.job_id == job_id]
+        where = [search.job_clause(conn, job_id, self.q)]
         for name in ("epoch", "step", "sample_index", "prompt_id", "validation_pass"):
             value = getattr(self, name)
             if value is not None:

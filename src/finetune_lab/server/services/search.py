@@ -124,6 +124,16 @@ def uses_index(conn: Connection, q: str) -> bool:
     return bool(settings.enabled and settings.indexed and len(q) >= TRIGRAM)
 
 
+def job_clause(conn: Connection, job_id: str, q: str | None) -> ColumnElement[bool]:
+    """`job_id = ...`, which an indexed search writes so that no index can serve it: the hits
+    must drive the query (else SQLite walks the whole job in read order, testing every row
+    against the hits, which is the scan again)."""
+    p = predictions.c
+    if q and uses_index(conn, q):
+        return (p.job_id + "") == job_id
+    return p.job_id == job_id
+
+
 def clause(conn: Connection, job_id: str, q: str) -> ColumnElement[bool]:
     """The WHERE clause for `q` on `predictions` (with the caller's `job_id = ...`)."""
     pattern = like_pattern(q)

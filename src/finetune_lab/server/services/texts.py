@@ -24,6 +24,7 @@ from finetune_lab.server.db.tables import prediction_texts, predictions
 
 DIGEST_BYTES = 16  # SHA-256 cut to 128 bits: collisions need ~2^64 texts (or work) in one job
 LOOKUP_CHUNK = 500  # digests per SELECT (bound parameters stay well under SQLite's limit)
+INSERT_CHUNK = 300  # texts per INSERT (3 parameters each)
 TEXT_FIELDS = {"prompt": "prompt_text_id", "ground_truth": "truth_text_id"}
 
 
@@ -51,9 +52,12 @@ def _lookup(conn: Connection, job_id: str, digests: Sequence[bytes]) -> dict[byt
 
 def _insert_missing(conn: Connection, values: list[dict[str, Any]]) -> None:
     """Writers of one job take turns (SQLite's write lock, PostgreSQL's advisory lock), so a
-    text is missing until this very insert; DO NOTHING only guards that assumption."""
+    text is missing until this very insert; DO NOTHING only guards that assumption. Multi-row
+    VALUES statements, not an executemany: the FTS5 triggers then flush once per statement."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(prediction_texts).on_conflict_do_nothing(), values)
+    for start in range(0, len(values), INSERT_CHUNK):
+        chunk = values[start : start + INSERT_CHUNK]
+        conn.execute(dialect.insert(prediction_texts).values(chunk).on_conflict_do_nothing())
 
 
 def store(

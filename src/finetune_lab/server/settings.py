@@ -132,7 +132,7 @@ class Settings:
         )
     )
     search_scan_max_rows: int = field(
-        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_SEARCH_SCAN_MAX_ROWS", "200000"))
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_SEARCH_SCAN_MAX_ROWS", "100000"))
     )
 
     def scoring_pool(self) -> PoolSettings:

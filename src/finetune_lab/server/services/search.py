@@ -55,7 +55,7 @@ PG_INDEXES = ("ix_predictions_prediction_trgm", "ix_prediction_texts_text_trgm")
 @dataclass
 class SearchSettings:
     enabled: bool = True  # FINETUNE_LAB_SEARCH_INDEX: off = always the scan
-    scan_max_rows: int = 200_000  # FINETUNE_LAB_SEARCH_SCAN_MAX_ROWS
+    scan_max_rows: int = 100_000  # FINETUNE_LAB_SEARCH_SCAN_MAX_ROWS
     indexed: bool | None = None  # the index exists (found on first use)
 
 

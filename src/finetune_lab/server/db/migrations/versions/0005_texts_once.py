@@ -164,17 +164,8 @@ def upgrade() -> None:
     op.create_table(
         "predictions",
         *_head_columns(postgres),
-        sa.Column(
-            "prompt_text_id",
-            BigId,
-            sa.ForeignKey("prediction_texts.id", name="fk_predictions_prompt_text"),
-            nullable=False,
-        ),
-        sa.Column(
-            "truth_text_id",
-            BigId,
-            sa.ForeignKey("prediction_texts.id", name="fk_predictions_truth_text"),
-        ),
+        sa.Column("prompt_text_id", BigId, nullable=False),
+        sa.Column("truth_text_id", BigId),
         *_tail_columns(),
         sa.UniqueConstraint(
             "job_id", "step", "sample_index", name="uq_predictions_job_step_sample"

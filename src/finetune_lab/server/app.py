@@ -31,6 +31,7 @@ from finetune_lab.server.middleware import APIResponseHeaders, BodySizeLimit
 from finetune_lab.server.notify import PostgresListener, StreamNotifier
 from finetune_lab.server.rate_limit import RateLimiter
 from finetune_lab.server.routes import auth, health, jobs, predictions, stream
+from finetune_lab.server.services import search
 from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.settings import Settings
 
@@ -72,6 +73,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     db = Database(settings.database_url, pool_size=settings.pool_size)
     if migrate:
         upgrade(db.engine)
+    search.configure(
+        db.engine, enabled=settings.search_index, scan_max_rows=settings.search_scan_max_rows
+    )
     app = FastAPI(
         title="FineTune Lab",
         version=__version__,

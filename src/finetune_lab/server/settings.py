@@ -141,6 +141,18 @@ class Settings:
         default_factory=lambda: float(os.environ.get("FINETUNE_LAB_OUTBOUND_POOL_TIMEOUT_S", "5"))
     )
 
+    # Text search (q): use the index of migration 0006 ("off": every search scans, as before);
+    # a q of 1-2 characters (no trigram) scans, refused past this many rows to read.
+    search_index: bool = field(
+        default_factory=lambda: (
+            os.environ.get("FINETUNE_LAB_SEARCH_INDEX", "on").lower()
+            not in ("off", "0", "false", "no")
+        )
+    )
+    search_scan_max_rows: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_SEARCH_SCAN_MAX_ROWS", "100000"))
+    )
+
     def scoring_pool(self) -> PoolSettings:
         from finetune_lab.server.services.scoring_pool import PoolSettings
 

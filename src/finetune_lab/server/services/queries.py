@@ -11,32 +11,37 @@ import binascii
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, func, select, tuple_
 
 from finetune_lab.schema import Prediction, PredictionFilters
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import predictions, round_rollups
 from finetune_lab.server.errors import not_found, validation_error
+from finetune_lab.server.services import search
 from finetune_lab.server.services.jobs import owned_job
 from finetune_lab.server.services.rollups import TOTAL_COLUMNS, RoundTotals
+from finetune_lab.server.services.texts import TEXT_FIELDS, text_column
 
 # What a page returns is exactly the wire model's fields, read straight from their columns.
 PREDICTION_FIELDS = tuple(Prediction.model_fields)
-PREDICTION_COLUMNS = tuple(predictions.c[name] for name in PREDICTION_FIELDS)
+PREDICTION_COLUMNS = tuple(
+    text_column(name) if name in TEXT_FIELDS else predictions.c[name] for name in PREDICTION_FIELDS
+)
 READ_ORDER = (predictions.c.epoch, predictions.c.step, predictions.c.sample_index)
 
 
-def filter_clauses(filters: PredictionFilters, job_id: str) -> list[ColumnElement[bool]]:
+def filter_clauses(
+    filters: PredictionFilters, job_id: str, conn: Connection
+) -> list[ColumnElement[bool]]:
     p = predictions.c
-    where = [p.job_id == job_id]
+    where = [search.job_clause(conn, job_id, filters.q)]
     for name in ("epoch", "step", "sample_index", "prompt_id", "validation_pass"):
         value = getattr(filters, name)
         if value is not None:
             where.append(p[name] == value)
     if filters.q:
-        pattern = "%" + _escape_like(filters.q) + "%"
-        where.append(or_(*(p[name].ilike(pattern, escape="\\") for name in SEARCHED_COLUMNS)))
+        where.append(search.clause(conn, job_id, filters.q))
     return where
 
 
@@ -48,13 +53,6 @@ def rollup_countable(filters: PredictionFilters) -> bool:
         and filters.validation_pass is None
         and not filters.q
     )
-
-
-SEARCHED_COLUMNS = ("prompt", "prediction", "ground_truth")
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def encode_cursor(epoch: int, step: int, sample_index: int) -> str:
@@ -90,7 +88,9 @@ def _count(conn: Connection, job_id: str, filters: PredictionFilters) -> int:
             query = query.where(round_rollups.c.step == filters.step)
     else:
         query = (
-            select(func.count()).select_from(predictions).where(*filter_clauses(filters, job_id))
+            select(func.count())
+            .select_from(predictions)
+            .where(*filter_clauses(filters, job_id, conn))
         )
     return int(conn.scalar(query) or 0)
 
@@ -123,7 +123,7 @@ def page_rows(
 ) -> list[dict[str, Any]]:
     """`user_id`: only that user's rows (a read spread over several transactions, such as an
     export, must not run into the rows of whoever takes the job id after a delete)."""
-    query = select(*PREDICTION_COLUMNS).where(*filter_clauses(filters, job_id))
+    query = select(*PREDICTION_COLUMNS).where(*filter_clauses(filters, job_id, conn))
     if user_id is not None:
         query = query.where(predictions.c.user_id == user_id)
     if after is not None:
@@ -162,6 +162,8 @@ def list_predictions(
     after = decode_cursor(cursor) if cursor else None
     with db.read() as conn:
         owned_job(conn, principal, job_id)
+        if filters.q:
+            search.check_scan_bound(conn, job_id, filters.q, filters.epoch, filters.step)
         rows = page_rows(
             conn, job_id, filters, limit=limit + 1, offset=offset, after=after, sort=sort
         )
@@ -349,7 +351,12 @@ def sample_history(
         )
         rows = (
             conn.execute(
-                select(*(p[name] for name in SAMPLE_ROUND_FIELDS))
+                select(
+                    *(
+                        text_column(name) if name in TEXT_FIELDS else p[name]
+                        for name in SAMPLE_ROUND_FIELDS
+                    )
+                )
                 .where(p.job_id == job_id, p.step.in_(steps), p.sample_index == sample_index)
                 .order_by(p.epoch, p.step)
             ).all()
@@ -383,8 +390,8 @@ def _last_round(conn: Connection, job_id: str, epoch: int) -> tuple[int, list[An
         select(
             p.sample_index,
             p.prompt_id,
-            p.prompt,
-            p.ground_truth,
+            text_column("prompt"),
+            text_column("ground_truth"),
             p.prediction,
             p.char_error_rate,
             p.exact_match,

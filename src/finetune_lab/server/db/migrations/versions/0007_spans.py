@@ -5,14 +5,14 @@ Rows from before this revision keep NULL in the new columns (they were single ca
 trace context); the API lists them as before.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

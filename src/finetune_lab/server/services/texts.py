@@ -1,0 +1,134 @@
+"""Prompts and ground truths stored once per job, referenced by id from the prediction rows.
+
+Every round of a job sends the same prompts and ground truths again; storing them per row made
+a job's texts cost rounds x their size. A text is keyed within its job by a digest of its
+content (so a prompt shared by several samples, or used as a ground truth too, is kept once)
+and rows hold its id. Reads put the text back with a correlated subquery per returned row, so
+the API's rows are what they always were.
+
+A text no row refers to any more (a re-sent row changed it) is deleted in the same
+transaction: the database never keeps text its user has replaced. Deleting a job deletes its
+texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Label, delete, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from finetune_lab.server.db.tables import prediction_texts, predictions
+
+DIGEST_BYTES = 16  # SHA-256 cut to 128 bits: collisions need ~2^64 texts (or work) in one job
+LOOKUP_CHUNK = 500  # digests per SELECT (bound parameters stay well under SQLite's limit)
+INSERT_CHUNK = 300  # texts per INSERT (3 parameters each)
+TEXT_FIELDS = {"prompt": "prompt_text_id", "ground_truth": "truth_text_id"}
+
+
+def digest(text: str) -> bytes:
+    """The key of a text within its job (migration 0005 computes the same in SQL)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[:DIGEST_BYTES]
+
+
+def text_column(field: str) -> Label[Any]:
+    """`prompt` or `ground_truth` of the predictions row in the enclosing SELECT."""
+    t = prediction_texts.c
+    ref = predictions.c[TEXT_FIELDS[field]]
+    return select(t.text).where(t.id == ref).scalar_subquery().label(field)
+
+
+def _lookup(conn: Connection, job_id: str, digests: Sequence[bytes]) -> dict[bytes, int]:
+    """Ids of the job's texts by digest. Plain driver SQL: SQLAlchemy's per-parameter
+    processing of a 500-item IN list cost more than the query."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    found: dict[bytes, int] = {}
+    for start in range(0, len(digests), LOOKUP_CHUNK):
+        chunk = list(digests[start : start + LOOKUP_CHUNK])
+        sql = (
+            "SELECT digest, id FROM prediction_texts WHERE job_id = "
+            f"{mark} AND digest IN ({', '.join(mark for _ in chunk)})"
+        )
+        result = conn.exec_driver_sql(sql, (job_id, *chunk))
+        found.update((bytes(key), int(text_id)) for key, text_id in result)
+    return found
+
+
+def _insert_missing(conn: Connection, values: list[dict[str, Any]]) -> None:
+    """Writers of one job take turns (SQLite's write lock, PostgreSQL's advisory lock), so a
+    text is missing until this very insert; DO NOTHING only guards that assumption. Multi-row
+    VALUES statements, not an executemany: the FTS5 triggers then flush once per statement."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    for start in range(0, len(values), INSERT_CHUNK):
+        chunk = values[start : start + INSERT_CHUNK]
+        conn.execute(dialect.insert(prediction_texts).values(chunk).on_conflict_do_nothing())
+
+
+def store(
+    conn: Connection,
+    job_id: str,
+    rows: list[dict[str, Any]],
+    existing: set[tuple[int, int]],
+) -> set[int]:
+    """Before the upsert: give each row its `prompt_text_id` and `truth_text_id`, inserting the
+    texts the job does not have yet. Returns the text ids the rows about to be replaced
+    (`existing` (step, sample_index) keys) used, for `drop_unused` after the upsert."""
+    keys: dict[str, bytes] = {}
+    for row in rows:
+        for field in TEXT_FIELDS:
+            text = row[field]
+            if text is not None and text not in keys:
+                keys[text] = digest(text)
+    ids = _lookup(conn, job_id, list(keys.values()))
+    missing = [(text, key) for text, key in keys.items() if key not in ids]
+    if missing:
+        _insert_missing(
+            conn, [{"job_id": job_id, "digest": key, "text": text} for text, key in missing]
+        )
+        ids.update(_lookup(conn, job_id, [key for _, key in missing]))
+    previous = _ids_of_rows(conn, job_id, existing) if existing else set()
+    for row in rows:
+        for field, column in TEXT_FIELDS.items():
+            text = row[field]
+            row[column] = None if text is None else ids[keys[text]]
+    return previous - set(ids.values())
+
+
+def _ids_of_rows(conn: Connection, job_id: str, keys: Iterable[tuple[int, int]]) -> set[int]:
+    """The text ids stored rows use (one index range per round, as ingest finds them)."""
+    p = predictions.c
+    by_step: dict[int, set[int]] = {}
+    for step, sample_index in keys:
+        by_step.setdefault(step, set()).add(sample_index)
+    found: set[int] = set()
+    for step, indexes in by_step.items():
+        result = conn.execute(
+            select(p.sample_index, p.prompt_text_id, p.truth_text_id).where(
+                p.job_id == job_id,
+                p.step == step,
+                p.sample_index.between(min(indexes), max(indexes)),
+            )
+        )
+        for sample_index, prompt_id, truth_id in result:
+            if sample_index in indexes:
+                found.update(value for value in (prompt_id, truth_id) if value is not None)
+    return found
+
+
+def drop_unused(conn: Connection, candidates: set[int]) -> None:
+    """After the upsert: delete those of `candidates` that no row refers to any more."""
+    if not candidates:
+        return
+    t, p = prediction_texts.c, predictions.c
+    as_prompt = exists().where(p.prompt_text_id == t.id)
+    as_truth = exists().where(p.truth_text_id == t.id)
+    conn.execute(
+        delete(prediction_texts).where(t.id.in_(sorted(candidates)), ~as_prompt, ~as_truth)
+    )
+
+
+def delete_job_texts(conn: Connection, job_id: str) -> None:
+    """With the job's rows: its texts go too."""
+    conn.execute(delete(prediction_texts).where(prediction_texts.c.job_id == job_id))

@@ -1112,6 +1112,7 @@ export interface components {
             created_at: string;
             epoch: number;
             exact_match?: number | null;
+            ground_truth?: string | null;
             latency_ms?: number | null;
             length_ratio?: number | null;
             metrics?: {

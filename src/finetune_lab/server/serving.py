@@ -10,22 +10,15 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from finetune_lab.server.db import Database
-from finetune_lab.server.routes import analytics, batch_testing, inference, models
+from finetune_lab.server.routes import inference
 from finetune_lab.server.services.batch_worker import BatchWorker, WorkerSettings
 from finetune_lab.server.services.inference import Inference
 from finetune_lab.server.services.outbound import OutboundLimits
 from finetune_lab.server.settings import Settings
 
-ROUTERS = (
-    models.router,
-    inference.router,
-    batch_testing.suites_router,
-    batch_testing.runs_router,
-    analytics.router,
-)
-
 
 def install(app: FastAPI, db: Database, settings: Settings) -> None:
+    """The serving services on `app.state` (their routes are in routes.ROUTERS)."""
     limits = OutboundLimits(
         per_user=max(1, settings.outbound_per_user),
         per_target=max(1, settings.outbound_per_target),
@@ -47,8 +40,6 @@ def install(app: FastAPI, db: Database, settings: Settings) -> None:
             parallel_runs=settings.batch_parallel_runs,
         ),
     )
-    for router in ROUTERS:
-        app.include_router(router)
 
 
 @contextlib.asynccontextmanager

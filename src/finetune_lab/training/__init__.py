@@ -2,7 +2,7 @@
 
 `PredictionsCallback` plugs into `transformers.Trainer` (and TRL trainers);
 `PredictionsRecorder` serves custom loops. Both need the `training` extra (torch,
-transformers); the spool and `sync` parts do not.
+transformers); the spool and upload parts (`finetune-lab sync`) do not.
 """
 
 from __future__ import annotations

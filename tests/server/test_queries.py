@@ -1,6 +1,6 @@
 """Read endpoints: list (filters, ordering, offset and cursor pages), epochs, trends, samples,
 compare and export. Expected values are computed here from the rows the test sent, with the
-formulas of SPEC §3 ("Aggregates, exactly") and the scoring module."""
+formulas of docs/OVERVIEW.md ("Aggregates") and the scoring module."""
 
 from __future__ import annotations
 

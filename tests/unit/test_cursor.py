@@ -6,7 +6,7 @@ import base64
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finetune_lab.schema import MAX_INT
@@ -16,6 +16,7 @@ from finetune_lab.server.services.queries import decode_cursor, encode_cursor
 positions = st.integers(min_value=0, max_value=MAX_INT)
 
 
+@settings(deadline=None)  # a loaded CI machine can pause any example
 @given(positions, positions, positions)
 def test_round_trip(epoch: int, step: int, sample_index: int) -> None:
     cursor = encode_cursor(epoch, step, sample_index)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finetune_lab.server.services.queries import best_rounds, overall_improvement, trend_point
@@ -41,6 +41,7 @@ def close(a: float | None, b: float | None) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and a == pytest.approx(b))
 
 
+@settings(deadline=None)  # a loaded CI machine can pause any example
 @given(rows, rows)
 def test_merging_two_rounds_equals_totals_of_all_rows(a: list[dict], b: list[dict]) -> None:
     merged = RoundTotals.of_predictions(a)
@@ -82,6 +83,7 @@ def test_a_round_without_values_has_null_averages() -> None:
     assert point["metrics"] == {}
 
 
+@settings(deadline=None)  # a loaded CI machine can pause any example
 @given(rows)
 def test_rollup_row_round_trip(sent: list[dict]) -> None:
     """What ingest writes (to_row) reads back (from_row) to the same totals."""

@@ -51,6 +51,8 @@ lint: venv
 cov: venv
 	$(VENV)/bin/coverage erase
 	$(VENV)/bin/pytest -q --cov --cov-report= $(PYTEST_ARGS)
+	@# Data of processes that outlived pytest's own combine (servers stopped at the very end).
+	$(VENV)/bin/coverage combine --append -q || true
 	$(VENV)/bin/coverage report
 	@echo "coverage total: $$($(VENV)/bin/coverage report --format=total)%"
 

@@ -39,13 +39,12 @@ class InProcessApp:
 
 
 def app_settings(folder: Path, **overrides: Any) -> Settings:
-    """SQLite in `folder`, scoring in this process, no rate limit, fast batch polling."""
+    """SQLite in `folder`, scoring in this process, no rate limit."""
     base = Settings(
         database_url=f"sqlite:///{folder / 'app.db'}",
         rate_limit="off",
         rate_limit_storage="memory://",
         scoring_workers=0,
-        batch_poll_s=0.05,
     )
     return replace(base, **overrides)
 

@@ -12,7 +12,7 @@ NPM ?= npm
 NODE_SDK := sdk/node
 NODE_STAMP := $(NODE_SDK)/node_modules/.installed
 
-.PHONY: venv test test-node lint bench demo serve
+.PHONY: venv test test-fast test-node lint cov bench demo serve
 
 # The stamp makes `venv` a no-op until pyproject.toml or constraints.txt change.
 venv: $(STAMP)
@@ -36,9 +36,25 @@ $(NODE_STAMP): $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
 test-node: venv $(NODE_STAMP)
 	cd $(NODE_SDK) && FINETUNE_LAB_PYTHON="$(abspath $(PY))" $(NPM) test
 
+# The in-process layer and pure-logic tests only (seconds; no servers started).
+test-fast: venv
+	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
+
+# What CI enforces before the tests (.ci/run): lint, formatting, types (strict on client/).
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+
+# The Python suite under coverage (the test servers' subprocesses included); prints the total.
+# Narrow it with PYTEST_ARGS, e.g. `make cov PYTEST_ARGS=tests/unit`.
+cov: venv
+	$(VENV)/bin/coverage erase
+	$(VENV)/bin/pytest -q --cov --cov-report= $(PYTEST_ARGS)
+	@# Data of processes that outlived pytest's own combine (servers stopped at the very end).
+	$(VENV)/bin/coverage combine --append -q || true
+	$(VENV)/bin/coverage report
+	@echo "coverage total: $$($(VENV)/bin/coverage report --format=total)%"
 
 # Every bench/*.py script; bench/_*.py are shared helpers, not benchmarks.
 bench: venv

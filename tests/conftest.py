@@ -11,6 +11,8 @@ Fixture interface (see tests/_support for the implementation):
 - ``make_server``: start a private server (own database, optional extra env) for one test;
   ``database_url=`` another server's to run several processes on one database.
 - ``redis``: the session's ``redis-server`` (``.url`` for ``FINETUNE_LAB_RATE_LIMIT_STORAGE``).
+- ``app``: the fast layer: ``create_app`` in this process on SQLite behind a ``TestClient``
+  (module-scoped; ``app.client`` sends ``alice``'s all-scopes key). No subprocess, no port.
 
 PostgreSQL comes from ``FINETUNE_LAB_TEST_POSTGRES_URL`` or a throwaway local cluster. Without
 binaries, PostgreSQL tests skip locally but fail when ``CI`` is set: CI must cover that backend.
@@ -23,6 +25,7 @@ import atexit
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -31,6 +34,9 @@ from _support.appserver import Backend, ServerHandle, ServerStartError
 from _support.infra import Infra, MakeServer
 from _support.postgres import EXTERNAL_URL_ENV, PostgresServer, PostgresUnavailable
 from _support.redis import RedisServer, RedisUnavailable
+
+if TYPE_CHECKING:
+    from _support.inprocess import InProcessApp
 
 BACKENDS: list[Backend] = ["sqlite", "postgresql"]
 
@@ -154,3 +160,13 @@ def make_server(request: pytest.FixtureRequest, _infra: Infra) -> Iterator[MakeS
     yield make
     for handle in started:
         _infra.stop_server(handle)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessApp]:
+    """The fast layer: the app in this process on SQLite (see _support/inprocess.py); one per
+    test module. `app.client` sends an all-scopes key of `alice`."""
+    from _support.inprocess import inprocess_app  # the server stack: only when asked for
+
+    with inprocess_app(tmp_path_factory.mktemp("app")) as running:
+        yield running

@@ -1,4 +1,6 @@
-"""`finetune-lab demo` fine-tunes a real tiny model from scratch on a fresh home (SPEC section 7).
+"""`finetune-lab demo` fine-tunes a real tiny model from scratch on a fresh home.
+
+What it promises: docs/OVERVIEW.md, "Command line".
 
 The default suite runs the short mode CI can afford; the full demo (whose exact match must
 climb from ~0 to a clear majority) is marked slow: `pytest -m slow tests/test_demo.py`.

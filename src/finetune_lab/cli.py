@@ -242,11 +242,11 @@ def sync(
     """Upload the rounds training runs left in their spool (safe to re-run: no duplicates)."""
     from finetune_lab.paths import default_spool_dir
     from finetune_lab.training.delivery import Outcome
-    from finetune_lab.training.sync import sync_spool
+    from finetune_lab.training.upload import upload_spool
 
     directory = spool_dir or default_spool_dir()
     with console.status(f"Uploading from {directory}") as status:
-        results = sync_spool(
+        results = upload_spool(
             directory,
             api_url=api_url,
             api_key=api_key,

@@ -459,6 +459,7 @@ class SampleRound(WireModel):
     latency_ms: float | None = None
     completion_tokens: int | None = None
     created_at: datetime
+    ground_truth: str | None = None  # this round's own (the sample's is its latest non-null)
 
 
 class SampleHistory(WireModel):

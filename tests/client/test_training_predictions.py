@@ -101,7 +101,7 @@ def test_validation_pass_filter_sends_booleans(
 
 
 def test_create_without_ground_truth(client: FinetuneLabClient, unique_job_id: str) -> None:
-    """SPEC: ground_truth is optional; such rows are stored unscored."""
+    """ground_truth is optional; such rows are stored unscored."""
     client.jobs.create(id=unique_job_id)
     as_mapping = {"epoch": 0, "step": 0, "sample_index": 0, "prompt": "p", "prediction": "x"}
     as_model = PredictionIn(epoch=0, step=0, sample_index=1, prompt="p", prediction="y")

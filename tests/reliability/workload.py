@@ -380,7 +380,7 @@ def _mean(values: list[float]) -> float | None:
 def _aggregates(
     rows: dict[Key, tuple[int, str, str | None]], group: Callable[[int, int], int]
 ) -> list[Aggregate]:
-    """SPEC section 3's aggregates, computed from the rows we sent, with the shared scorer."""
+    """The aggregates of docs/OVERVIEW.md, from the rows we sent, with the shared scorer."""
     groups: dict[int, list[tuple[int, int, Any]]] = defaultdict(list)
     for (step, _), (epoch, prediction, truth) in rows.items():
         groups[group(epoch, step)].append((epoch, step, score(prediction, truth)))

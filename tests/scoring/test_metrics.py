@@ -1,4 +1,4 @@
-"""The four scores of SPEC section 4, checked against hand-computed values.
+"""The four scores of docs/OVERVIEW.md ("Scores"), checked against hand-computed values.
 
 `norm(s) = s.strip().lower()`; distances are Levenshtein per code point with unit costs.
 Every expected number below is worked out in the comment next to it, not taken from the code.
@@ -140,8 +140,8 @@ def test_no_ground_truth_gives_all_none(prediction, truth):
 
 @pytest.mark.parametrize("truth", [" ", "   ", "\n\t", "\u3000"])
 def test_whitespace_only_ground_truth(truth):
-    # SPEC §4: scores are skipped only when ground_truth is not a non-empty string; a
-    # whitespace-only truth is non-empty, and the spec defines that case explicitly:
+    # docs/OVERVIEW.md: scores are skipped only when ground_truth is not a non-empty string; a
+    # whitespace-only truth is non-empty, and the docs define that case explicitly:
     # "If norm(truth) is empty: CER 0.0 when norm(pred) is empty, else 1.0";
     # "length_ratio 0.0 when norm(truth) is empty"; word_overlap 0.0 (no shared words or
     # no prediction words).
@@ -232,7 +232,7 @@ def test_prediction_with_no_words_has_zero_overlap():
     assert score("   \n ", "a b").word_overlap == 0.0
 
 
-# --- cross-check against an independent implementation of the spec -------------------------
+# --- cross-check against an independent implementation of the formulas ---------------------
 
 
 def _levenshtein(a: str, b: str) -> int:

@@ -1,6 +1,6 @@
-"""Hypothesis properties of the scores and validators (SPEC section 4).
+"""Hypothesis properties of the scores and validators (docs/OVERVIEW.md, "Scores").
 
-The scores are compared with a reference written here from the SPEC's formulas, with its own
+The scores are compared with a reference written here from the documented formulas, with its own
 Levenshtein (the textbook dynamic programme), not with the library the scorer uses.
 """
 
@@ -44,7 +44,7 @@ def norm(s: str) -> str:
 
 
 def reference_scores(prediction: str, ground_truth: str | None) -> Scores:
-    """SPEC section 4, formula by formula."""
+    """docs/OVERVIEW.md ("Scores"), formula by formula."""
     if ground_truth is None or ground_truth == "":
         return Scores(None, None, None, None)
     pred, truth = norm(prediction), norm(ground_truth)

@@ -1,4 +1,4 @@
-"""Output validators of SPEC section 4 (`config.predictions.validators`)."""
+"""Output validators (docs/OVERVIEW.md, "Scores"; `config.predictions.validators`)."""
 
 from __future__ import annotations
 

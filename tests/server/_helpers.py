@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-# SPEC §3 / CONTRACT "Error body": the machine code for each status.
+# docs/CONTRACT.md "Error body": the machine code for each status.
 ERROR_TYPES = {
     400: "bad_request",
     401: "unauthorized",

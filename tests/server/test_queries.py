@@ -1,6 +1,6 @@
 """Read endpoints: list (filters, ordering, offset and cursor pages), epochs, trends, samples,
 compare and export. Expected values are computed here from the rows the test sent, with the
-formulas of SPEC §3 ("Aggregates, exactly") and the scoring module."""
+formulas of docs/OVERVIEW.md ("Aggregates") and the scoring module."""
 
 from __future__ import annotations
 
@@ -672,6 +672,35 @@ def test_sample_history(client, dataset, sample_index):
         for field in ("exact_match", "char_error_rate", "length_ratio", "word_overlap"):
             assert close(got[field], want[field]), field
         assert got["validation_pass"] is want["validation_pass"]
+
+
+def test_sample_history_keeps_the_latest_given_truth(http, unique_job_id):
+    """A later round sent without a ground truth (or with a new one) must not blank the sample's
+    truth: the top-level one is the latest non-null, and each round keeps its own."""
+    create_job(http, unique_job_id)
+    sent = [
+        (0, 0, "first truth"),
+        (1, 10, "second truth"),
+        (2, 20, None),  # the latest round: no truth sent
+        (3, 30, None),
+    ]
+    ingest(
+        http,
+        unique_job_id,
+        [row(e, s, 0, prediction="x", ground_truth=t, prompt="Q?") for e, s, t in sent],
+    )
+    body = http.get(f"{PRED}/{unique_job_id}/samples/0").json()
+    assert body["ground_truth"] == "second truth"
+    assert [r["ground_truth"] for r in body["rounds"]] == [t for _, _, t in sent]
+    assert [r["exact_match"] for r in body["rounds"]] == [0.0, 0.0, None, None]
+
+
+def test_sample_history_without_any_truth(http, unique_job_id):
+    create_job(http, unique_job_id)
+    ingest(http, unique_job_id, [row(0, 0, 0, ground_truth=None), row(1, 5, 0, ground_truth=None)])
+    body = http.get(f"{PRED}/{unique_job_id}/samples/0").json()
+    assert body["ground_truth"] is None
+    assert [r["ground_truth"] for r in body["rounds"]] == [None, None]
 
 
 def test_sample_history_unknown_sample_is_404(client, dataset):

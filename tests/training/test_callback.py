@@ -1,4 +1,4 @@
-"""`PredictionsCallback` in a real `Trainer` against a live server (SPEC section 5)."""
+"""`PredictionsCallback` in a real `Trainer` against a live server (docs/OVERVIEW.md)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from finetune_lab.client import FinetuneLabClient
 from finetune_lab.training import PredictionsCallback
 from finetune_lab.training.delivery import Outcome
 from finetune_lab.training.spool import JobSpool
-from finetune_lab.training.sync import sync_spool
+from finetune_lab.training.upload import upload_spool
 
 from .conftest import RunTrainer, Toy
 
@@ -105,7 +105,7 @@ def test_a_batch_the_server_refuses_is_kept_aside_not_lost(
     good = [{"epoch": 0, "step": 0, "sample_index": 0, "prompt": "p", "prediction": "a"}]
     spool.append(good)
     spool.append([{**good[0], "step": 1, "prompt": "bad \x00 text"}])
-    [result] = sync_spool(tmp_path, api_key=key)
+    [result] = upload_spool(tmp_path, api_key=key)
     assert result.report.outcome is Outcome.DONE
     assert (result.report.batches, result.report.rejected, result.remaining) == (1, 1, 0)
     reasons = list((tmp_path / "t-refused" / "rejected").glob("*.error.txt"))
@@ -120,6 +120,6 @@ def test_sync_without_any_key_reports_and_keeps_files(tmp_path: Path, monkeypatc
     spool = JobSpool(tmp_path, "t-nokey")
     spool.update_meta(api_url="http://127.0.0.1:9", job={"id": "t-nokey"})
     spool.append([{"epoch": 0, "step": 0, "sample_index": 0, "prompt": "p", "prediction": "a"}])
-    [result] = sync_spool(tmp_path)
+    [result] = upload_spool(tmp_path)
     assert result.report.outcome is Outcome.BLOCKED and "API key" in (result.report.error or "")
     assert result.remaining == 1

@@ -1,4 +1,4 @@
-"""Sample loading, selection and prompt rendering (SPEC section 5)."""
+"""Sample loading, selection and prompt rendering (docs/OVERVIEW.md, "Training capture")."""
 
 from __future__ import annotations
 

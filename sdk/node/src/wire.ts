@@ -1191,6 +1191,7 @@ export interface components {
             created_at: string;
             epoch: number;
             exact_match: number | null;
+            ground_truth: string | null;
             latency_ms: number | null;
             length_ratio: number | null;
             metrics: {

@@ -1,4 +1,4 @@
-"""The four prediction scores, exactly as SPEC section 4 defines them."""
+"""The four prediction scores, exactly as docs/OVERVIEW.md ("Scores") defines them."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ class Validators:
             return ValidationResult(False, self.kind, [error])
         if self._schema_validator is None:
             return ValidationResult(True, self.kind, [])
-        # One error per failing validator, as the spec asks: report the most relevant one.
+        # One error per failing validator (docs/OVERVIEW.md): report the most relevant one.
         try:
             errors = list(self._schema_validator.iter_errors(value))
         except (RecursionError, OverflowError, Unresolvable, RegexError) as exc:

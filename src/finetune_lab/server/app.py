@@ -30,7 +30,7 @@ from finetune_lab.server.errors import install_error_handlers
 from finetune_lab.server.middleware import APIResponseHeaders, BodySizeLimit
 from finetune_lab.server.notify import PostgresListener, StreamNotifier
 from finetune_lab.server.rate_limit import RateLimiter
-from finetune_lab.server.routes import auth, health, jobs, predictions, stream
+from finetune_lab.server.routes import ROUTERS
 from finetune_lab.server.services import search
 from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.settings import Settings
@@ -113,9 +113,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
             max_age=600,
         )
-    for module in (health, auth, jobs, predictions, stream):
-        app.include_router(module.router)
     serving.install(app, db, settings)
+    for router in ROUTERS:
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

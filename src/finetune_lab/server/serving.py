@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from finetune_lab.server.db import Database
-from finetune_lab.server.routes import analytics, batch_testing, inference, models, otlp
+from finetune_lab.server.routes import inference
 from finetune_lab.server.services.batch_worker import BatchWorker, WorkerSettings
 from finetune_lab.server.services.inference import Inference
 from finetune_lab.server.services.ingest_activity import IngestActivity
@@ -18,17 +18,9 @@ from finetune_lab.server.services.judge_worker import JudgeSettings, JudgeWorker
 from finetune_lab.server.services.outbound import OutboundLimits
 from finetune_lab.server.settings import Settings
 
-ROUTERS = (
-    models.router,
-    inference.router,
-    batch_testing.suites_router,
-    batch_testing.runs_router,
-    analytics.router,
-    otlp.router,
-)
-
 
 def install(app: FastAPI, db: Database, settings: Settings) -> None:
+    """The serving services on `app.state` (their routes are in routes.ROUTERS)."""
     limits = OutboundLimits(
         per_user=max(1, settings.outbound_per_user),
         per_target=max(1, settings.outbound_per_target),
@@ -68,8 +60,6 @@ def install(app: FastAPI, db: Database, settings: Settings) -> None:
         app.state.stream_notifier,
         app.state.ingest_activity,
     )
-    for router in ROUTERS:
-        app.include_router(router)
 
 
 @contextlib.asynccontextmanager

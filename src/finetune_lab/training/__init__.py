@@ -3,7 +3,7 @@
 `PredictionsCallback` plugs into `transformers.Trainer` (and TRL trainers);
 `PredictionsRecorder` serves custom loops; `RolloutsCallback` records an RL trainer's own
 rollouts and rewards (TRL GRPO/RLOO). They need the `training` extra (torch,
-transformers); the spool and `sync` parts do not.
+transformers); the spool and upload parts (`finetune-lab sync`) do not.
 """
 
 from __future__ import annotations

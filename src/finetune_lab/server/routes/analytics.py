@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from finetune_lab.schema import MAX_PAGE_LIMIT
 from finetune_lab.schema_serving import (
@@ -15,14 +15,12 @@ from finetune_lab.schema_serving import (
     TracesPage,
     TraceStatus,
 )
-from finetune_lab.server.auth import Principal, require_scope
-from finetune_lab.server.db import Database
-from finetune_lab.server.responses import JSONBytesResponse, get_db
+from finetune_lab.server.deps import Db, Production
+from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import analytics, traces
 from finetune_lab.server.services.traces import TraceFilters, check_range, parse_time
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
-production = require_scope("production")
 NoNul = r"^[^\x00]*$"
 
 
@@ -40,8 +38,9 @@ def list_traces(
     end_date: str | None = Query(None, max_length=64, description="exclusive; a date: its end"),
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
     cursor: str | None = Query(None, max_length=512),
-    principal: Principal = Depends(production),
-    db: Database = Depends(get_db),
+    *,
+    principal: Production,
+    db: Db,
 ) -> JSONBytesResponse:
     """Your spans, newest first (by start); pass `next_cursor` back as `cursor` for the next
     page. `trace_id` gives one trace's spans (its tree: `span_id`/`parent_span_id`)."""
@@ -62,9 +61,7 @@ def list_traces(
 
 
 @router.post("/traces", status_code=201, response_model=Trace)
-def create_trace(
-    body: TraceCreate, principal: Principal = Depends(production), db: Database = Depends(get_db)
-) -> dict[str, Any]:
+def create_trace(body: TraceCreate, principal: Production, db: Db) -> dict[str, Any]:
     """Record a span: a call your own code made (to any model), so it shows in the traces and
     the aggregates. The upstream SDKs' field names are accepted too (see each field)."""
     return traces.create_trace(db, principal, body)
@@ -77,8 +74,9 @@ def analytics_data(
     granularity: Granularity = "day",
     model: str | None = Query(None, max_length=512, pattern=NoNul),
     operation: str | None = Query(None, max_length=512, pattern=NoNul),
-    principal: Principal = Depends(production),
-    db: Database = Depends(get_db),
+    *,
+    principal: Production,
+    db: Db,
 ) -> JSONBytesResponse:
     """Counts, tokens, error rate and latency p50/p95 per time bucket, per model and in total."""
     start = parse_time(start_date, "start_date")

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 
 from finetune_lab.schema import SessionCreate, SessionResponse, WhoAmI
-from finetune_lab.server.auth import Principal, current_principal
-from finetune_lab.server.db import Database
+from finetune_lab.server.deps import AnyPrincipal, Db
 from finetune_lab.server.errors import APIError
-from finetune_lab.server.responses import get_db
 from finetune_lab.server.services.keys import create_session
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -15,8 +13,9 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 @router.post("/session", status_code=201, response_model=SessionResponse)
 def new_session(
     body: SessionCreate | None = Body(default=None),
-    principal: Principal = Depends(current_principal),
-    db: Database = Depends(get_db),
+    *,
+    principal: AnyPrincipal,
+    db: Db,
 ) -> dict[str, object]:
     """Trade an API key for a short-lived token (the dashboard never keeps the raw key)."""
     if principal.credential != "api_key" or principal.api_key_id is None:
@@ -33,7 +32,7 @@ def new_session(
 
 
 @router.get("/whoami", response_model=WhoAmI)
-def whoami(principal: Principal = Depends(current_principal)) -> dict[str, object]:
+def whoami(principal: AnyPrincipal) -> dict[str, object]:
     return {
         "user": principal.user,
         "credential": principal.credential,

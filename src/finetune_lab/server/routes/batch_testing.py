@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from finetune_lab.schema_serving import (
@@ -19,15 +19,12 @@ from finetune_lab.schema_serving import (
     TestSuiteDeleted,
     TestSuitesList,
 )
-from finetune_lab.server.auth import Principal, require_scope
-from finetune_lab.server.db import Database
-from finetune_lab.server.responses import JSONBytesResponse, get_db
-from finetune_lab.server.services import batch_runs
-from finetune_lab.server.services import test_suites as suites
+from finetune_lab.server.deps import Db, Testing, Worker
+from finetune_lab.server.responses import JSONBytesResponse
+from finetune_lab.server.services import batch_runs, suites
 
 suites_router = APIRouter(prefix="/api/test-suites", tags=["batch testing"])
 runs_router = APIRouter(prefix="/api/batch-testing", tags=["batch testing"])
-testing = require_scope("testing")
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -45,9 +42,7 @@ UPLOAD_BODY: dict[str, Any] = {
 
 
 @suites_router.post("", status_code=201, response_model=TestSuite)
-def create_suite(
-    body: TestSuiteCreate, principal: Principal = Depends(testing), db: Database = Depends(get_db)
-) -> dict[str, Any]:
+def create_suite(body: TestSuiteCreate, principal: Testing, db: Db) -> dict[str, Any]:
     return suites.create_suite(db, principal, body)
 
 
@@ -56,8 +51,9 @@ async def upload_suite(
     request: Request,
     name: str = Query(min_length=1, max_length=512, pattern=r"^[^\x00]*$"),
     description: str | None = Query(None, max_length=512, pattern=r"^[^\x00]*$"),
-    principal: Principal = Depends(testing),
-    db: Database = Depends(get_db),
+    *,
+    principal: Testing,
+    db: Db,
 ) -> JSONBytesResponse:
     """Create a suite from an uploaded JSON or JSONL file (the body)."""
     body = suites.validate_upload(name, description, await request.body())
@@ -66,43 +62,35 @@ async def upload_suite(
 
 
 @suites_router.get("", response_model=TestSuitesList)
-def list_suites(
-    principal: Principal = Depends(testing), db: Database = Depends(get_db)
-) -> dict[str, Any]:
+def list_suites(principal: Testing, db: Db) -> dict[str, Any]:
     return suites.list_suites(db, principal)
 
 
 @suites_router.get("/{suite_id}", response_model=TestSuite)
-def get_suite(
-    suite_id: str, principal: Principal = Depends(testing), db: Database = Depends(get_db)
-) -> JSONBytesResponse:
+def get_suite(suite_id: str, principal: Testing, db: Db) -> JSONBytesResponse:
     return JSONBytesResponse(suites.get_suite(db, principal, suite_id))
 
 
 @suites_router.delete("/{suite_id}", response_model=TestSuiteDeleted)
-def delete_suite(
-    suite_id: str, principal: Principal = Depends(testing), db: Database = Depends(get_db)
-) -> dict[str, Any]:
+def delete_suite(suite_id: str, principal: Testing, db: Db) -> dict[str, Any]:
     return suites.delete_suite(db, principal, suite_id)
 
 
 @runs_router.post("/run", status_code=202, response_model=BatchRunStarted)
 def run(
     body: BatchRunRequest,
-    request: Request,
-    principal: Principal = Depends(testing),
-    db: Database = Depends(get_db),
+    principal: Testing,
+    db: Db,
+    worker: Worker,
 ) -> dict[str, Any]:
     """Queue a run of the suite against the model; it executes in the background."""
     started = batch_runs.submit(db, principal, body.config)
-    request.app.state.batch_worker.wake()
+    worker.wake()
     return started
 
 
 @runs_router.get("/status/{test_run_id}", response_model=BatchRunStatus)
-def status(
-    test_run_id: str, principal: Principal = Depends(testing), db: Database = Depends(get_db)
-) -> JSONBytesResponse:
+def status(test_run_id: str, principal: Testing, db: Db) -> JSONBytesResponse:
     return JSONBytesResponse(batch_runs.status(db, principal, test_run_id))
 
 
@@ -111,8 +99,9 @@ def results(
     test_run_id: str,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10**9),
-    principal: Principal = Depends(testing),
-    db: Database = Depends(get_db),
+    *,
+    principal: Testing,
+    db: Db,
 ) -> JSONBytesResponse:
     """Answers written so far (all of them once the run is over), in suite order, scored."""
     page = batch_runs.results(db, principal, test_run_id, limit=limit, offset=offset)
@@ -120,9 +109,7 @@ def results(
 
 
 @runs_router.post("/cancel", response_model=BatchRunStatus)
-def cancel(
-    body: BatchRunCancel, principal: Principal = Depends(testing), db: Database = Depends(get_db)
-) -> JSONBytesResponse:
+def cancel(body: BatchRunCancel, principal: Testing, db: Db) -> JSONBytesResponse:
     """Stop a queued or running run: no new prompt starts; already finished answers stay."""
     return JSONBytesResponse(batch_runs.cancel(db, principal, body.test_run_id))
 
@@ -130,7 +117,8 @@ def cancel(
 @runs_router.get("/runs", response_model=BatchRunsList)
 def list_runs(
     limit: int = Query(20, ge=1, le=100),
-    principal: Principal = Depends(testing),
-    db: Database = Depends(get_db),
+    *,
+    principal: Testing,
+    db: Db,
 ) -> JSONBytesResponse:
     return JSONBytesResponse(batch_runs.list_runs(db, principal, limit=limit))

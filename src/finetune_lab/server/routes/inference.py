@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -21,17 +21,16 @@ from finetune_lab.schema_serving import (
     ChatCompletionRequest,
     OpenAIModelList,
 )
-from finetune_lab.server.auth import Principal, require_scope
-from finetune_lab.server.db import Database
+from finetune_lab.server.auth import Principal
+from finetune_lab.server.deps import Db, InferenceDep, Production
 from finetune_lab.server.errors import APIError, describe_validation_errors
-from finetune_lab.server.responses import JSONBytesResponse, get_db
+from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import model_registry
 from finetune_lab.server.services.inference import CallRecord, Inference
 from finetune_lab.server.services.outbound import Slot
 from finetune_lab.server.services.trace_context import SpanContext
 
 router = APIRouter(tags=["inference"])
-production = require_scope("production")
 
 OPENAPI_EXTRA: dict[str, Any] = {
     "requestBody": {
@@ -73,11 +72,6 @@ class SlotStreamingResponse(StreamingResponse):
             self.slot.release()
 
 
-def _inference(request: Request) -> Inference:
-    inference: Inference = request.app.state.inference
-    return inference
-
-
 def _parse(raw: bytes) -> tuple[ChatCompletionRequest | None, APIError | None, Any]:
     """(body, None, model name) or (None, the 400/422 error, model name if one was sent)."""
     try:
@@ -97,8 +91,7 @@ def _parse(raw: bytes) -> tuple[ChatCompletionRequest | None, APIError | None, A
     return body, None, name
 
 
-async def _chat(request: Request, principal: Principal) -> Any:
-    inference = _inference(request)
+async def _chat(request: Request, principal: Principal, inference: Inference) -> Any:
     # The call's span: a child of the caller's (W3C traceparent), else a new trace. The answer
     # names it in `traceresponse` (W3C Trace Context level 2) so the caller can look it up.
     context = SpanContext.from_traceparent(request.headers.get("traceparent"))
@@ -134,20 +127,18 @@ async def _answer(
 
 
 @router.post("/api/v1/predict", openapi_extra=OPENAPI_EXTRA, responses=RESPONSES)
-async def predict(request: Request, principal: Principal = Depends(production)) -> Any:
+async def predict(request: Request, principal: Production, inference: InferenceDep) -> Any:
     """Chat completion from a registered model (OpenAI request and response shapes)."""
-    return await _chat(request, principal)
+    return await _chat(request, principal, inference)
 
 
 @router.post("/v1/chat/completions", openapi_extra=OPENAPI_EXTRA, responses=RESPONSES)
-async def chat_completions(request: Request, principal: Principal = Depends(production)) -> Any:
+async def chat_completions(request: Request, principal: Production, inference: InferenceDep) -> Any:
     """The same as `/api/v1/predict`, where OpenAI clients look for it (base URL `.../v1`)."""
-    return await _chat(request, principal)
+    return await _chat(request, principal, inference)
 
 
 @router.get("/v1/models", response_model=OpenAIModelList)
-def openai_models(
-    principal: Principal = Depends(production), db: Database = Depends(get_db)
-) -> JSONBytesResponse:
+def openai_models(principal: Production, db: Db) -> JSONBytesResponse:
     """The caller's registered models in OpenAI's list shape (`openai.models.list()`)."""
     return JSONBytesResponse(model_registry.openai_model_list(db, principal))

@@ -4,42 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from finetune_lab.schema_serving import ModelCreate, ModelDeleted, ModelsList, RegisteredModel
-from finetune_lab.server.auth import Principal, require_scope
-from finetune_lab.server.db import Database
-from finetune_lab.server.responses import get_db
+from finetune_lab.server.deps import Db, Production
 from finetune_lab.server.services import model_registry as service
 
 router = APIRouter(prefix="/api/models", tags=["models"])
-production = require_scope("production")
 
 
 @router.post("", status_code=201, response_model=RegisteredModel)
-def register_model(
-    body: ModelCreate, principal: Principal = Depends(production), db: Database = Depends(get_db)
-) -> dict[str, Any]:
+def register_model(body: ModelCreate, principal: Production, db: Db) -> dict[str, Any]:
     """Register an OpenAI-compatible endpoint or a local checkpoint directory under a name."""
     return service.create_model(db, principal, body)
 
 
 @router.get("", response_model=ModelsList)
-def list_models(
-    principal: Principal = Depends(production), db: Database = Depends(get_db)
-) -> dict[str, Any]:
+def list_models(principal: Production, db: Db) -> dict[str, Any]:
     return service.list_models(db, principal)
 
 
 @router.get("/{model_id}", response_model=RegisteredModel)
-def get_model(
-    model_id: str, principal: Principal = Depends(production), db: Database = Depends(get_db)
-) -> dict[str, Any]:
+def get_model(model_id: str, principal: Production, db: Db) -> dict[str, Any]:
     return service.get_model(db, principal, model_id)
 
 
 @router.delete("/{model_id}", response_model=ModelDeleted)
-def delete_model(
-    model_id: str, principal: Principal = Depends(production), db: Database = Depends(get_db)
-) -> dict[str, Any]:
+def delete_model(model_id: str, principal: Production, db: Db) -> dict[str, Any]:
     return service.delete_model(db, principal, model_id)

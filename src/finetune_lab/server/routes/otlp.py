@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from finetune_lab.server.auth import Principal, require_scope
-from finetune_lab.server.db import Database
-from finetune_lab.server.responses import get_db
+from finetune_lab.server.deps import AppSettings, Db, Production
 from finetune_lab.server.services import otlp, traces
-from finetune_lab.server.settings import Settings
 
 router = APIRouter(tags=["analytics"])
-production = require_scope("production")
 
 OPENAPI_EXTRA: dict[str, Any] = {
     "requestBody": {
@@ -50,11 +46,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/v1/traces", openapi_extra=OPENAPI_EXTRA, responses=RESPONSES)
 async def export_traces(
-    request: Request, principal: Principal = Depends(production), db: Database = Depends(get_db)
+    request: Request, principal: Production, db: Db, settings: AppSettings
 ) -> Response:
     """Store the spans of an OTLP trace export (GenAI attributes mapped onto trace fields)."""
     kind = otlp.media_type(request.headers.get("content-type"))
-    settings: Settings = request.app.state.settings
     body = await request.body()  # BodySizeLimit has already capped it
     encoding = request.headers.get("content-encoding")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
@@ -22,14 +22,19 @@ from finetune_lab.schema import (
     SortKey,
     TrendsResponse,
 )
-from finetune_lab.server.auth import Principal, require_scope
-from finetune_lab.server.db import Database
-from finetune_lab.server.responses import JSONBytesResponse, get_db
+from finetune_lab.server.deps import (
+    Activity,
+    Db,
+    Judges,
+    Notifier,
+    Scoring,
+    Training,
+    TrainingOrJobToken,
+)
+from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import export, ingest, judge_status, matrix, queries
 
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
-training = require_scope("training")
-training_or_job_token = require_scope("training", job_token_ok=True)
 
 
 @router.post(
@@ -47,21 +52,24 @@ training_or_job_token = require_scope("training", job_token_ok=True)
 async def create_predictions(
     request: Request,
     job_id: str,
-    principal: Principal = Depends(training_or_job_token),
-    db: Database = Depends(get_db),
+    principal: TrainingOrJobToken,
+    db: Db,
+    scoring: Scoring,
+    notifier: Notifier,
+    activity: Activity,
+    judge_worker: Judges,
 ) -> JSONBytesResponse:
     """Store a batch (≤ 5,000 items): scored, validated and upserted in one transaction."""
     body = await request.body()  # BodySizeLimit has already capped it
-    scoring = request.app.state.scoring_pool
 
     def work() -> dict[str, Any]:
         return ingest.ingest(db, principal, job_id, ingest.parse_batch(body), scoring)
 
-    with request.app.state.ingest_activity.active():  # judges hold back meanwhile
+    with activity.active():  # judges hold back meanwhile
         result = await run_in_threadpool(work)
     if result.pop(ingest.JUDGES_QUEUED, False):
-        request.app.state.judge_worker.wake()
-    request.app.state.stream_notifier.publish(job_id)  # committed: wake this process's streams
+        judge_worker.wake()
+    notifier.publish(job_id)  # committed: wake this process's streams
     return JSONBytesResponse(result)
 
 
@@ -88,8 +96,9 @@ def list_predictions(
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_INT),
     cursor: str | None = Query(None, max_length=512),
-    principal: Principal = Depends(training),
-    db: Database = Depends(get_db),
+    *,
+    principal: Training,
+    db: Db,
 ) -> JSONBytesResponse:
     filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass, q)
     page = queries.list_predictions(
@@ -99,9 +108,7 @@ def list_predictions(
 
 
 @router.get("/{job_id}/epochs", response_model=EpochsResponse)
-def epochs(
-    job_id: str, principal: Principal = Depends(training), db: Database = Depends(get_db)
-) -> JSONBytesResponse:
+def epochs(job_id: str, principal: Training, db: Db) -> JSONBytesResponse:
     return JSONBytesResponse(queries.epochs(db, principal, job_id))
 
 
@@ -109,8 +116,9 @@ def epochs(
 def trends(
     job_id: str,
     group_by: GroupBy = "epoch",
-    principal: Principal = Depends(training),
-    db: Database = Depends(get_db),
+    *,
+    principal: Training,
+    db: Db,
 ) -> JSONBytesResponse:
     return JSONBytesResponse(queries.trends(db, principal, job_id, group_by=group_by))
 
@@ -127,8 +135,9 @@ def prediction_matrix(
     ),
     limit: int = Query(100, ge=1, le=MAX_PAGE_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_INT),
-    principal: Principal = Depends(training),
-    db: Database = Depends(get_db),
+    *,
+    principal: Training,
+    db: Db,
 ) -> JSONBytesResponse:
     """One score of a page of samples (by sample_index) in every round: rows by rounds."""
     return JSONBytesResponse(
@@ -141,8 +150,9 @@ def judges(
     job_id: str,
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_INT),
-    principal: Principal = Depends(training),
-    db: Database = Depends(get_db),
+    *,
+    principal: Training,
+    db: Db,
 ) -> JSONBytesResponse:
     """Model-graded scores: each judge's graded / failed / pending rows, the grading runs by
     status, and a page of failed rows with the judge's answer and the reason."""
@@ -155,8 +165,9 @@ def judges(
 def sample_history(
     job_id: str,
     sample_index: int = Path(ge=0, le=MAX_INT),
-    principal: Principal = Depends(training),
-    db: Database = Depends(get_db),
+    *,
+    principal: Training,
+    db: Db,
 ) -> JSONBytesResponse:
     return JSONBytesResponse(queries.sample_history(db, principal, job_id, sample_index))
 
@@ -167,8 +178,9 @@ def compare(
     from_epoch: int = Query(ge=0, le=MAX_INT),
     to_epoch: int = Query(ge=0, le=MAX_INT),
     to_job: str | None = None,
-    principal: Principal = Depends(training),
-    db: Database = Depends(get_db),
+    *,
+    principal: Training,
+    db: Db,
 ) -> JSONBytesResponse:
     """`to_job`: take the "to" side from another of the caller's jobs."""
     return JSONBytesResponse(
@@ -186,8 +198,9 @@ def export_predictions(
     format: ExportFormat = "jsonl",
     epoch: int | None = Query(None, ge=0, le=MAX_INT),
     step: int | None = Query(None, ge=0, le=MAX_INT),
-    principal: Principal = Depends(training),
-    db: Database = Depends(get_db),
+    *,
+    principal: Training,
+    db: Db,
 ) -> StreamingResponse:
     queries.ensure_owned(db, principal, job_id)
     filters = PredictionFilters(epoch=epoch, step=step)

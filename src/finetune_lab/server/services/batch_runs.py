@@ -16,7 +16,7 @@ from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.serving_tables import test_run_results, test_runs
 from finetune_lab.server.errors import APIError, not_found
-from finetune_lab.server.services import model_registry, test_suites
+from finetune_lab.server.services import model_registry, suites
 from finetune_lab.server.services.rows import plain
 from finetune_lab.server.services.tokens import utcnow
 
@@ -31,7 +31,7 @@ def submit(db: Database, principal: Principal, config: BatchRunConfig) -> dict[s
     run_id = f"run_{uuid.uuid4().hex}"
     with db.write() as conn:
         model = model_registry.owned_model(conn, principal, config.model_id)
-        suite = test_suites.owned_suite(conn, principal, config.test_suite_id)
+        suite = suites.owned_suite(conn, principal, config.test_suite_id)
         total = min(config.prompt_limit or suite.item_count, suite.item_count)
         stored = config.model_dump()
         stored["model_id"] = model.id

@@ -28,7 +28,7 @@ from finetune_lab.scoring import score
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.serving_tables import models, test_run_results, test_runs
 from finetune_lab.server.errors import DATABASE_UNAVAILABLE, APIError
-from finetune_lab.server.services import test_suites, traces
+from finetune_lab.server.services import suites, traces
 from finetune_lab.server.services.backends import Completion, GenerationParams
 from finetune_lab.server.services.inference import CallRecord, Inference
 from finetune_lab.server.services.rows import plain
@@ -209,7 +209,7 @@ class BatchWorker:
                     models.c.id == run["model_id"], models.c.user_id == run["user_id"]
                 )
             ).first()
-            items = test_suites.suite_items(conn, run["test_suite_id"], run["total_prompts"])
+            items = suites.suite_items(conn, run["test_suite_id"], run["total_prompts"])
             done = set(
                 conn.scalars(
                     select(test_run_results.c.position).where(

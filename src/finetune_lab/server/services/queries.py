@@ -333,10 +333,9 @@ SAMPLE_ROUND_FIELDS = (
     "latency_ms",
     "completion_tokens",
     "created_at",
-    "prompt",
-    "ground_truth",
-    "prompt_id",
+    "ground_truth",  # each round's own truth (a round may have been sent without one)
 )
+SAMPLE_FIELDS = ("prompt", "prompt_id")  # of the sample: its latest round's
 
 
 def sample_history(
@@ -354,7 +353,7 @@ def sample_history(
                 select(
                     *(
                         text_column(name) if name in TEXT_FIELDS else p[name]
-                        for name in SAMPLE_ROUND_FIELDS
+                        for name in SAMPLE_ROUND_FIELDS + SAMPLE_FIELDS
                     )
                 )
                 .where(p.job_id == job_id, p.step.in_(steps), p.sample_index == sample_index)
@@ -365,13 +364,16 @@ def sample_history(
         )
     if not rows:
         raise not_found(f"sample {sample_index} of this job")
-    rounds = [dict(zip(SAMPLE_ROUND_FIELDS[:-3], row[:-3], strict=True)) for row in rows]
+    width = len(SAMPLE_ROUND_FIELDS)
+    rounds = [dict(zip(SAMPLE_ROUND_FIELDS, row[:width], strict=True)) for row in rows]
     last = rows[-1]
+    # A round sent without a truth does not erase the sample's: the latest one given wins.
+    truths = [r.ground_truth for r in rows if r.ground_truth is not None]
     return {
         "job_id": job_id,
         "sample_index": sample_index,
         "prompt": last.prompt,
-        "ground_truth": last.ground_truth,
+        "ground_truth": truths[-1] if truths else None,
         "prompt_id": last.prompt_id,
         "rounds": rounds,
     }

@@ -12,18 +12,36 @@ moment its job is no longer its user's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import ColumnElement, Connection, exists, func, insert, or_, select
+from starlette.concurrency import run_in_threadpool
 
+from finetune_lab.server.auth import Authenticator, Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions, stream_events
-from finetune_lab.server.services.queries import PREDICTION_COLUMNS, rows_to_dicts, trend_point
+from finetune_lab.server.errors import DATABASE_UNAVAILABLE, APIError, describe_database_error
+from finetune_lab.server.responses import JSON_OPTIONS
+from finetune_lab.server.services.queries import (
+    PREDICTION_COLUMNS,
+    ensure_owned,
+    rows_to_dicts,
+    trend_point,
+)
 from finetune_lab.server.services.rollups import RoundKey, RoundTotals
+
+if TYPE_CHECKING:  # notify imports this module's NOTIFY_CHANNEL
+    from finetune_lab.server.notify import StreamNotifier
+
+log = logging.getLogger("finetune_lab.server.stream")
 
 # A `predictions` event carries at most this many rows and this many characters of text;
 # `truncated: true` tells the client to page the rest from the list endpoint.
@@ -191,3 +209,106 @@ def event_data(conn: Connection, job_id: str, user_id: int, event: StoredEvent) 
         }
         return {**predictions_data(conn, job_id, user_id, event.payload), **extra}
     return {"job_id": job_id, **event.payload}
+
+
+# --- the SSE loop ---------------------------------------------------------------------------
+
+EVENTS_PER_READ = 50
+RECONNECT_MS = 2_000  # the `retry:` an EventSource waits before reconnecting
+
+
+def frame(event_id: int, kind: str, data: Any) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event_id,
+        kind.encode(),
+        orjson.dumps(data, option=JSON_OPTIONS),
+    )
+
+
+def heartbeat(job_id: str, last_event_id: int) -> bytes:
+    now = datetime.now(timezone.utc)
+    data = {"job_id": job_id, "last_event_id": last_event_id, "time": now}
+    return frame(last_event_id, "heartbeat", data)
+
+
+def still_allowed(
+    db: Database, authenticator: Authenticator, secret: str | None, job_id: str
+) -> bool:
+    """Re-checked at every heartbeat: a revoked key or an expired session ends the stream (the
+    client's reconnect then gets the 401). Ownership of the job is checked at every read too,
+    inside the read itself (read_events). Blocking: call it from a worker thread."""
+    principal = authenticator.authenticate(secret) if secret else None
+    if principal is None or not principal.allows("training"):
+        return False
+    try:
+        ensure_owned(db, principal, job_id)
+    except APIError:
+        return False
+    return True
+
+
+async def sse_events(
+    db: Database,
+    principal: Principal,
+    job_id: str,
+    start: int,
+    *,
+    notifier: StreamNotifier,
+    recheck: Callable[[], bool],
+    heartbeat_s: float,
+    poll_s: float,
+) -> AsyncIterator[bytes]:
+    """The stream's bytes from event `start` on: events as they are committed (woken by
+    `notifier`, re-read at least every `poll_s`), a heartbeat after `heartbeat_s` idle
+    seconds, and `recheck()` (blocking; see still_allowed) every `heartbeat_s`. Ends when the
+    job is no longer the user's or the credentials no longer allow the stream."""
+    loop = asyncio.get_running_loop()
+    last = start
+    yield b"retry: %d\n" % RECONNECT_MS + heartbeat(job_id, last)
+    last_sent = last_check = loop.time()
+    outage = False  # the database was unreachable at the last read
+    with notifier.subscribe(job_id) as wake:
+        while True:
+            wake.clear()  # before the read: a commit after it sets the flag again
+            try:
+                read = await run_in_threadpool(
+                    read_events, db, job_id, principal.user_id, last, EVENTS_PER_READ
+                )
+                outage = False
+            except DATABASE_UNAVAILABLE as exc:
+                # Keep the client connected (heartbeats go on) and read again at the next
+                # poll: the stream resumes by itself once the database is back.
+                if not outage:
+                    log.warning(
+                        "stream of %s waits for the database: %s",
+                        job_id,
+                        describe_database_error(exc),
+                    )
+                outage = True
+                read = []
+            if read is None:  # deleted (its id may have a new owner): the reconnect gets 404
+                return
+            batch = read
+            for event_id, kind, data in batch:
+                yield frame(event_id, kind, data)
+                last = event_id
+            if batch:
+                last_sent = loop.time()
+                if len(batch) == EVENTS_PER_READ:
+                    continue
+            due = min(last_sent, last_check) + heartbeat_s - loop.time()
+            timeout = max(0.0, min(poll_s, due))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+            now = loop.time()
+            if now - last_check >= heartbeat_s:  # busy streams are checked too
+                try:
+                    allowed = await run_in_threadpool(recheck)
+                except DATABASE_UNAVAILABLE:
+                    allowed = True  # cannot tell now: checked again at the next heartbeat
+                if not allowed:
+                    return
+                last_check = now
+            if now - last_sent >= heartbeat_s:
+                yield heartbeat(job_id, last)
+                last_sent = now

@@ -1,4 +1,4 @@
-"""`finetune-lab sync`: upload whatever training runs left in a spool directory."""
+"""Upload whatever training runs left in a spool directory (the `finetune-lab sync` command)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from finetune_lab.training.spool import JobSpool, spooled_jobs
 
 
 @dataclass
-class JobSync:
+class JobUpload:
     job_id: str
     api_url: str
     report: UploadReport
@@ -34,13 +34,13 @@ def _credentials(
     return url, token if isinstance(token, str) else None, False
 
 
-def sync_job(spool: JobSpool, *, api_url: str | None, api_key: str | None) -> JobSync:
+def upload_job(spool: JobSpool, *, api_url: str | None, api_key: str | None) -> JobUpload:
     url, credential, is_api_key = _credentials(spool, api_url, api_key)
     if credential is None:
         report = UploadReport(
             Outcome.BLOCKED, error=f"no API key: pass --api-key or set {API_KEY_ENV}"
         )
-        return JobSync(spool.job_id, url, report, len(spool.pending()))
+        return JobUpload(spool.job_id, url, report, len(spool.pending()))
     with FinetuneLabClient(api_key=credential, base_url=url) as client:
         report = upload(client, spool, create_job=is_api_key)
         if report.outcome is Outcome.DONE:
@@ -51,20 +51,20 @@ def sync_job(spool: JobSpool, *, api_url: str | None, api_key: str | None) -> Jo
                     spool.remove_if_done()
             except FinetuneLabError as exc:
                 report.error = f"delivered, but could not mark the job completed: {exc}"
-    return JobSync(spool.job_id, url, report, len(spool.pending()))
+    return JobUpload(spool.job_id, url, report, len(spool.pending()))
 
 
-def sync_spool(
+def upload_spool(
     spool_dir: str | os.PathLike[str],
     *,
     api_url: str | None = None,
     api_key: str | None = None,
     on_job: Callable[[JobSpool], None] | None = None,
-) -> list[JobSync]:
+) -> list[JobUpload]:
     """Upload every spooled job under `spool_dir`; safe to re-run (ingest is an upsert)."""
     results = []
     for spool in spooled_jobs(spool_dir):
         if on_job is not None:
             on_job(spool)
-        results.append(sync_job(spool, api_url=api_url, api_key=api_key))
+        results.append(upload_job(spool, api_url=api_url, api_key=api_key))
     return results

@@ -65,3 +65,11 @@ export function scoreCells(row) {
     h("td", { class: "num" }, num(row.word_overlap, 2)),
   ];
 }
+
+// A row's custom metrics (an RL run's rewards), "name value" each, names sorted.
+export function metricsCell(row) {
+  const entries = Object.entries(row.metrics || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  if (!entries.length) return h("span", { class: "muted" }, "–");
+  return h("ul", { class: "metrics" }, entries.map(([name, value]) =>
+    h("li", { dataset: { metric: name } }, h("span", { class: "muted" }, name), " ", num(value))));
+}

@@ -1,6 +1,6 @@
 // The job page: trend charts, predictions table, sample evolution, epoch comparison and
 // export, kept current by the job's event stream. Its state lives in the address:
-// #/jobs/<id>?by=&round=&valid=&q=&sort=&sample=&from=&to=&tojob=&bucket= (see route.js).
+// #/jobs/<id>?by=&round=&valid=&q=&sort=&group=&sample=&from=&to=&tojob=&bucket= (see route.js).
 
 import { api, download } from "../api.js";
 import { COLORS, trendChart } from "../charts.js";
@@ -186,6 +186,7 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
     const trends = byEpoch.trends;
     improvement.textContent = trends.length ? improvementText(trends,
       byEpoch.overall_improvement) : "";
+    table.setGroupDefault(Boolean(job.config?.rollouts)); // RL rollouts: by prompt
     table.setRounds(byStep.trends);
     table.setValidation(byStep.trends.some((p) =>
       p.validation_pass_rate !== null && p.validation_pass_rate !== undefined));

@@ -1,14 +1,19 @@
 // The predictions table: round picker, filters (validation, text), sort by score, cursor
 // paging. Opens on the latest round and follows new ones until another round is picked.
+// Rollouts (several completions per prompt) can be grouped by prompt on each page.
 
 import { api } from "../api.js";
 import { clear, h } from "../dom.js";
 import { count } from "../format.js";
-import { scoreCells, textBlock, validationCell } from "./cells.js";
+import { metricsCell, scoreCells, textBlock, validationCell } from "./cells.js";
+import { groupByPrompt, groupHeader } from "./groups.js";
 
 const PAGE_SIZE = 50;
 const LATEST = "latest";
 const ALL = "all";
+const GROUPS = ["prompt", "none"]; // absent: the job's default (by prompt for RL rollouts)
+const COLUMNS = ["Epoch", "Step", "#", "Prompt", "Prediction", "Ground truth", "EM", "CER",
+  "Overlap", "Valid", "Metrics"];
 
 const SORTS = ["-char_error_rate", "char_error_rate", "exact_match", "-word_overlap",
   "word_overlap"];
@@ -23,12 +28,15 @@ export function tableState(params) {
     validation_pass: ["true", "false"].includes(params.get("valid")) ? params.get("valid") : "",
     q: (params.get("q") || "").slice(0, 200),
     sort: SORTS.includes(sort) ? sort : "",
+    group: GROUPS.includes(params.get("group")) ? params.get("group") : "",
   };
 }
 
 // onChange(changes, {replace}): the user changed a filter (the page writes it to its URL).
 export function predictionsTable(root, jobId, { onSample, onChange = () => {} }) {
-  const state = { round: LATEST, validation_pass: "", q: "", sort: "", page: 0 };
+  const state = { round: LATEST, validation_pass: "", q: "", sort: "", group: "", page: 0 };
+  let groupDefault = false; // group by prompt when the address does not say
+  let shown = null; // the page on screen, redrawn when grouping is switched
   let rounds = []; // [{epoch, step, sample_count}] oldest first
   let cursors = [null]; // cursor of each page visited (default order)
   let lastRequest = null;
@@ -50,18 +58,20 @@ export function predictionsTable(root, jobId, { onSample, onChange = () => {} })
     h("option", { value: "exact_match" }, "Misses first (exact match)"),
     h("option", { value: "-word_overlap" }, "Best word overlap first"),
     h("option", { value: "word_overlap" }, "Worst word overlap first"));
+  const groupToggle = h("button", { type: "button", id: "group-prompt",
+    title: "Keep each prompt's completions together (RL rollouts)" }, "Group by prompt");
   const summary = h("span", { class: "muted", id: "table-summary" });
   const prev = h("button", { type: "button", id: "prev-page" }, "‹ Prev");
   const next = h("button", { type: "button", id: "next-page" }, "Next ›");
   const body = h("tbody");
   const table = h("table", { class: "grid predictions", id: "predictions" },
-    h("thead", {}, h("tr", {}, ["Epoch", "Step", "#", "Prompt", "Prediction", "Ground truth",
-      "EM", "CER", "Overlap", "Valid"].map((t) => h("th", { class: t === "Valid" ? "col-valid" : null }, t)))),
+    h("thead", {}, h("tr", {}, COLUMNS.map((t) =>
+      h("th", { class: t === "Valid" ? "col-valid" : null }, t)))),
     body);
   root.append(
     h("div", { class: "toolbar", id: "round-picker" }, h("span", { class: "muted" }, "Round"),
       older, roundSelect, newer),
-    h("div", { class: "toolbar" }, search, validation, sort),
+    h("div", { class: "toolbar" }, search, validation, sort, groupToggle),
     h("div", { class: "table-wrap" }, table),
     h("div", { class: "pager" }, prev, summary, next));
 
@@ -83,6 +93,11 @@ export function predictionsTable(root, jobId, { onSample, onChange = () => {} })
   sort.addEventListener("change", () => {
     onChange({ sort: sort.value });
     restart({ sort: sort.value });
+  });
+  groupToggle.addEventListener("click", () => {
+    state.group = grouped() ? "none" : "prompt";
+    onChange({ group: state.group });
+    draw();
   });
   roundSelect.addEventListener("change", () => pickRound(roundSelect.value));
   older.addEventListener("click", () => stepRound(-1));
@@ -155,6 +170,48 @@ export function predictionsTable(root, jobId, { onSample, onChange = () => {} })
     return p;
   }
 
+  const grouped = () => (state.group ? state.group === "prompt" : groupDefault);
+
+  function rowOf(row, { samePrompt = false } = {}) {
+    return h("tr", { dataset: { sample: row.sample_index, epoch: row.epoch, step: row.step,
+      promptId: row.prompt_id || "" } },
+    h("td", { class: "num" }, row.epoch),
+    h("td", { class: "num" }, row.step),
+    h("td", { class: "num" }, h("button", { class: "link sample-link", type: "button",
+      title: "How this answer evolved", onclick: () => onSample(row.sample_index) },
+    `#${row.sample_index}`)),
+    h("td", {}, samePrompt ? h("span", { class: "muted same-prompt" }, "↳ same prompt")
+      : textBlock(row.prompt)),
+    h("td", {}, textBlock(row.prediction)),
+    h("td", {}, textBlock(row.ground_truth)),
+    ...scoreCells(row),
+    h("td", { class: "col-valid" }, validationCell(row)),
+    h("td", { class: "col-metrics" }, metricsCell(row)));
+  }
+
+  // The loaded page, flat or grouped by prompt (each group under its header).
+  function draw() {
+    groupToggle.classList.toggle("on", grouped());
+    groupToggle.setAttribute("aria-pressed", String(grouped()));
+    if (!shown) return;
+    const { page, first } = shown;
+    const rows = grouped()
+      ? groupByPrompt(page.predictions).flatMap((group) => [groupHeader(group, COLUMNS.length),
+        ...group.rows.map((row) => rowOf(row, { samePrompt: true }))])
+      : page.predictions.map((row) => rowOf(row));
+    clear(body).append(...rows);
+    if (!rows.length) {
+      body.append(h("tr", {}, h("td", { colspan: COLUMNS.length, class: "muted empty" },
+        page.total_count ? "No more rows." : "No predictions match.")));
+    }
+    const shownRows = page.predictions.length;
+    summary.textContent = page.total_count
+      ? `${count(first + 1)}–${count(first + shownRows)} of ${count(page.total_count)}`
+      : "0 rows";
+    table.dataset.grouped = String(grouped());
+    table.dataset.loaded = String(Date.now());
+  }
+
   const filterOf = () => JSON.stringify([effectiveRound()?.key, state.validation_pass, state.q,
     state.sort]);
 
@@ -175,31 +232,12 @@ export function predictionsTable(root, jobId, { onSample, onChange = () => {} })
     loadedFilter = filter;
     if (!state.sort) cursors[state.page + 1] = page.next_cursor;
     const first = state.page * PAGE_SIZE;
-    const rows = page.predictions.map((row) => h("tr", { dataset: { sample: row.sample_index,
-      epoch: row.epoch, step: row.step } },
-      h("td", { class: "num" }, row.epoch),
-      h("td", { class: "num" }, row.step),
-      h("td", { class: "num" }, h("button", { class: "link sample-link", type: "button",
-        title: "How this answer evolved", onclick: () => onSample(row.sample_index) },
-        `#${row.sample_index}`)),
-      h("td", {}, textBlock(row.prompt)),
-      h("td", {}, textBlock(row.prediction)),
-      h("td", {}, textBlock(row.ground_truth)),
-      ...scoreCells(row),
-      h("td", { class: "col-valid" }, validationCell(row))));
-    clear(body).append(...rows);
-    if (!rows.length) {
-      body.append(h("tr", {}, h("td", { colspan: 10, class: "muted empty" },
-        page.total_count ? "No more rows." : "No predictions match.")));
-    }
-    summary.textContent = page.total_count
-      ? `${count(first + 1)}–${count(first + rows.length)} of ${count(page.total_count)}`
-      : "0 rows";
+    shown = { page, first };
     prev.disabled = state.page === 0;
     next.disabled = state.sort
-      ? first + rows.length >= page.total_count
+      ? first + page.predictions.length >= page.total_count
       : !page.next_cursor;
-    table.dataset.loaded = String(Date.now());
+    draw();
   }
 
   return {
@@ -208,6 +246,12 @@ export function predictionsTable(root, jobId, { onSample, onChange = () => {} })
       rounds = list;
       drawRounds();
     },
+    // Rollout jobs open grouped by prompt unless the address says otherwise.
+    setGroupDefault(on) {
+      if (on === groupDefault) return;
+      groupDefault = on;
+      draw();
+    },
     // Without validators the Valid column and filter only ever say "–": hide them.
     setValidation(present) {
       table.classList.toggle("no-validation", !present);
@@ -215,11 +259,14 @@ export function predictionsTable(root, jobId, { onSample, onChange = () => {} })
     },
     // State from the address (first load, back/forward): reload only when it changed.
     apply(next) {
+      const wasGrouped = grouped();
       Object.assign(state, next);
       search.value = state.q;
       validation.value = state.validation_pass;
       sort.value = state.sort;
       drawRounds();
+      if (grouped() !== wasGrouped) draw();
+      else groupToggle.classList.toggle("on", grouped());
       if (loadedFilter !== null && loadedFilter !== filterOf()) return restart({});
       return null;
     },

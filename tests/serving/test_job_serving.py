@@ -4,6 +4,7 @@ only the owner ever sees any of it."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -145,3 +146,34 @@ def test_bad_checkpoint_fields_are_422(server: ServerHandle, new_user: NewUser) 
     assert user.http.get("/api/models").json()["models"] == []
     assert_error(user.http.get("/api/analytics/jobs/t-unknown"), 404)
     assert_error(user.http.get("/api/analytics/jobs/bad%20id"), 404)
+
+
+def test_batch_prompts_to_a_checkpoint_count_for_its_job(
+    server: ServerHandle, new_user: NewUser, fake_openai: FakeOpenAI
+) -> None:
+    user = new_user()
+    job_id = make_job(user.http)
+    model = register(
+        user.http,
+        kind="openai",
+        base_url=fake_openai.base_url,
+        upstream_model="echo",
+        job_id=job_id,
+        step=200,
+    )
+    assert model.status_code == 201, model.text
+    items = [{"prompt": f"q{i}", "expected": f"Q{i}"} for i in range(3)]
+    suite = user.http.post("/api/test-suites", json={"name": "s", "items": items}).json()
+    config = {"model_id": model.json()["id"], "test_suite_id": suite["id"]}
+    started = user.http.post("/api/batch-testing/run", json={"config": config})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["test_run_id"]
+    deadline = time.monotonic() + 60
+    while user.http.get(f"/api/batch-testing/status/{run_id}").json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    spans = user.http.get("/api/analytics/traces", params={"test_run_id": run_id}).json()
+    assert [(s["job_id"], s["step"]) for s in spans["traces"]] == [(job_id, 200)] * 3
+    serving = user.http.get(f"/api/analytics/jobs/{job_id}").json()
+    assert serving["totals"]["request_count"] == 3
+    assert serving["checkpoints"][0]["step"] == 200

@@ -320,3 +320,17 @@ def test_job_page_shows_its_checkpoint_served_and_the_model_links_back(
         "() => document.querySelector('#round-select').value === '1.100'"
         " && document.querySelectorAll('#predictions tbody tr').length > 0"
     )
+
+
+def test_a_training_only_key_sees_its_job_without_a_serving_panel(
+    chromium: Any, sqlite_server: ServerHandle, unique_job_id: str
+) -> None:
+    key = sqlite_server.create_key(f"tr-{uuid.uuid4().hex[:8]}", scopes="training")
+    board = Dashboard(chromium(), sqlite_server, key)
+    board.sign_in()
+    with sqlite_server.client(key) as http:
+        _seed.seed_job(http, unique_job_id, epochs=1)
+    board.open_job(unique_job_id)
+    assert board.page.is_hidden("#serving")
+    board.context.close()
+    assert not board.errors, board.errors  # no refused request behind the page's back

@@ -4,6 +4,7 @@
 import { api } from "../api.js";
 import { clear, h } from "../dom.js";
 import { count, pct } from "../format.js";
+import { sessionAllows } from "../session.js";
 import { ms } from "./analytics.js";
 
 function stat(name, label, value) {
@@ -32,6 +33,7 @@ export function servingPanel(parent, jobId) {
   parent.firstElementChild.after(card); // under the job's header
 
   async function load() {
+    if (!sessionAllows("production")) return; // a training-only key: no panel, no 403
     let serving;
     try {
       serving = await api.jobServing(jobId);

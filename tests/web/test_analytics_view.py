@@ -332,5 +332,38 @@ def test_a_training_only_key_sees_its_job_without_a_serving_panel(
         _seed.seed_job(http, unique_job_id, epochs=1)
     board.open_job(unique_job_id)
     assert board.page.is_hidden("#serving")
+    assert board.page.locator("#nav-analytics").count() == 0
+    go(board, "#/analytics")
+    board.page.wait_for_selector("#analytics-page .error:has-text('production')")
     board.context.close()
     assert not board.errors, board.errors  # no refused request behind the page's back
+
+
+def test_another_users_checkpoints_spans_and_job_never_appear(
+    board: Dashboard, chromium: Any, unique_job_id: str
+) -> None:
+    with board.server.client(board.key) as http:
+        _seed.seed_job(http, unique_job_id, epochs=2)
+        model = http.post(
+            "/api/models",
+            json={"name": "mine", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+                  "job_id": unique_job_id, "step": 100},
+        )  # fmt: skip
+        assert model.status_code == 201, model.text
+        record(http, model="mine", span_name="owner's span")
+    stranger_key = board.server.create_key(f"st-{uuid.uuid4().hex[:10]}")
+    stranger = Dashboard(chromium(), board.server, stranger_key)
+    stranger.sign_in()
+    page = stranger.page
+    go(stranger, "#/analytics")
+    wait_ready(page, "#analytics-page")
+    wait_ready(page, "#checkpoints")
+    for table in ("#models", "#spans", "#usage-models"):
+        assert page.locator(f"{table} tbody tr").count() == 0, table
+    assert page.eval_on_selector("#usage-totals", "el => el.dataset.requests") == "0"
+    go(stranger, f"#/jobs/{unique_job_id}")
+    page.wait_for_selector("#job-page .error")
+    assert page.locator("#serving-totals [data-stat]").count() == 0
+    stranger.context.close()
+    refused = [e for e in stranger.errors if "status of 404" not in e]
+    assert not refused, refused

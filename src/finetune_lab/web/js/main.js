@@ -5,7 +5,7 @@ import { whenSignedOut } from "./api.js";
 import { clear, h } from "./dom.js";
 import { parseHash } from "./route.js";
 import {
-  askOtherTabs, currentSession, endSession, signIn, whenSessionChanges,
+  askOtherTabs, currentSession, endSession, sessionAllows, signIn, whenSessionChanges,
 } from "./session.js";
 import { showAnalytics } from "./views/analytics.js";
 import { showJob } from "./views/job.js";
@@ -53,7 +53,8 @@ function signInForm(message) {
 function renderNav(session) {
   clear(nav).append(
     h("a", { href: "#/" }, "Jobs"),
-    h("a", { href: "#/analytics", id: "nav-analytics" }, "Analytics"),
+    sessionAllows("production") ? h("a", { href: "#/analytics", id: "nav-analytics" },
+      "Analytics") : null,
     h("span", { class: "muted user" }, session.user),
     h("button", { class: "link", id: "sign-out", title: "Signs out every tab of this site",
       onclick: () => { endSession({ everywhere: true }); signInForm(); } }, "Sign out"),

@@ -6,6 +6,7 @@ import { api } from "../api.js";
 import { clear, h } from "../dom.js";
 import { count, pct, when } from "../format.js";
 import { parseHash, updateQuery } from "../route.js";
+import { sessionAllows } from "../session.js";
 import { checkpointsPanel } from "./checkpoints.js";
 import { usageCharts } from "./usage.js";
 
@@ -41,6 +42,11 @@ export function traceHref(traceId) {
 }
 
 export function showAnalytics(root, params) {
+  if (!sessionAllows("production")) {
+    root.append(h("section", { class: "card", id: "analytics-page" }, h("h1", {}, "Analytics"),
+      h("p", { class: "error" }, "This key lacks the 'production' scope that analytics needs.")));
+    return {};
+  }
   let state = analyticsState(params);
   let charts = [];
   let closed = false;

@@ -8,8 +8,10 @@ climb from ~0 to a clear majority) is marked slow: `pytest -m slow tests/test_de
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +65,16 @@ def test_quick_demo_on_a_fresh_home(tmp_path: Path) -> None:
     baseline, _, improvement = trend(out)
     assert baseline == 0 and improvement > 20  # learning visibly started
     assert (tmp_path / "demo-model" / "config.json").exists()
+    # The checkpoint is registered under the job and the step of its last round.
+    assert f"Checkpoint registered as model demo-{job_id.group(1)}" in out, out
+    with contextlib.closing(sqlite3.connect(tmp_path / "finetune-lab.db")) as db:
+        model = db.execute("SELECT job_id, step, path FROM models").fetchall()
+        assert len(model) == 1 and model[0][0] == job_id.group(1), model
+        assert model[0][2] == str(tmp_path / "demo-model")
+        last_round = db.execute(
+            "SELECT MAX(step) FROM predictions WHERE job_id = ?", (job_id.group(1),)
+        ).fetchone()[0]
+    assert model[0][1] == last_round, (model, last_round)
     assert not list((tmp_path / "spool").glob("*/batches/*.json"))  # all delivered
     assert_server_gone(out)
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -156,8 +157,25 @@ def train_with_capture(client: FinetuneLabClient, plan: DemoPlan, console: Conso
         )
         trainer.remove_callback(PrinterCallback)  # the bar above shows progress instead
         trainer.train()
-    save_checkpoint(model, tokenizer, home_dir() / "demo-model")
+    checkpoint = home_dir() / "demo-model"
+    save_checkpoint(model, tokenizer, checkpoint)
+    register_checkpoint(client, checkpoint, callback.job_id, trainer.state.global_step, console)
     return callback.job_id
+
+
+def register_checkpoint(
+    client: FinetuneLabClient, path: Path, job_id: str, step: int, console: Console
+) -> None:
+    """Register the trained checkpoint under the job and step it came from, so its calls are
+    traced back to this run (the job page shows how it is served). A server that cannot see
+    the directory (another machine) refuses it: the demo goes on without."""
+    name = f"demo-{job_id}"
+    try:
+        client.models.register(name, kind="local", path=str(path), job_id=job_id, step=step)
+    except FinetuneLabError as exc:
+        console.print(f"Checkpoint not registered ({exc}); it is saved at {path}")
+        return
+    console.print(f"Checkpoint registered as model [bold]{name}[/] (job {job_id}, step {step})")
 
 
 def _trend_table(trends: TrendsResponse, job_id: str) -> Table:

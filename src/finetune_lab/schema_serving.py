@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from finetune_lab.schema import (
+    JOB_ID_PATTERN,
+    MAX_INT,
     MAX_TEXT_CHARS,
     Name,
     StrictModel,
@@ -66,9 +68,17 @@ class ModelCreate(StrictModel):
     api_key: LongText | None = None
     path: LongText | None = None
     device: Device = "auto"
+    job_id: Annotated[str, Field(pattern=JOB_ID_PATTERN)] | None = Field(
+        None, description="the training job this checkpoint came from (one of yours)"
+    )
+    step: Annotated[int, Field(ge=0, le=MAX_INT)] | None = Field(
+        None, description="the job's step (round) the checkpoint was saved at; needs job_id"
+    )
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> ModelCreate:
+        if self.step is not None and self.job_id is None:
+            raise ValueError("'step' names a round of a job: give job_id too")
         if self.kind == "openai":
             if self.base_url is None:
                 raise ValueError("an 'openai' model needs base_url (e.g. http://host:8000/v1)")
@@ -94,6 +104,8 @@ class RegisteredModel(WireModel):
     has_api_key: bool = False
     path: str | None = None
     device: Device = "auto"
+    job_id: str | None = None
+    step: int | None = None
     created_at: datetime
 
 
@@ -531,6 +543,8 @@ class Trace(WireModel):
     metadata: dict[str, Any] | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
+    job_id: str | None = None  # the called model's training job and step, if it names them
+    step: int | None = None
     created_at: datetime
 
 
@@ -567,6 +581,22 @@ class AnalyticsData(WireModel):
     totals: StatsRow
     buckets: list[BucketStats]
     models: list[ModelStats]
+
+
+class CheckpointStats(StatsRow):
+    """How one checkpoint of a job is served: its calls' stats."""
+
+    model: str | None = None
+    model_id: str | None = None
+    step: int | None = None
+
+
+class JobServing(WireModel):
+    """Calls to the checkpoints a job produced (models registered with its `job_id`)."""
+
+    job_id: str
+    totals: StatsRow
+    checkpoints: list[CheckpointStats]
 
 
 class BatchRunsList(WireModel):

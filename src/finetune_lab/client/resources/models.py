@@ -23,6 +23,8 @@ def _register_spec(
     path: str | None,
     device: Device,
     description: str | None,
+    job_id: str | None = None,
+    step: int | None = None,
 ) -> RequestSpec[RegisteredModel]:
     body = {
         "name": name,
@@ -33,6 +35,8 @@ def _register_spec(
         "path": path,
         "device": device,
         "description": description,
+        "job_id": job_id,
+        "step": step,
     }
     body = {key: value for key, value in body.items() if value is not None}
     return RequestSpec("POST", _PREFIX, parse_model(RegisteredModel), json=body)
@@ -67,11 +71,15 @@ class Models:
         path: str | None = None,
         device: Device = "auto",
         description: str | None = None,
+        job_id: str | None = None,
+        step: int | None = None,
     ) -> RegisteredModel:
         """An OpenAI-compatible endpoint (`base_url`, `upstream_model`, `api_key`, kept on the
-        server and never returned) or a local checkpoint directory on the server (`path`)."""
+        server and never returned) or a local checkpoint directory on the server (`path`).
+        `job_id`/`step`: the training job and round the checkpoint came from (its calls'
+        spans then carry them, and the job page shows how it is served)."""
         spec = _register_spec(
-            name, kind, base_url, upstream_model, api_key, path, device, description
+            name, kind, base_url, upstream_model, api_key, path, device, description, job_id, step
         )
         return self._transport.execute(spec)
 
@@ -102,11 +110,13 @@ class AsyncModels:
         path: str | None = None,
         device: Device = "auto",
         description: str | None = None,
+        job_id: str | None = None,
+        step: int | None = None,
     ) -> RegisteredModel:
         """An OpenAI-compatible endpoint (`base_url`, `upstream_model`, `api_key`, kept on the
         server and never returned) or a local checkpoint directory on the server (`path`)."""
         spec = _register_spec(
-            name, kind, base_url, upstream_model, api_key, path, device, description
+            name, kind, base_url, upstream_model, api_key, path, device, description, job_id, step
         )
         return await self._transport.execute(spec)
 

@@ -1,6 +1,7 @@
 """Tables for serving: registered models, test suites, batch runs and their results, traces.
 
-Same metadata and column types as `tables.py`; migration 0003 builds them (0007: spans).
+Same metadata and column types as `tables.py`; migration 0003 builds them (0007: spans;
+0009: the job and step a checkpoint came from).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ models = Table(
     Column("path", String(4096)),
     Column("device", String(16), nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    # The training run a checkpoint came from (migration 0009).
+    Column("job_id", String(128)),
+    Column("step", BigInteger),
     UniqueConstraint("user_id", "name", name="uq_models_user_name"),
 )
 
@@ -136,12 +140,16 @@ traces = Table(
     Column("provider", String(512)),
     Column("start_time", Timestamp),
     Column("end_time", Timestamp),
+    # The called model's training run (migration 0009): serving joined to training.
+    Column("job_id", String(128)),
+    Column("step", BigInteger),
     # Newest-first pages and time-range aggregates of one user.
     Index("ix_traces_user_created", "user_id", "created_at", "id"),
     Index("ix_traces_user_model_created", "user_id", "model", "created_at"),
     # One trace's spans; one conversation's calls.
     Index("ix_traces_user_trace", "user_id", "trace_id"),
     Index("ix_traces_user_conversation_created", "user_id", "conversation_id", "created_at"),
+    Index("ix_traces_user_job_created", "user_id", "job_id", "created_at"),
 )
 
 # Model-graded scores: one queued run per ingest batch of a job with judges (the batch test

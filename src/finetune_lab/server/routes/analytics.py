@@ -10,6 +10,7 @@ from finetune_lab.schema import MAX_PAGE_LIMIT
 from finetune_lab.schema_serving import (
     AnalyticsData,
     Granularity,
+    JobServing,
     Trace,
     TraceCreate,
     TracesPage,
@@ -18,6 +19,7 @@ from finetune_lab.schema_serving import (
 from finetune_lab.server.deps import Db, Production
 from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import analytics, traces
+from finetune_lab.server.services.job_serving import job_serving
 from finetune_lab.server.services.traces import TraceFilters, check_range, parse_time
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
@@ -91,3 +93,13 @@ def analytics_data(
         operation=operation,
     )
     return JSONBytesResponse(result)
+
+
+@router.get("/jobs/{job_id}", response_model=JobServing)
+def serving_of_job(
+    job_id: str, principal: Principal = Depends(production), db: Database = Depends(get_db)
+) -> JSONBytesResponse:
+    """How the job's checkpoints are served: calls, tokens, error rate and latency p50/p95 of
+    the spans of models registered with this `job_id`, in total and per checkpoint (404 unless
+    the job is yours)."""
+    return JSONBytesResponse(job_serving(db, principal, job_id))

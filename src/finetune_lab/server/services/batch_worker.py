@@ -293,6 +293,8 @@ class BatchWorker:
             test_run_id=run["id"],
             input=messages,
             provider=model.kind,
+            job_id=model.job_id,
+            step=model.step,
             context=SpanContext.in_run(run["id"]),
         )
         completion: Completion | None = None

@@ -81,6 +81,8 @@ class CallRecord:
     test_run_id: str | None = None
     input: Any = None
     provider: str | None = None
+    job_id: str | None = None  # the model's training run, when it names one
+    step: int | None = None
     context: SpanContext = field(default_factory=SpanContext.new)
     started: float = field(default_factory=time.perf_counter)
     started_at: datetime = field(default_factory=utcnow)
@@ -97,6 +99,8 @@ class CallRecord:
             "model": self.model,
             "model_id": self.model_id,
             "provider": self.provider,
+            "job_id": self.job_id,
+            "step": self.step,
             "operation": self.operation,
             "streamed": self.streamed,
             "test_run_id": self.test_run_id,
@@ -184,6 +188,7 @@ class Inference:
             raise error
         record.model_id = model.id
         record.provider = model.kind
+        record.job_id, record.step = model.job_id, model.step
         return model
 
     async def admit(self, user_id: int, model: Any, *, queue: bool = False) -> Slot:

@@ -14,6 +14,7 @@ from finetune_lab.schema_serving import ModelCreate
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.serving_tables import models
+from finetune_lab.server.db.tables import jobs
 from finetune_lab.server.errors import APIError, not_found, validation_error
 from finetune_lab.server.redact import mask_url, redact, url_secrets
 from finetune_lab.server.services.tokens import utcnow
@@ -27,6 +28,8 @@ PUBLIC_COLUMNS = (
     models.c.upstream_model,
     models.c.path,
     models.c.device,
+    models.c.job_id,
+    models.c.step,
     models.c.created_at,
 )
 
@@ -60,6 +63,18 @@ def _checkpoint_problem(path: str) -> str | None:
     return None
 
 
+def _check_job(conn: Connection, principal: Principal, job_id: str) -> None:
+    """A checkpoint names only its owner's jobs; another user's job reads as no job at all."""
+    owned = conn.execute(
+        select(jobs.c.id).where(jobs.c.id == job_id, jobs.c.user_id == principal.user_id)
+    ).first()
+    if owned is None:
+        problem = f"you have no training job {job_id!r}"
+        raise validation_error(
+            problem, [{"loc": ["body", "job_id"], "message": problem, "type": "value_error"}]
+        )
+
+
 def create_model(db: Database, principal: Principal, body: ModelCreate) -> dict[str, Any]:
     if body.kind == "local":
         assert body.path is not None
@@ -84,6 +99,8 @@ def create_model(db: Database, principal: Principal, body: ModelCreate) -> dict[
         values["upstream_model"] = body.upstream_model or body.name
     try:
         with db.write() as conn:
+            if body.job_id is not None:
+                _check_job(conn, principal, body.job_id)
             conn.execute(insert(models).values(**values))
             row = conn.execute(select(models).where(models.c.id == values["id"])).one()
     except IntegrityError:

@@ -60,6 +60,10 @@ export const api = {
   matrix: (id, metric, limit, offset) =>
     request(`${PRED}/${enc(id)}/matrix`, { metric, limit, offset }),
   streamPath: (id) => `${PRED}/${enc(id)}/stream`,
+  usage: (params) => request("/api/analytics/data", params),
+  traces: (params) => request("/api/analytics/traces", params),
+  jobServing: (id) => request(`/api/analytics/jobs/${enc(id)}`),
+  models: () => request("/api/models"),
   exportPath: (id, format) => `${PRED}/${enc(id)}/export${query({ format })}`,
 };
 

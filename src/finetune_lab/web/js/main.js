@@ -1,13 +1,16 @@
-// Entry point: sign-in gate and a tiny hash router (#/ and #/jobs/<id>?<view state>).
+// Entry point: sign-in gate and a tiny hash router (#/, #/jobs/<id>?<view state>,
+// #/analytics?<filters> and #/traces/<trace id>).
 
 import { whenSignedOut } from "./api.js";
 import { clear, h } from "./dom.js";
 import { parseHash } from "./route.js";
 import {
-  askOtherTabs, currentSession, endSession, signIn, whenSessionChanges,
+  askOtherTabs, currentSession, endSession, sessionAllows, signIn, whenSessionChanges,
 } from "./session.js";
+import { showAnalytics } from "./views/analytics.js";
 import { showJob } from "./views/job.js";
 import { showJobs } from "./views/jobs.js";
+import { showTrace } from "./views/trace.js";
 
 const app = document.getElementById("app");
 const nav = document.getElementById("nav");
@@ -50,6 +53,8 @@ function signInForm(message) {
 function renderNav(session) {
   clear(nav).append(
     h("a", { href: "#/" }, "Jobs"),
+    sessionAllows("production") ? h("a", { href: "#/analytics", id: "nav-analytics" },
+      "Analytics") : null,
     h("span", { class: "muted user" }, session.user),
     h("button", { class: "link", id: "sign-out", title: "Signs out every tab of this site",
       onclick: () => { endSession({ everywhere: true }); signInForm(); } }, "Sign out"),
@@ -70,13 +75,20 @@ function route() {
   renderNav(session);
   closeView();
   clear(app);
-  let jobId = null;
-  try {
-    jobId = path.startsWith("/jobs/") ? decodeURIComponent(path.slice(6)) || null : null;
-  } catch {
-    jobId = null; // a malformed escape: show the jobs list rather than nothing
-  }
-  current = jobId !== null ? showJob(app, jobId, params) : showJobs(app);
+  const idAfter = (prefix) => {
+    try {
+      return path.startsWith(prefix) ? decodeURIComponent(path.slice(prefix.length)) || null
+        : null;
+    } catch {
+      return null; // a malformed escape: show the jobs list rather than nothing
+    }
+  };
+  const jobId = idAfter("/jobs/");
+  const traceId = idAfter("/traces/");
+  if (jobId !== null) current = showJob(app, jobId, params);
+  else if (traceId !== null) current = showTrace(app, traceId);
+  else if (path === "/analytics") current = showAnalytics(app, params);
+  else current = showJobs(app);
   current.path = path;
 }
 

@@ -41,7 +41,7 @@ function newSid() {
 
 function store(session) {
   const kept = { token: session.token, expires_at: session.expires_at, user: session.user,
-    sid: session.sid || newSid() };
+    scopes: session.scopes, sid: session.sid || newSid() };
   sessionStorage.setItem(KEY, JSON.stringify(kept));
   return kept;
 }
@@ -102,4 +102,11 @@ export async function signIn(apiKey) {
   const session = store(body);
   channel?.postMessage({ type: "session", session }); // tabs showing the sign-in form join in
   return session;
+}
+
+// Whether the signed-in key has `scope` (unknown, e.g. a session kept before scopes were: yes,
+// and the server decides).
+export function sessionAllows(scope) {
+  const scopes = currentSession()?.scopes;
+  return !Array.isArray(scopes) || scopes.includes("all") || scopes.includes(scope);
 }

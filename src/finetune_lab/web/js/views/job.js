@@ -11,6 +11,7 @@ import { openStream } from "../stream.js";
 import { comparePanel } from "./compare.js";
 import { heatmapPanel } from "./heatmap.js";
 import { samplePanel } from "./sample.js";
+import { servingPanel } from "./serving.js";
 import { predictionsTable, tableState } from "./table.js";
 
 const REFRESH_DEBOUNCE_MS = 150;
@@ -146,6 +147,8 @@ export function showJob(root, jobId, params = new URLSearchParams()) {
   const heatmap = heatmapPanel(page, jobId, { onSample: openSample });
   table.apply(tableState(params));
   compare.apply(compareOf(params));
+  const serving = servingPanel(page, jobId);
+  serving.load();
 
   function drawLive() {
     const finished = FINISHED.includes(jobStatus);

@@ -18,6 +18,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/analytics/jobs/{job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["serving_of_job_api_analytics_jobs__job_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/analytics/traces": {
         parameters: {
             query?: never;
@@ -723,6 +739,23 @@ export interface components {
             /** @enum {string} */
             role: "system" | "user" | "assistant" | "developer" | "tool";
         };
+        CheckpointStats: {
+            avg_latency_ms: number | null;
+            completion_tokens: number;
+            error_count: number;
+            error_rate: number | null;
+            latency_p50_ms: number | null;
+            latency_p95_ms: number | null;
+            model: string | null;
+            model_id: string | null;
+            prompt_tokens: number;
+            request_count: number;
+            step: number | null;
+            success_count: number;
+            total_tokens: number;
+        } & {
+            [key: string]: unknown;
+        };
         ChunkChoice: {
             delta: components["schemas"]["ChunkDelta"];
             /** @default null */
@@ -875,6 +908,13 @@ export interface components {
             name?: string | null;
             status?: ("pending" | "running" | "completed" | "failed" | "cancelled") | null;
         };
+        JobServing: {
+            checkpoints: components["schemas"]["CheckpointStats"][];
+            job_id: string;
+            totals: components["schemas"]["StatsRow"];
+        } & {
+            [key: string]: unknown;
+        };
         JobsPage: {
             jobs: components["schemas"]["Job"][];
             limit: number;
@@ -944,10 +984,12 @@ export interface components {
              * @enum {string}
              */
             device?: "auto" | "cpu" | "cuda";
+            job_id?: string | null;
             /** @enum {string} */
             kind: "openai" | "local";
             name: string;
             path?: string | null;
+            step?: number | null;
             upstream_model?: string | null;
         };
         ModelDeleted: {
@@ -1128,10 +1170,12 @@ export interface components {
             /** @default false */
             has_api_key: boolean;
             id: string;
+            job_id: string | null;
             /** @enum {string} */
             kind: "openai" | "local";
             name: string;
             path: string | null;
+            step: number | null;
             upstream_model: string | null;
         } & {
             [key: string]: unknown;
@@ -1316,6 +1360,7 @@ export interface components {
             finish_reason: string | null;
             id: number;
             input: unknown;
+            job_id: string | null;
             latency_ms: number | null;
             metadata: {
                 [key: string]: unknown;
@@ -1333,6 +1378,7 @@ export interface components {
             /** @enum {string} */
             status: "success" | "error";
             status_code: number | null;
+            step: number | null;
             /** @default false */
             streamed: boolean;
             test_run_id: string | null;
@@ -1461,6 +1507,91 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AnalyticsData"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    serving_of_job_api_analytics_jobs__job_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobServing"];
                 };
             };
             400: {

@@ -96,9 +96,7 @@ def analytics_data(
 
 
 @router.get("/jobs/{job_id}", response_model=JobServing)
-def serving_of_job(
-    job_id: str, principal: Principal = Depends(production), db: Database = Depends(get_db)
-) -> JSONBytesResponse:
+def serving_of_job(job_id: str, principal: Production, db: Db) -> JSONBytesResponse:
     """How the job's checkpoints are served: calls, tokens, error rate and latency p50/p95 of
     the spans of models registered with this `job_id`, in total and per checkpoint (404 unless
     the job is yours)."""

@@ -5,14 +5,14 @@ checkpoint is served (and the model links back to the round's predictions).
 Rows from before this revision keep NULL: models with no job, spans of such models.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

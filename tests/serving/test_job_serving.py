@@ -12,6 +12,7 @@ import httpx
 
 from _support.appserver import ServerHandle
 from _support.fake_openai import FakeOpenAI
+from finetune_lab import FinetuneLabClient
 from server._helpers import assert_error
 
 from ._tiny import FACTS
@@ -93,6 +94,12 @@ def test_checkpoint_calls_are_the_jobs_serving_stats(
     assert steps == [(100, local_model["name"], 2), (200, remote.json()["name"], 1)]
     assert serving["checkpoints"][0]["prompt_tokens"] == sum(u["prompt_tokens"] for u in usage)
     assert serving["checkpoints"][1]["error_rate"] == 1.0
+
+    # The Python SDK reads the same answer.
+    with FinetuneLabClient(api_key=user.key, base_url=server.base_url) as client:
+        typed = client.analytics.job_serving(job_id)
+    assert typed.totals.request_count == 3
+    assert [(c.step, c.request_count) for c in typed.checkpoints] == [(100, 2), (200, 1)]
 
 
 def test_a_job_without_served_checkpoints_has_zero_stats(

@@ -76,6 +76,7 @@ export type BatchRunsList = Schemas["BatchRunsList"];
 export type Trace = Schemas["Trace"];
 export type TracesPage = Schemas["TracesPage"];
 export type AnalyticsData = Schemas["AnalyticsData"];
+export type JobServing = Schemas["JobServing"];
 
 // --- request bodies ------------------------------------------------------------------------
 /** One prediction to store (snake_case, exactly as the server takes it). */

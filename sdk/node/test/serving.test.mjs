@@ -265,3 +265,31 @@ describe("judges", () => {
     await assert.rejects(carol.trainingPredictions.judges(job.id), NotFoundError);
   });
 });
+
+describe("checkpoints joined to their job", () => {
+  it("register with jobId and step; jobServing counts the checkpoint's calls; others get 404", async () => {
+    const { erin } = await server.createKeys({ erin: ["erin", "all"] });
+    const user = new FinetuneLabClient({ apiKey: erin, baseUrl: server.baseUrl });
+    const job = await user.jobs.create({ modelName: "tiny" });
+    await user.trainingPredictions.create(job.id, [
+      { epoch: 1, step: 7, sample_index: 0, prompt: "q", prediction: "a" },
+    ]);
+    const model = await user.models.register({
+      name: "ckpt-7",
+      kind: "openai",
+      baseUrl: fake.baseUrl,
+      upstreamModel: "echo",
+      jobId: job.id,
+      step: 7,
+    });
+    assert.deepEqual([model.job_id, model.step], [job.id, 7]);
+    await user.predict({ model: "ckpt-7", messages: [{ role: "user", content: "hi" }] });
+    const serving = await user.analytics.jobServing(job.id);
+    assert.equal(serving.totals.request_count, 1);
+    assert.deepEqual(
+      serving.checkpoints.map((c) => [c.step, c.model, c.request_count]),
+      [[7, "ckpt-7", 1]],
+    );
+    await assert.rejects(client.analytics.jobServing(job.id), NotFoundError);
+  });
+});

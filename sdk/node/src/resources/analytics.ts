@@ -2,12 +2,13 @@
  * `client.analytics`: traces (spans) of model calls (list, iterate, record) and usage
  * aggregates.
  */
-import type { RequestOptions, Transport } from "../http.js";
+import { pathSegment, type RequestOptions, type Transport } from "../http.js";
 import { cursorRows } from "../pagination.js";
 import type {
   AnalyticsData,
   AnalyticsDataQuery,
   CamelKeys,
+  JobServing,
   Trace,
   TraceCreate,
   TracesPage,
@@ -116,6 +117,17 @@ export class Analytics {
     };
     return this.transport.json(
       { method: "GET", path: `${PREFIX}/data`, query },
+      requestOptions(options),
+    );
+  }
+
+  /**
+   * How a training job's checkpoints are served (models registered with its `jobId`): calls,
+   * tokens, error rate and latency p50/p95 in total and per checkpoint.
+   */
+  jobServing(jobId: string, options?: RequestOptions): Promise<JobServing> {
+    return this.transport.json(
+      { method: "GET", path: `${PREFIX}/jobs/${pathSegment(jobId)}` },
       requestOptions(options),
     );
   }

@@ -12,7 +12,8 @@ export class Models {
 
   /**
    * An OpenAI-compatible endpoint (`baseUrl`, `upstreamModel`, `apiKey`: kept on the server,
-   * never returned) or a local checkpoint directory on the server (`path`).
+   * never returned) or a local checkpoint directory on the server (`path`). `jobId` and `step`
+   * name the training round a checkpoint came from: its calls then show on that job's page.
    */
   register(options: RegisterModelOptions): Promise<RegisteredModel> {
     const body: AllKeys<ModelCreate> = {
@@ -24,6 +25,8 @@ export class Models {
       api_key: options.apiKey,
       path: options.path,
       device: options.device,
+      job_id: options.jobId,
+      step: options.step,
     };
     return this.transport.json(
       { method: "POST", path: PREFIX, json: setFields(body) },

@@ -13,10 +13,12 @@ from finetune_lab.client._transport import (
     RequestSpec,
     SyncTransport,
     parse_model,
+    path_segment,
 )
 from finetune_lab.schema_serving import (
     AnalyticsData,
     Granularity,
+    JobServing,
     Trace,
     TracesPage,
     TraceStatus,
@@ -91,6 +93,11 @@ def _data_spec(
         "operation": operation,
     }
     return RequestSpec("GET", f"{_PREFIX}/data", parse_model(AnalyticsData), params=params)
+
+
+def _job_serving_spec(job_id: str) -> RequestSpec[JobServing]:
+    path = f"{_PREFIX}/jobs/{path_segment(job_id)}"
+    return RequestSpec("GET", path, parse_model(JobServing))
 
 
 class Analytics:
@@ -191,6 +198,11 @@ class Analytics:
         spec = _data_spec(start_date, end_date, granularity, model, operation)
         return self._transport.execute(spec)
 
+    def job_serving(self, job_id: str) -> JobServing:
+        """How a training job's checkpoints are served (models registered with its `job_id`):
+        calls, tokens, error rate and latency p50/p95 in total and per checkpoint."""
+        return self._transport.execute(_job_serving_spec(job_id))
+
 
 class AsyncAnalytics:
     """Async access to `/api/analytics`; same methods as `Analytics`."""
@@ -289,6 +301,11 @@ class AsyncAnalytics:
         """Counts, tokens, error rate and latency p50/p95 per bucket, per model and in total."""
         spec = _data_spec(start_date, end_date, granularity, model, operation)
         return await self._transport.execute(spec)
+
+    async def job_serving(self, job_id: str) -> JobServing:
+        """How a training job's checkpoints are served (models registered with its `job_id`):
+        calls, tokens, error rate and latency p50/p95 in total and per checkpoint."""
+        return await self._transport.execute(_job_serving_spec(job_id))
 
 
 __all__ = ["Analytics", "AsyncAnalytics"]

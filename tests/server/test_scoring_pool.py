@@ -118,7 +118,7 @@ def test_pool_results_equal_in_process_results(pool: ScoringPool) -> None:
 def test_submit_hands_back_control_while_the_workers_score(pool: ScoringPool) -> None:
     """Ingest fills in the rest of each row between submit and collect: submit must not wait
     for the scores (and the results still come back whole, in order)."""
-    rows = [(heavy_array(700), None)] * 2 + mixed_rows(100)
+    rows: list[tuple[str, str | None]] = [(heavy_array(700), None)] * 2 + mixed_rows(100)
     started = time.perf_counter()
     collect = pool.submit(UNIQUE, rows)
     submitted = time.perf_counter() - started

@@ -70,8 +70,11 @@ def create_key(server: Server, user: str, scopes: str = "all") -> str:
 
 
 @contextlib.contextmanager
-def running_server(database_url: str | None = None) -> Iterator[Server]:
-    """`finetune-lab serve` on `database_url` (default: a temp SQLite file), with a key.
+def running_server(
+    database_url: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """`finetune-lab serve` on `database_url` (default: a temp SQLite file), with a key;
+    `env`: extra environment of the server process (its settings).
 
     The server log goes to a file, not a pipe: a pipe nobody reads would block a server that
     logs a lot (under attack, say). A server that ignores SIGTERM for 10 s is killed.
@@ -79,8 +82,8 @@ def running_server(database_url: str | None = None) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="flbench-") as tmp:
         home = Path(tmp)
         database_url = database_url or f"sqlite:///{home / 'bench.db'}"
-        env = {**os.environ, "FINETUNE_LAB_HOME": str(home)}
         key = _new_key(home, database_url, "bench", "all")
+        env = {**os.environ, **(env or {}), "FINETUNE_LAB_HOME": str(home)}
         port = _free_port()
         log_path = home / "server.log"
         with log_path.open("wb") as log:

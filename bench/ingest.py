@@ -1,27 +1,47 @@
-"""Ingest throughput: SDK over HTTP (batches of 1,000) vs raw SQLite executemany of the same rows.
+"""Ingest throughput: SDK over HTTP (batches of 1,000) vs raw inserts of the same rows; and what
+a writer at full speed costs a concurrent reader.
 
-Targets (issue 2): HTTP ingest >= 0.25x the raw executemany and >= 20,000 predictions/s.
-Where PostgreSQL 15 is installed the same run is repeated on it, against a raw COPY of the same
-rows into the same table (PostgreSQL's fastest load path); that part has no target.
+Targets (issue 14): HTTP ingest >= 0.2x a lean raw `executemany` into a 12-column SQLite table
+(issue 2's, kept: >= 0.25x a raw executemany into the server's own table, >= 20,000/s).
 
-The raw baseline inserts the same rows, already scored, into an identical table (same schema and
-indexes, built by our migrations) in WAL mode with one transaction per 1,000 rows: what the
-database alone costs, with no HTTP, validation, scoring or rollups. The two are interleaved batch
-by batch and compared by their medians, because this machine's CPU speed drifts by up to 2x
-from second to second; timing them one after the other would compare two different machines.
+Baselines, both already scored, one transaction per 1,000 rows, WAL mode:
+- lean: the 12 columns that matter (keys, texts, four scores, timestamp), no index but the
+  rowid: what SQLite alone costs for these bytes;
+- same table: the server's `predictions` table (all columns and indexes, built by our
+  migrations): what the database costs with no HTTP, validation, scoring or rollups.
+Each server setting is measured in its own server: the defaults (cheap batches scored in the
+serving process), then the scoring pool forced (`FINETUNE_LAB_SCORING_INLINE_MS=0`) with 1 and
+with 2 workers, to show how ingest scales with cores. The raw inserts and HTTP ingest are
+interleaved batch by batch and compared by their medians, because this machine's CPU speed
+drifts by up to 2x from second to second; timing them one after the other would compare two
+different machines.
+
+Every core: the same settings again with `--writers` (default 2) SDK processes ingesting at once,
+as a rate against the lean baseline measured right before and after.
+
+Reader: p50/p99 of `/trends` and of the first predictions page, idle and while another process
+ingests 1,000-row batches back to back into another job of the same user (defaults, and the
+pool with 2 workers).
+
+Where PostgreSQL 15 is installed (`--backend both` or `postgres`) the throughput part is
+repeated on it against a raw COPY into the same table; that part has no target.
 """
 
 from __future__ import annotations
 
+import argparse
+import multiprocessing
 import sqlite3
 import statistics
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy.engine import make_url
 
 from _common import postgres_database, prediction_rows, running_server, verdict
@@ -33,13 +53,36 @@ from finetune_lab.server.db.tables import predictions
 BATCH = 1_000
 BATCHES = 80
 WARMUP = 5
-
+READS = 300  # per reader phase and endpoint
+NO_RATE_LIMIT = {"FINETUNE_LAB_RATE_LIMIT": "off"}
+SETTINGS: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "pool, 1 worker": {"FINETUNE_LAB_SCORING_WORKERS": "1", "FINETUNE_LAB_SCORING_INLINE_MS": "0"},
+    "pool, 2 workers": {"FINETUNE_LAB_SCORING_WORKERS": "2", "FINETUNE_LAB_SCORING_INLINE_MS": "0"},
+}
 
 COLUMNS = [c.name for c in predictions.c if c.name != "id"]
+LEAN_COLUMNS = [
+    "job_id",
+    "epoch",
+    "step",
+    "sample_index",
+    "prompt",
+    "ground_truth",
+    "prediction",
+    "exact_match",
+    "char_error_rate",
+    "length_ratio",
+    "word_overlap",
+    "created_at",
+]
 
 
 class RawBaseline(ABC):
     """Pre-scored rows, ready for the database: the part of ingest no server can avoid."""
+
+    columns = COLUMNS
+    created_at: Any = "2026-01-01 00:00:00.000000"
 
     def prepare(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         prepared = []
@@ -55,34 +98,48 @@ class RawBaseline(ABC):
                 "length_ratio": ratio,
                 "word_overlap": overlap,
             }
-            prepared.append(tuple(full.get(name) for name in COLUMNS))
+            prepared.append(tuple(full.get(name) for name in self.columns))
         return prepared
-
-    created_at: Any = None
 
     @abstractmethod
     def insert(self, prepared: list[tuple[Any, ...]]) -> None: ...
 
 
 class RawSQLite(RawBaseline):
-    """Plain executemany in WAL mode, one transaction per batch."""
-
-    created_at = "2026-01-01 00:00:00.000000"
+    """Plain executemany into the server's own table, WAL mode, one transaction per batch."""
 
     def __init__(self, path: Path) -> None:
         db = Database(f"sqlite:///{path}")
         upgrade(db.engine)
         db.dispose()
-        placeholders = ", ".join("?" * len(COLUMNS))
-        self.sql = f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({placeholders})"
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        placeholders = ", ".join("?" * len(self.columns))
+        self.sql = f"INSERT INTO predictions ({', '.join(self.columns)}) VALUES ({placeholders})"
 
     def insert(self, prepared: list[tuple[Any, ...]]) -> None:
         self.conn.execute("BEGIN")
         self.conn.executemany(self.sql, prepared)
         self.conn.execute("COMMIT")
+
+
+class LeanSQLite(RawSQLite):
+    """The same, into a 12-column table with no index but the rowid."""
+
+    columns = LEAN_COLUMNS
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        types = {"exact_match": "REAL", "char_error_rate": "REAL", "length_ratio": "REAL"}
+        types |= {"word_overlap": "REAL", "epoch": "INTEGER", "step": "INTEGER"}
+        types |= {"sample_index": "INTEGER"}
+        columns = ", ".join(f"{name} {types.get(name, 'TEXT')}" for name in self.columns)
+        self.conn.execute(f"CREATE TABLE predictions (id INTEGER PRIMARY KEY, {columns})")
+        placeholders = ", ".join("?" * len(self.columns))
+        self.sql = f"INSERT INTO predictions ({', '.join(self.columns)}) VALUES ({placeholders})"
 
 
 class RawPostgres(RawBaseline):
@@ -110,63 +167,212 @@ class RawPostgres(RawBaseline):
                 copy.write_row(values)
 
 
-def timed(call: Any, *args: Any) -> float:
+def timed(call: Callable[..., Any], *args: Any) -> float:
     started = time.perf_counter()
     call(*args)
     return time.perf_counter() - started
 
 
-def measure(server_url: str | None, raw: RawBaseline) -> tuple[list[float], list[float]]:
-    """Per-batch seconds of the raw baseline and of SDK ingest, alternated batch by batch."""
-    data = [prediction_rows(step=s, epoch=s // 10, count=BATCH) for s in range(BATCHES + WARMUP)]
-    raw_times: list[float] = []
-    http_times: list[float] = []
+def batches() -> list[list[dict[str, Any]]]:
+    return [prediction_rows(step=s, epoch=s // 10, count=BATCH) for s in range(BATCHES + WARMUP)]
+
+
+def measure(
+    server_url: str | None, raws: list[RawBaseline], env: dict[str, str]
+) -> list[list[float]]:
+    """Per-batch seconds of each raw baseline and of SDK ingest (last), alternated batch by
+    batch."""
+    data = batches()
+    times: list[list[float]] = [[] for _ in range(len(raws) + 1)]
     with (
-        running_server(server_url) as server,
+        running_server(server_url, env={**NO_RATE_LIMIT, **env}) as server,
         FinetuneLabClient(api_key=server.key, base_url=server.url) as client,
     ):
         job = client.jobs.create(name="bench-ingest")
         for index, rows in enumerate(data):
-            prepared = raw.prepare(rows)
-            raw_t = timed(raw.insert, prepared)
-            http_t = timed(client.training_predictions.create, job.id, rows)
+            took = [timed(raw.insert, raw.prepare(rows)) for raw in raws]
+            took.append(timed(client.training_predictions.create, job.id, rows))
             if index >= WARMUP:
-                raw_times.append(raw_t)
-                http_times.append(http_t)
+                for series, seconds in zip(times, took, strict=True):
+                    series.append(seconds)
         stored = client.training_predictions.get(job.id, limit=1).total_count
         assert stored == BATCH * (BATCHES + WARMUP), stored
-    return raw_times, http_times
+    return times
 
 
-def report(title: str, baseline: str, raw_times: list[float], http_times: list[float]) -> float:
-    print(f"{title}: {BATCHES} batches x {BATCH} predictions, interleaved, medians")
-    for name, times in (("raw", raw_times), ("http", http_times)):
-        q1, q2, q3 = statistics.quantiles(times, n=4)
-        print(f"  {name:4} batch ms: p25 {q1 * 1e3:6.2f}  p50 {q2 * 1e3:6.2f}  p75 {q3 * 1e3:6.2f}")
-    raw_rate = BATCH / statistics.median(raw_times)
-    http_rate = BATCH / statistics.median(http_times)
-    print(f"  {baseline:<23}: {raw_rate:10,.0f} predictions/s (baseline)")
-    print(f"  {'SDK over HTTP':<23}: {http_rate:10,.0f} predictions/s")
-    return http_rate / raw_rate
+def rate(times: list[float]) -> float:
+    return BATCH / statistics.median(times)
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        raw_times, http_times = measure(None, RawSQLite(Path(tmp) / "raw.db"))
-    ratio = report("ingest (SQLite)", "raw SQLite executemany", raw_times, http_times)
-    http_rate = BATCH / statistics.median(http_times)
-    print(f"  ratio HTTP/raw         : {ratio:10.2f}x   target >= 0.25    {verdict(ratio >= 0.25)}")
-    print(
-        f"  absolute               : {http_rate:10,.0f}/s  target >= 20,000"
-        f"  {verdict(http_rate >= 20_000)}"
-    )
+def spread(times: list[float]) -> str:
+    q1, q2, q3 = statistics.quantiles(times, n=4)
+    return f"p25 {q1 * 1e3:6.2f}  p50 {q2 * 1e3:6.2f}  p75 {q3 * 1e3:6.2f}"
+
+
+def sqlite_throughput() -> dict[str, float]:
+    """Ratios of HTTP ingest to the lean baseline, per server setting."""
+    ratios = {}
+    for name, env in SETTINGS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            lean = LeanSQLite(Path(tmp) / "lean.db")
+            same = RawSQLite(Path(tmp) / "raw.db")
+            lean_t, same_t, http_t = measure(None, [lean, same], env)
+        print(f"ingest (SQLite, {name}): {BATCHES} batches x {BATCH}, interleaved, medians")
+        for label, times in (("lean", lean_t), ("same", same_t), ("http", http_t)):
+            print(f"  {label:4} batch ms: {spread(times)}")
+        print(f"  raw executemany, lean 12 columns : {rate(lean_t):10,.0f} predictions/s")
+        print(f"  raw executemany, same table      : {rate(same_t):10,.0f} predictions/s")
+        print(f"  SDK over HTTP                    : {rate(http_t):10,.0f} predictions/s")
+        ratios[name] = lean_ratio = rate(http_t) / rate(lean_t)
+        same_ratio = rate(http_t) / rate(same_t)
+        lean_ok, same_ok = verdict(lean_ratio >= 0.2), verdict(same_ratio >= 0.25)
+        print(f"  ratio HTTP/lean  : {lean_ratio:5.2f}x  target >= 0.20  {lean_ok}")
+        print(f"  ratio HTTP/same  : {same_ratio:5.2f}x  target >= 0.25  {same_ok}")
+        absolute_ok = verdict(rate(http_t) >= 20_000)
+        print(f"  absolute         : {rate(http_t):,.0f}/s  target >= 20,000  {absolute_ok}")
+    return ratios
+
+
+def postgres_throughput() -> None:
     with postgres_database() as server_db, postgres_database() as raw_db:
         if server_db is None or raw_db is None:
             print("ingest (PostgreSQL): skipped, PostgreSQL 15 binaries not found")
             return
-        raw_times, http_times = measure(server_db, RawPostgres(raw_db))
-    ratio = report("ingest (PostgreSQL)", "raw COPY", raw_times, http_times)
-    print(f"  ratio HTTP/raw         : {ratio:10.2f}x   (no target)")
+        raw_t, http_t = measure(server_db, [RawPostgres(raw_db)], {})
+    print(f"ingest (PostgreSQL, defaults): {BATCHES} batches x {BATCH}, interleaved, medians")
+    print(f"  raw COPY      : {rate(raw_t):10,.0f} predictions/s  ({spread(raw_t)} ms)")
+    print(f"  SDK over HTTP : {rate(http_t):10,.0f} predictions/s  ({spread(http_t)} ms)")
+    print(f"  ratio HTTP/raw: {rate(http_t) / rate(raw_t):5.2f}x  (no target)")
+
+
+def _burst(url: str, key: str, job_id: str, ready: Any, start: Any, count: int) -> None:
+    """A process that sends `count` 1,000-row batches back to back once `start` is set."""
+    data = [prediction_rows(step, step // 10, BATCH) for step in range(count)]
+    with FinetuneLabClient(api_key=key, base_url=url) as client:
+        ready.release()
+        start.wait()
+        for rows in data:
+            client.training_predictions.create(job_id, rows)
+
+
+def concurrent_rates(writers: int, count: int) -> dict[str, float]:
+    """Predictions/s of `writers` SDK processes ingesting at once, per server setting, as a
+    ratio to the lean baseline's median rate measured right before and after."""
+    ratios = {}
+    context = multiprocessing.get_context("spawn")
+    for name, env in SETTINGS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            lean = LeanSQLite(Path(tmp) / "lean.db")
+            data = batches()[:count]
+            lean_t = [timed(lean.insert, lean.prepare(rows)) for rows in data]
+            with running_server(None, env={**NO_RATE_LIMIT, **env}) as server:
+                ready, start = context.Semaphore(0), context.Event()
+                processes = []
+                for index in range(writers):
+                    job_id = f"w{index}"
+                    with httpx.Client(base_url=server.url, headers={"X-API-Key": server.key}) as h:
+                        h.post("/api/training/jobs", json={"id": job_id}).raise_for_status()
+                    args = (server.url, server.key, job_id, ready, start, count)
+                    processes.append(context.Process(target=_burst, args=args))
+                    processes[-1].start()
+                for _ in processes:
+                    ready.acquire()
+                started = time.perf_counter()
+                start.set()
+                for process in processes:
+                    process.join()
+                elapsed = time.perf_counter() - started
+            lean_t += [timed(lean.insert, lean.prepare(rows)) for rows in data]
+        http_rate = writers * count * BATCH / elapsed
+        ratios[name] = http_rate / rate(lean_t)
+        print(
+            f"ingest (SQLite, {name}, {writers} writers at once): {http_rate:9,.0f} predictions/s"
+            f" = {ratios[name]:4.2f}x lean ({rate(lean_t):,.0f}/s)"
+        )
+    return ratios
+
+
+def _writer(url: str, key: str, job_id: str, stop: Any, sent: Any) -> None:
+    """A process that ingests 1,000-row batches back to back until told to stop."""
+    with FinetuneLabClient(api_key=key, base_url=url) as client:
+        step = 0
+        while not stop.is_set():
+            client.training_predictions.create(job_id, prediction_rows(step, step // 10, BATCH))
+            step += 1
+            sent.value = step * BATCH
+
+
+def _read_times(http: httpx.Client, path: str, params: dict[str, Any]) -> list[float]:
+    times = []
+    for _ in range(READS):
+        started = time.perf_counter()
+        http.get(path, params=params).raise_for_status()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def reader_latency(setting: str) -> None:
+    """Reader p50/p99 idle vs during a full-speed writer; the writer runs in its own process
+    (its client threads must not share a GIL with the reader's)."""
+    with running_server(None, env={**NO_RATE_LIMIT, **SETTINGS[setting]}) as server:
+        headers = {"X-API-Key": server.key}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+            for job_id in ("read", "write"):
+                http.post("/api/training/jobs", json={"id": job_id}).raise_for_status()
+            with FinetuneLabClient(api_key=server.key, base_url=server.url) as client:
+                for step in range(50):  # 50 rounds of 1,000
+                    client.training_predictions.create("read", prediction_rows(step, step, BATCH))
+            reads = {
+                "/trends": ("/api/training/predictions/read/trends", {}),
+                "page": ("/api/training/predictions/read", {"limit": 50}),
+            }
+            idle = {name: _read_times(http, *call) for name, call in reads.items()}
+            context = multiprocessing.get_context("spawn")
+            stop, sent = context.Event(), context.Value("q", 0)
+            args = (server.url, server.key, "write", stop, sent)
+            writer = context.Process(target=_writer, args=args)
+            writer.start()
+            while sent.value < 5 * BATCH:  # the writer is up and ingesting
+                time.sleep(0.05)
+            started, before = time.perf_counter(), sent.value
+            busy = {name: _read_times(http, *call) for name, call in reads.items()}
+            written = (sent.value - before) / (time.perf_counter() - started)
+            stop.set()
+            writer.join(timeout=60)
+    print(f"reader while a writer ingests (SQLite, {setting}; writer {written:,.0f} predictions/s)")
+    for name in reads:
+        p50_idle, p99_idle = _p50_p99(idle[name])
+        p50_busy, p99_busy = _p50_p99(busy[name])
+        print(
+            f"  {name:7} idle p50 {p50_idle:6.1f} p99 {p99_idle:6.1f} ms | "
+            f"writing p50 {p50_busy:6.1f} p99 {p99_busy:6.1f} ms | "
+            f"p99 ratio {p99_busy / p99_idle:5.1f}x"
+        )
+
+
+def _p50_p99(times: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(times, n=100)
+    return cuts[49] * 1e3, cuts[98] * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--writers", type=int, default=2, help="SDK processes at once")
+    parser.add_argument("--skip-reader", action="store_true")
+    args = parser.parse_args()
+    if args.backend in ("sqlite", "both"):
+        ratios = sqlite_throughput()
+        one, two = ratios["pool, 1 worker"], ratios["pool, 2 workers"]
+        print(f"one writer, pool forced: 2 workers / 1 worker = {two / one:4.2f}x")
+        ratios = concurrent_rates(args.writers, BATCHES // args.writers)
+        one, two = ratios["pool, 1 worker"], ratios["pool, 2 workers"]
+        print(f"{args.writers} writers, pool forced: 2 workers / 1 worker = {two / one:4.2f}x")
+        if not args.skip_reader:
+            for setting in ("defaults", "pool, 2 workers"):
+                reader_latency(setting)
+    if args.backend in ("postgres", "both"):
+        postgres_throughput()
 
 
 if __name__ == "__main__":

@@ -465,3 +465,47 @@ def test_concurrent_overlapping_batches_keep_rollups_exact(server, api_key, uniq
                 assert point["avg_exact_match"] == pytest.approx(sum(ems) / len(ems))
             else:
                 assert point["avg_char_error_rate"] is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_pooled_scoring_keeps_every_row_with_its_own_scores(make_server, _infra, backend):
+    """Scores forced through 2 worker processes (3 chunks a batch) while the serving process
+    fills in the rest of each row: every stored row carries its own texts' scores, duplicates
+    in a batch resolve to the last one, a re-send replaces, and the rollups stay exact."""
+    srv = make_server(
+        backend,
+        extra_env={"FINETUNE_LAB_SCORING_WORKERS": "2", "FINETUNE_LAB_SCORING_INLINE_MS": "0"},
+    )
+    cases = SCORING_CASES
+    with srv.client(_infra.alice_key(srv)) as http:
+        job = create_job(http)["id"]
+        first = [
+            row(0, 0, i, prediction=f"{cases[i % len(cases)][0]} {i}", ground_truth=f"t {i}")
+            for i in range(1_200)
+        ]
+        first.append(row(0, 0, 5, prediction="last wins", ground_truth="last wins"))
+        assert ingest(http, job, first) == {
+            "job_id": job,
+            "accepted": 1_201,
+            "created": 1_200,
+            "updated": 0,
+        }
+        resent = [row(0, 0, i, prediction=f"again {i}", ground_truth="again") for i in range(600)]
+        assert ingest(http, job, resent)["updated"] == 600
+        sent = {item["sample_index"]: item for item in first}
+        sent.update({item["sample_index"]: item for item in resent})
+        stored = fetch_all(http, job)
+        assert [p["sample_index"] for p in stored] == list(range(1_200))
+        for p in stored:
+            item = sent[p["sample_index"]]
+            assert (p["prediction"], p["ground_truth"]) == (
+                item["prediction"],
+                item["ground_truth"],
+            )
+            assert p["char_error_rate"] == pytest.approx(
+                score(item["prediction"], item["ground_truth"]).char_error_rate
+            )
+        [trend] = http.get(f"{PRED}/{job}/trends").json()["trends"]
+        cers = [score(i["prediction"], i["ground_truth"]).char_error_rate for i in sent.values()]
+        assert trend["sample_count"] == 1_200
+        assert trend["avg_char_error_rate"] == pytest.approx(sum(cers) / len(cers))

@@ -115,6 +115,19 @@ def test_pool_results_equal_in_process_results(pool: ScoringPool) -> None:
         assert pool.score_rows(spec, rows) == worker.score_chunk(spec, rows, None)
 
 
+def test_submit_hands_back_control_while_the_workers_score(pool: ScoringPool) -> None:
+    """Ingest fills in the rest of each row between submit and collect: submit must not wait
+    for the scores (and the results still come back whole, in order)."""
+    rows: list[tuple[str, str | None]] = [(heavy_array(700), None)] * 2 + mixed_rows(100)
+    started = time.perf_counter()
+    collect = pool.submit(UNIQUE, rows)
+    submitted = time.perf_counter() - started
+    results = collect()
+    collected = time.perf_counter() - started - submitted
+    assert submitted < collected / 2, (submitted, collected)
+    assert results == worker.score_chunk(UNIQUE, rows, None)
+
+
 def test_workers_are_fresh_interpreters(pool: ScoringPool) -> None:
     import fastapi  # noqa: F401  (this process has the server loaded; the workers must not)
 

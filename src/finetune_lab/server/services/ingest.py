@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pydantic
+from msgspec.structs import asdict
 from sqlalchemy import (
     Connection,
     case,
@@ -22,13 +23,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
-from finetune_lab.schema import MAX_BATCH_ITEMS, PredictionIn, PredictionsBatch, is_valid_job_id
+from finetune_lab.schema import MAX_BATCH_ITEMS, is_valid_job_id
 from finetune_lab.scoring.worker import ValidatorSpec
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions
 from finetune_lab.server.errors import APIError, not_found
-from finetune_lab.server.services import judges, stream, texts
+from finetune_lab.server.services import batch_decode, judges, stream, texts
+from finetune_lab.server.services.batch_decode import IngestItem
 from finetune_lab.server.services.rollups import refresh_rounds
 from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.services.tokens import utcnow
@@ -39,10 +41,10 @@ JSON_COLUMNS = frozenset({"validation_errors", "metrics"})
 SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # the format SQLAlchemy's SQLite DateTime reads back
 
 
-def parse_batch(body: bytes) -> list[PredictionIn]:
+def parse_batch(body: bytes) -> list[IngestItem]:
     """Bytes → validated items; one bad item rejects the batch with its index in the message."""
     try:
-        items = PredictionsBatch.model_validate_json(body).predictions
+        items = batch_decode.decode(body)
     except pydantic.ValidationError as exc:
         raise _batch_error(exc.errors(include_url=False)) from None
     # JSON can only carry U+0000 as the escape \u0000: most bodies skip the per-field check.
@@ -61,7 +63,7 @@ TEXT_FIELDS = (
 )
 
 
-def _reject_nul(items: list[PredictionIn]) -> None:
+def _reject_nul(items: list[IngestItem]) -> None:
     message = "text must not contain the NUL character (U+0000)"
     for index, item in enumerate(items):
         texts: list[tuple[tuple[str, ...], str | None]]
@@ -103,21 +105,27 @@ def _batch_error(errors: list[Any]) -> APIError:
 
 
 def _scored_rows(
-    items: list[PredictionIn],
+    items: list[IngestItem],
     job_id: str,
     user_id: int,
     spec: ValidatorSpec | None,
     scoring: ScoringPool,
 ) -> list[dict[str, Any]]:
     # Same (step, sample_index) twice in one batch: the last one wins.
-    latest: dict[tuple[int, int], PredictionIn] = {}
+    latest: dict[tuple[int, int], IngestItem] = {}
     for item in items:
         latest[(item.step, item.sample_index)] = item
     kept = list(latest.values())
-    results = scoring.score_rows(spec, [(item.prediction, item.ground_truth) for item in kept])
+    pending = scoring.submit(spec, [(item.prediction, item.ground_truth) for item in kept])
+    # While the workers score: the rest of each row.
     rows = []
-    for item, result in zip(kept, results, strict=True):
-        row = dict(item.__dict__)
+    for item in kept:
+        row = asdict(item)
+        row["job_id"] = job_id
+        row["user_id"] = user_id
+        row["created_at"] = None  # stamped once per batch by the upsert
+        rows.append(row)
+    for row, result in zip(rows, pending(), strict=True):
         (
             row["exact_match"],
             row["char_error_rate"],
@@ -127,10 +135,6 @@ def _scored_rows(
             row["validation_kind"],
             row["validation_errors"],
         ) = result
-        row["job_id"] = job_id
-        row["user_id"] = user_id
-        row["created_at"] = None  # stamped once per batch by the upsert
-        rows.append(row)
     return rows
 
 
@@ -267,7 +271,7 @@ def ingest(
     db: Database,
     principal: Principal,
     job_id: str,
-    items: list[PredictionIn],
+    items: list[IngestItem],
     scoring: ScoringPool,
 ) -> dict[str, Any]:
     if principal.job_id is not None and principal.job_id != job_id:
@@ -334,7 +338,7 @@ def ingest(
 JUDGES_QUEUED = "_judges_queued"  # internal: the route wakes the judge worker, then drops it
 
 
-def _reject_judge_metrics(items: list[PredictionIn]) -> None:
+def _reject_judge_metrics(items: list[IngestItem]) -> None:
     """`judge:<name>` metrics are the server's own (model-graded): a client cannot send them."""
     for index, item in enumerate(items):
         for name in item.metrics or ():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, TimeoutError
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +62,11 @@ def chunks(count: int, workers: int) -> list[range]:
 
 def _scoring_s(rows: list[tuple[str, str | None]]) -> float:
     """A generous bound on the seconds the scores of `rows` take."""
-    cells = sum(min(len(p) * len(t or ""), CER_MAX_CELLS) for p, t in rows)
-    chars = sum(len(p) + len(t or "") for p, t in rows)
+    cells = chars = 0
+    for prediction, truth in rows:  # one plain loop: this runs on every ingest
+        length, truth_length = len(prediction), len(truth) if truth else 0
+        cells += min(length * truth_length, CER_MAX_CELLS)
+        chars += length + truth_length
     return cells * CELL_S + chars * CHAR_S + len(rows) * ROW_S
 
 
@@ -102,19 +106,30 @@ class ScoringPool:
         self, spec: ValidatorSpec | None, rows: list[tuple[str, str | None]]
     ) -> list[RowResult]:
         """Scores and validation of every (prediction, ground_truth), in order."""
+        return self.submit(spec, rows)()
+
+    def submit(
+        self, spec: ValidatorSpec | None, rows: list[tuple[str, str | None]]
+    ) -> Callable[[], list[RowResult]]:
+        """Start scoring `rows`; the returned call waits for their results, in order. The
+        caller can do its own per-row work in between, while the workers score."""
         cheap = (spec is None or not spec.has_schema) and _scoring_s(rows) <= self.settings.inline_s
         if self._pool is None or cheap or not rows:
-            return worker.score_chunk(spec, rows, None)
-        parts = chunks(len(rows), self.settings.workers)
+            done = worker.score_chunk(spec, rows, None)
+            return lambda: done
+        parts = [[rows[i] for i in part] for part in chunks(len(rows), self.settings.workers)]
         budgets = [self._budget(len(part), len(rows)) for part in parts]
         futures = [
-            self._submit(spec, [rows[i] for i in part], budget)
-            for part, budget in zip(parts, budgets, strict=True)
+            self._submit(spec, part, budget) for part, budget in zip(parts, budgets, strict=True)
         ]
-        results: list[RowResult] = []
-        for part, budget, future in zip(parts, budgets, futures, strict=True):
-            results.extend(self._collect(spec, [rows[i] for i in part], budget, future))
-        return results
+
+        def collect() -> list[RowResult]:
+            results: list[RowResult] = []
+            for part, budget, future in zip(parts, budgets, futures, strict=True):
+                results.extend(self._collect(spec, part, budget, future))
+            return results
+
+        return collect
 
     def _budget(self, rows: int, of: int) -> Budget:
         return Budget(row_s=self.settings.row_s, chunk_s=self.settings.batch_s * rows / of)

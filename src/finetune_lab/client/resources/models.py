@@ -114,7 +114,9 @@ class AsyncModels:
         step: int | None = None,
     ) -> RegisteredModel:
         """An OpenAI-compatible endpoint (`base_url`, `upstream_model`, `api_key`, kept on the
-        server and never returned) or a local checkpoint directory on the server (`path`)."""
+        server and never returned) or a local checkpoint directory on the server (`path`).
+        `job_id`/`step`: the training job and round the checkpoint came from (its calls'
+        spans then carry them, and the job page shows how it is served)."""
         spec = _register_spec(
             name, kind, base_url, upstream_model, api_key, path, device, description, job_id, step
         )

@@ -434,11 +434,16 @@ def _p50_p99(times: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
+    global BATCHES  # --batches: the functions above read it
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--writers", type=int, default=2, help="SDK processes at once")
     parser.add_argument("--skip-reader", action="store_true")
+    parser.add_argument(
+        "--batches", type=int, default=BATCHES, help=f"measured batches per setting ({BATCHES})"
+    )
     args = parser.parse_args()
+    BATCHES = args.batches
     if args.backend in ("sqlite", "both"):
         ratios = sqlite_throughput()
         one, two = ratios["pool, 1 worker"], ratios["pool, 2 workers"]

@@ -7,11 +7,15 @@ of both jobs alternated call by call: `/trends`, `/epochs`, the last cursor page
 view (first 100 samples x every round, CER) and `q` for a word found in exactly one row.
 
 The fill skips HTTP to reach 10M in minutes: rows are made and scored in this process with the
-server's scoring (`scoring.score`), written with one COPY per round into the tables the server
-writes (`write_rows`, the one function to adapt when the storage layout changes), and each
-round's rollup is computed from its scored rows with the server's own `RoundTotals`, exactly as
-ingest would store it. Not written: stream events (no reader here needs them). A throwaway
-PostgreSQL 15 cluster (the test suite's harness: fsync off) holds both jobs.
+server's scoring (`scoring.score`), written with COPY into the tables the server writes
+(`write_rows`, the one function to adapt when the storage layout changes): texts once per job
+(migration 0005: the round's prompts and ground truths the job has not stored yet go into
+`prediction_texts`, keyed by the server's own `texts.digest`), then the round's rows with the
+texts' ids; the pg_trgm GIN indexes of migration 0006 are kept by COPY itself (the bench checks
+they exist). Each round's rollup is computed from its scored rows with the server's own
+`RoundTotals`, exactly as ingest would store it. Not written: stream events (no reader here
+needs them). A throwaway PostgreSQL 15 cluster (the test suite's harness: fsync off) holds both
+jobs. Disk size counts `predictions` and the job's share of `prediction_texts`.
 
     PYTHONPATH=src .venv/bin/python bench/big_job.py               # 10M rows
     PYTHONPATH=src .venv/bin/python bench/big_job.py --rows 200000  # smoke run
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
@@ -37,6 +41,8 @@ from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions, round_rollups
 from finetune_lab.server.services.queries import encode_cursor
 from finetune_lab.server.services.rollups import RoundTotals
+from finetune_lab.server.services.search import PG_INDEXES
+from finetune_lab.server.services.texts import TEXT_FIELDS, digest
 
 SMALL_ROWS = 10_000
 ROUNDS_PER_EPOCH = 10
@@ -94,19 +100,57 @@ def round_rows(job_id: str, user_id: int, round_index: int, samples: int) -> lis
     return rows
 
 
-def write_rows(conn: psycopg.Connection[Any], rows: list[dict[str, Any]]) -> None:
-    """Store scored rows where the server keeps them: one binary COPY into `predictions`."""
-    types = conn.execute(
-        "SELECT attname, atttypid::regtype::text FROM pg_attribute"
-        " WHERE attrelid = 'predictions'::regclass AND attnum > 0 AND NOT attisdropped"
-    ).fetchall()
-    by_name = dict(types)
-    values_of = itemgetter(*COLUMNS)
-    copy_sql = f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+def _binary_copy(
+    conn: psycopg.Connection[Any], table: str, columns: list[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """One binary COPY of `rows` (tuples in `columns` order) into `table`."""
+    types = dict(
+        conn.execute(
+            "SELECT attname, atttypid::regtype::text FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (table,),
+        ).fetchall()
+    )
+    copy_sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        copy.set_types([by_name[name] for name in COLUMNS])
-        for row in rows:
-            copy.write_row(values_of(row))
+        copy.set_types([types[name] for name in columns])
+        for values in rows:
+            copy.write_row(values)
+
+
+def write_rows(
+    conn: psycopg.Connection[Any], rows: list[dict[str, Any]], text_ids: dict[str, int]
+) -> None:
+    """Store scored rows of one job where the server keeps them: the texts the job has not
+    stored yet (`text_ids`, text -> id, is what it has; updated here) with one binary COPY into
+    `prediction_texts`, their ids read back, then one binary COPY of the rows with the ids into
+    `predictions`."""
+    job_id = rows[0]["job_id"]
+    new = {
+        text: digest(text)
+        for row in rows
+        for field in TEXT_FIELDS
+        if (text := row[field]) is not None and text not in text_ids
+    }
+    if new:
+        _binary_copy(
+            conn,
+            "prediction_texts",
+            ["job_id", "digest", "text"],
+            [(job_id, key, text) for text, key in new.items()],
+        )
+        by_digest = dict(
+            conn.execute(
+                "SELECT digest, id FROM prediction_texts WHERE job_id = %s AND digest = ANY(%s)",
+                (job_id, list(new.values())),
+            ).fetchall()
+        )
+        text_ids.update((text, by_digest[key]) for text, key in new.items())
+    for row in rows:
+        for field, id_column in TEXT_FIELDS.items():
+            text = row[field]
+            row[id_column] = None if text is None else text_ids[text]
+    _binary_copy(conn, "predictions", COLUMNS, map(itemgetter(*COLUMNS), rows))
 
 
 def fill(db: Database, libpq_url: str, job_id: str, rows: int, rounds: int) -> float:
@@ -115,10 +159,11 @@ def fill(db: Database, libpq_url: str, job_id: str, rows: int, rounds: int) -> f
     with db.read() as conn:
         user_id = int(conn.execute(select(jobs.c.user_id).where(jobs.c.id == job_id)).scalar_one())
     started = time.perf_counter()
+    text_ids: dict[str, int] = {}
     with psycopg.connect(libpq_url, autocommit=False) as conn:
         for round_index in range(rounds):
             scored = round_rows(job_id, user_id, round_index, samples)
-            write_rows(conn, scored)
+            write_rows(conn, scored, text_ids)
             totals = RoundTotals.of_predictions(scored)
             rollup = totals.to_row(job_id, scored[0]["step"], scored[0]["epoch"])
             with db.write() as db_conn:  # the rollup as refresh_rounds stores it
@@ -129,18 +174,36 @@ def fill(db: Database, libpq_url: str, job_id: str, rows: int, rounds: int) -> f
                 print(f"  {job_id}: {done:,} rows, {done / (time.perf_counter() - started):,.0f}/s")
     with psycopg.connect(libpq_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE predictions")
+        conn.execute("VACUUM ANALYZE prediction_texts")
         conn.execute("VACUUM ANALYZE round_rollups")
     return samples * rounds / (time.perf_counter() - started)
 
 
 def disk(libpq_url: str) -> dict[str, int]:
+    """Bytes of the predictions and texts tables, of their indexes (the pg_trgm ones also
+    apart), of the rollups and of the whole database."""
     with psycopg.connect(libpq_url) as conn:
         sizes = conn.execute(
-            "SELECT pg_table_size('predictions'), pg_indexes_size('predictions'),"
-            " pg_total_relation_size('round_rollups'), pg_database_size(current_database())"
+            "SELECT pg_table_size('predictions'), pg_table_size('prediction_texts'),"
+            " pg_indexes_size('predictions') + pg_indexes_size('prediction_texts'),"
+            " (SELECT coalesce(sum(pg_relation_size(indexname::regclass)), 0)::bigint"
+            "  FROM pg_indexes WHERE indexname = ANY(%s)),"
+            " pg_total_relation_size('round_rollups'), pg_database_size(current_database())",
+            (list(PG_INDEXES),),
         ).fetchone()
     assert sizes is not None
-    return dict(zip(("table", "indexes", "rollups", "database"), sizes, strict=True))
+    names = ("table", "texts", "indexes", "trigram", "rollups", "database")
+    return dict(zip(names, sizes, strict=True))
+
+
+def search_indexes(libpq_url: str) -> list[str]:
+    """The pg_trgm GIN indexes migration 0006 created in this database."""
+    with psycopg.connect(libpq_url) as conn:
+        found = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE indexname = ANY(%s) ORDER BY 1",
+            (list(PG_INDEXES),),
+        ).fetchall()
+    return [name for (name,) in found]
 
 
 def reads(http: httpx.Client, rows: int, rounds: int) -> list[tuple[str, float, float]]:
@@ -207,6 +270,9 @@ def main() -> None:
             with httpx.Client(base_url=server.url, headers=headers, timeout=600) as http:
                 for job_id in ("small", "big"):
                     http.post("/api/training/jobs", json={"id": job_id}).raise_for_status()
+                indexes = search_indexes(libpq_url)
+                print(f"big job: search indexes {', '.join(indexes) or 'none'}")
+                assert len(indexes) == len(PG_INDEXES), "migration 0006 made no pg_trgm index"
                 db = Database(database_url)
                 empty = disk(libpq_url)
                 fill(db, libpq_url, "small", SMALL_ROWS, args.rounds)
@@ -228,10 +294,14 @@ def report(
     for (job, count), start, end in zip(
         (("small", SMALL_ROWS), ("big", rows)), sizes[:-1], sizes[1:], strict=True
     ):
-        table, indexes = end["table"] - start["table"], end["indexes"] - start["indexes"]
+        table, texts, indexes, trigram = (
+            end[key] - start[key] for key in ("table", "texts", "indexes", "trigram")
+        )
         print(
-            f"  disk, {job} job: table {table / 2**20:,.1f} MiB + indexes"
-            f" {indexes / 2**20:,.1f} MiB = {(table + indexes) / count:,.0f} bytes per prediction"
+            f"  disk, {job} job: predictions {table / 2**20:,.1f} MiB + texts"
+            f" {texts / 2**20:,.1f} MiB + indexes {indexes / 2**20:,.1f} MiB (trigram"
+            f" {trigram / 2**20:,.1f} MiB) = {(table + texts + indexes) / count:,.0f} bytes"
+            " per prediction"
         )
     print(f"  database in all: {sizes[-1]['database'] / 2**30:,.2f} GiB")
     for name, small, big in results:

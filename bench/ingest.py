@@ -8,7 +8,11 @@ Baselines, both already scored, one transaction per 1,000 rows, WAL mode:
 - lean: the 12 columns that matter (keys, texts, four scores, timestamp), no index but the
   rowid: what SQLite alone costs for these bytes;
 - same table: the server's `predictions` table (all columns and indexes, built by our
-  migrations): what the database costs with no HTTP, validation, scoring or rollups.
+  migrations), texts stored once as the server stores them (migration 0005): each batch's
+  distinct prompts and ground truths into `prediction_texts` (keyed by the server's digest;
+  those the job has already are skipped), their ids looked up, then the rows with the ids; the
+  search index (0006) kept by the migrations' triggers or GIN indexes: what the database costs
+  with no HTTP, validation, scoring or rollups.
 Each server setting is measured in its own server: the defaults (cheap batches scored in the
 serving process), then the scoring pool forced (`FINETUNE_LAB_SCORING_INLINE_MS=0`) with 1 and
 with 2 workers, to show how ingest scales with cores. The raw inserts and HTTP ingest are
@@ -37,6 +41,7 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,7 @@ from finetune_lab import FinetuneLabClient
 from finetune_lab.scoring import score
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.db.tables import predictions
+from finetune_lab.server.services.texts import LOOKUP_CHUNK, TEXT_FIELDS, digest
 
 BATCH = 1_000
 BATCHES = 80
@@ -62,6 +68,7 @@ SETTINGS: dict[str, dict[str, str]] = {
 }
 
 COLUMNS = [c.name for c in predictions.c if c.name != "id"]
+RAW_JOB = "raw"
 LEAN_COLUMNS = [
     "job_id",
     "epoch",
@@ -78,19 +85,47 @@ LEAN_COLUMNS = [
 ]
 
 
+@dataclass
+class Prepared:
+    """A batch ready for the database: row tuples in `columns` order (where the table keeps
+    texts once, the text-id columns hold the text's digest until `with_ids`) and the batch's
+    distinct texts by digest."""
+
+    rows: list[tuple[Any, ...]]
+    texts: dict[bytes, str]
+    id_positions: list[int]
+
+    def with_ids(self, ids: dict[bytes, int]) -> list[tuple[Any, ...]]:
+        """The rows with each digest replaced by its text's id."""
+        if not self.id_positions:
+            return self.rows
+        out = []
+        for row in self.rows:
+            values = list(row)
+            for position in self.id_positions:
+                if values[position] is not None:
+                    values[position] = ids[values[position]]
+            out.append(tuple(values))
+        return out
+
+
 class RawBaseline(ABC):
     """Pre-scored rows, ready for the database: the part of ingest no server can avoid."""
 
     columns = COLUMNS
     created_at: Any = "2026-01-01 00:00:00.000000"
 
-    def prepare(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        prepared = []
+    def prepare(self, rows: list[dict[str, Any]]) -> Prepared:
+        """Scores and digests, computed before the clock starts (as the HTTP side's rows are
+        built before theirs)."""
+        id_positions = [self.columns.index(c) for c in TEXT_FIELDS.values() if c in self.columns]
+        prepared: list[tuple[Any, ...]] = []
+        texts: dict[bytes, str] = {}
         for row in rows:
             exact, cer, ratio, overlap = score(row["prediction"], row["ground_truth"])
             full = {
                 **row,
-                "job_id": "raw",
+                "job_id": RAW_JOB,
                 "user_id": 1,
                 "created_at": self.created_at,
                 "exact_match": exact,
@@ -98,34 +133,66 @@ class RawBaseline(ABC):
                 "length_ratio": ratio,
                 "word_overlap": overlap,
             }
+            if id_positions:
+                for field, id_column in TEXT_FIELDS.items():
+                    text: str | None = full.get(field)
+                    full[id_column] = None
+                    if text is not None:
+                        full[id_column] = key = digest(text)
+                        texts[key] = text
             prepared.append(tuple(full.get(name) for name in self.columns))
-        return prepared
+        return Prepared(prepared, texts, id_positions)
 
     @abstractmethod
-    def insert(self, prepared: list[tuple[Any, ...]]) -> None: ...
+    def insert(self, prepared: Prepared) -> None: ...
 
 
 class RawSQLite(RawBaseline):
-    """Plain executemany into the server's own table, WAL mode, one transaction per batch."""
+    """Plain executemany into the server's own tables, WAL mode, one transaction per batch:
+    the batch's texts the job lacks, their ids, then the rows."""
 
     def __init__(self, path: Path) -> None:
         db = Database(f"sqlite:///{path}")
         upgrade(db.engine)
         db.dispose()
+        self._connect(path)
+
+    def _connect(self, path: Path) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         placeholders = ", ".join("?" * len(self.columns))
         self.sql = f"INSERT INTO predictions ({', '.join(self.columns)}) VALUES ({placeholders})"
 
-    def insert(self, prepared: list[tuple[Any, ...]]) -> None:
+    def _text_ids(self, texts: dict[bytes, str]) -> dict[bytes, int]:
+        self.conn.executemany(
+            "INSERT INTO prediction_texts (job_id, digest, text) VALUES (?, ?, ?)"
+            " ON CONFLICT (job_id, digest) DO NOTHING",
+            [(RAW_JOB, key, text) for key, text in texts.items()],
+        )
+        keys: list[bytes] = list(texts)
+        ids: dict[bytes, int] = {}
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start : start + LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            ids.update(
+                self.conn.execute(
+                    "SELECT digest, id FROM prediction_texts WHERE job_id = ?"
+                    f" AND digest IN ({marks})",
+                    (RAW_JOB, *chunk),
+                )
+            )
+        return ids
+
+    def insert(self, prepared: Prepared) -> None:
         self.conn.execute("BEGIN")
-        self.conn.executemany(self.sql, prepared)
+        ids = self._text_ids(prepared.texts) if prepared.id_positions else {}
+        self.conn.executemany(self.sql, prepared.with_ids(ids))
         self.conn.execute("COMMIT")
 
 
 class LeanSQLite(RawSQLite):
-    """The same, into a 12-column table with no index but the rowid."""
+    """The same, into a 12-column table with no index but the rowid (texts in the rows)."""
 
     columns = LEAN_COLUMNS
 
@@ -144,7 +211,7 @@ class LeanSQLite(RawSQLite):
 
 class RawPostgres(RawBaseline):
     """COPY into the same table (built by our migrations in a second database), one
-    transaction per batch."""
+    transaction per batch, after the batch's texts the job lacks and their ids."""
 
     created_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -161,10 +228,21 @@ class RawPostgres(RawBaseline):
         )
         self.copy = f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN"
 
-    def insert(self, prepared: list[tuple[Any, ...]]) -> None:
-        with self.conn.transaction(), self.conn.cursor() as cursor, cursor.copy(self.copy) as copy:
-            for values in prepared:
-                copy.write_row(values)
+    def insert(self, prepared: Prepared) -> None:
+        with self.conn.transaction(), self.conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO prediction_texts (job_id, digest, text) VALUES (%s, %s, %s)"
+                " ON CONFLICT (job_id, digest) DO NOTHING",
+                [(RAW_JOB, key, text) for key, text in prepared.texts.items()],
+            )
+            cursor.execute(
+                "SELECT digest, id FROM prediction_texts WHERE job_id = %s AND digest = ANY(%s)",
+                (RAW_JOB, list(prepared.texts)),
+            )
+            ids = {bytes(key): text_id for key, text_id in cursor.fetchall()}
+            with cursor.copy(self.copy) as copy:
+                for values in prepared.with_ids(ids):
+                    copy.write_row(values)
 
 
 def timed(call: Callable[..., Any], *args: Any) -> float:
@@ -356,11 +434,16 @@ def _p50_p99(times: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
+    global BATCHES  # --batches: the functions above read it
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--writers", type=int, default=2, help="SDK processes at once")
     parser.add_argument("--skip-reader", action="store_true")
+    parser.add_argument(
+        "--batches", type=int, default=BATCHES, help=f"measured batches per setting ({BATCHES})"
+    )
     args = parser.parse_args()
+    BATCHES = args.batches
     if args.backend in ("sqlite", "both"):
         ratios = sqlite_throughput()
         one, two = ratios["pool, 1 worker"], ratios["pool, 2 workers"]

@@ -181,7 +181,8 @@ def test_trace_aliases_stay_strict(server: ServerHandle, new_user: NewUser) -> N
         {"model": "a", "model_name": "b"},  # both spellings of one field
         {"model": "a", "latency_ms": 1, "duration_ms": 2},
         {"span_name": "s", "cost_usd": 0.1},  # upstream fields we do not keep: still unknown
-        {"span_name": "s", "status": "pending"},
+        {"span_name": "s", "status": "pending"},  # never sent by the SDKs (CONTRACT)
+        {"span_name": "s", "status": "running"},
         {"span_name": "s", "trace_id": "has space"},
         {"span_name": "s", "span_id": "x" * 65},
         {"operation_type": "llm_call"},  # neither a model nor a span name

@@ -124,6 +124,38 @@ def test_cors_allows_only_configured_origins(make_server: MakeServer) -> None:
     assert "access-control-allow-origin" not in bad.headers
 
 
+def test_cors_carries_w3c_trace_context(make_server: MakeServer) -> None:
+    """A browser app may send `traceparent` to predict and read the `traceresponse` answer."""
+    origin = "https://lab.example.com"
+    server = make_server("sqlite", extra_env={"FINETUNE_LAB_CORS_ORIGINS": origin})
+    key = server.create_key("frank")
+    chat = "/v1/chat/completions"
+    parent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    with server.client(key) as http:
+        preflight = http.options(
+            chat,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,traceparent,x-api-key",
+            },
+        )
+        answer = http.post(
+            chat,
+            headers={"Origin": origin, "traceparent": parent},
+            json={
+                "model": "nobody-registered-this",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+    assert preflight.status_code == 200, preflight.text
+    assert "traceparent" in preflight.headers["access-control-allow-headers"].lower()
+    assert answer.status_code == 404  # an unknown model: still a span, named in the answer
+    assert answer.headers["traceresponse"].startswith("00-" + "ab" * 16 + "-")
+    exposed = answer.headers["access-control-expose-headers"].lower()
+    assert "traceresponse" in exposed.split(", ")
+
+
 def test_security_headers(server: ServerHandle, api_key: str) -> None:
     with server.client(api_key) as http:
         api = http.get(JOBS)

@@ -9,6 +9,7 @@ import itertools
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -20,6 +21,7 @@ from server._helpers import assert_error
 from .conftest import NewUser, User, register_remote
 
 TRACES = "/api/analytics/traces"
+DATA = "/api/analytics/data"
 
 
 def listed(user: User, **params: str | int) -> list[dict]:
@@ -179,7 +181,8 @@ def test_trace_aliases_stay_strict(server: ServerHandle, new_user: NewUser) -> N
         {"model": "a", "model_name": "b"},  # both spellings of one field
         {"model": "a", "latency_ms": 1, "duration_ms": 2},
         {"span_name": "s", "cost_usd": 0.1},  # upstream fields we do not keep: still unknown
-        {"span_name": "s", "status": "pending"},
+        {"span_name": "s", "status": "pending"},  # never sent by the SDKs (CONTRACT)
+        {"span_name": "s", "status": "running"},
         {"span_name": "s", "trace_id": "has space"},
         {"span_name": "s", "span_id": "x" * 65},
         {"operation_type": "llm_call"},  # neither a model nor a span name
@@ -348,3 +351,107 @@ def test_sdk_trace_filters(server: ServerHandle, new_user: NewUser) -> None:
         assert sorted(t.span_name or "" for t in both.traces) == ["step 0", "step 2"]
         every = list(client.analytics.iter_traces(page_size=1, trace_id=trace_id))
         assert len(every) == 3 and len({t.span_id for t in every}) == 3
+
+
+# --- upstream `analytics.data`: camelCase query parameters ----------------------------------
+
+
+def test_upstream_analytics_data_date_range(server: ServerHandle, new_user: NewUser) -> None:
+    """`analytics.data(start_date=..., end_date=..., granularity=...)` (Python) and
+    `analytics.data({ startDate, endDate, granularity })` (TypeScript) both send the query
+    `startDate`/`endDate`/`granularity`: the range they ask for is the range counted."""
+    user = new_user("production")
+    day = datetime(2030, 3, 1, 9, 0, tzinfo=timezone.utc)
+    for hours, ms in ((0, 100), (30, 300)):  # one span on 1 March, one on 2 March
+        start = (day + timedelta(hours=hours)).isoformat()
+        body = {"span_name": "llm", "model": "m", "start_time": start, "duration_ms": ms}
+        assert user.http.post(TRACES, json=body).status_code == 201
+    upstream = {"granularity": "day", "startDate": "2030-03-01", "endDate": "2030-03-02"}
+    resp = user.http.get(DATA, params=upstream)
+    assert resp.status_code == 200, resp.text
+    data = resp.json()
+    assert parse_time(data["start_date"]) == datetime(2030, 3, 1, tzinfo=timezone.utc)
+    assert parse_time(data["end_date"]) == datetime(2030, 3, 3, tzinfo=timezone.utc)
+    assert data["totals"]["request_count"] == 2 and data["totals"]["avg_latency_ms"] == 200
+    assert [b["request_count"] for b in data["buckets"]] == [1, 1]
+    # The same answer as our own spelling; one end only narrows as it does there.
+    ours = user.http.get(DATA, params={"start_date": "2030-03-01", "end_date": "2030-03-02"})
+    assert ours.json()["totals"] == data["totals"]
+    only_second = user.http.get(DATA, params={"startDate": "2030-03-02", "endDate": "2030-03-02"})
+    assert only_second.json()["totals"]["request_count"] == 1
+    # Both spellings of one parameter: which is meant? 422, whatever the values.
+    for params in (
+        {"start_date": "2030-03-01", "startDate": "2030-03-01"},
+        {"end_date": "2030-03-02", "endDate": "2030-03-01", "startDate": "2030-03-01"},
+    ):
+        assert_error(user.http.get(DATA, params=params), 422)
+    assert_error(user.http.get(DATA, params={"startDate": "March"}), 422)
+
+
+# --- re-posting a span replaces it (the upstream server upserts on span_id) ----------------
+
+
+def test_reposted_span_replaces_the_stored_one(server: ServerHandle, new_user: NewUser) -> None:
+    """The TypeScript `createTrace` of a span as it starts, then again when it ends (same
+    traceId/spanId): one span, the second version; `{ id }` is the same both times."""
+    user, other = new_user("production"), new_user("production")
+    start = datetime(2030, 4, 1, 8, 0, tzinfo=timezone.utc)
+    first = {
+        "trace_id": "trace_upsert",
+        "span_id": "span_1",
+        "span_name": "llm.completion",
+        "start_time": start.isoformat(),
+        "operation_type": "llm_call",
+        "model_name": "gpt-4",
+        "metadata": {"phase": "started"},
+    }
+    done = {
+        **{k: v for k, v in first.items() if k != "metadata"},
+        "end_time": (start + timedelta(milliseconds=800)).isoformat(),
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "status": "failed",
+        "error_message": "timeout",
+    }
+    a = user.http.post(TRACES, json=first)
+    b = user.http.post(TRACES, json=done)
+    assert (a.status_code, b.status_code) == (201, 201), b.text
+    assert a.json()["id"] == b.json()["id"]
+    spans = listed(user, trace_id="trace_upsert")
+    assert len(spans) == 1
+    span = spans[0]
+    assert (span["status"], span["error"], span["total_tokens"]) == ("error", "timeout", 15)
+    assert span["latency_ms"] == 800 and span["metadata"] is None  # replaced, not merged
+    totals = user.http.get(DATA, params={"startDate": "2030-04-01", "endDate": "2030-04-01"})
+    assert totals.json()["totals"]["request_count"] == 1
+    # Another user's span with the same ids is theirs; the same span id in another trace and
+    # spans without explicit ids are new rows.
+    assert other.http.post(TRACES, json=first).json()["id"] != a.json()["id"]
+    assert listed(user, trace_id="trace_upsert")[0]["status"] == "error"
+    elsewhere = user.http.post(TRACES, json={**first, "trace_id": "trace_other"})
+    assert elsewhere.json()["id"] != a.json()["id"]
+    no_ids = {"span_name": "s", "model": "m"}
+    assert (
+        user.http.post(TRACES, json=no_ids).json()["id"]
+        != (user.http.post(TRACES, json=no_ids).json()["id"])
+    )
+    # A refused re-post leaves the stored span as it was.
+    assert_error(user.http.post(TRACES, json={**done, "cost_usd": 1}), 422)
+    assert listed(user, trace_id="trace_upsert") == spans
+
+
+def test_concurrent_posts_of_one_span_store_one_row(
+    server: ServerHandle, new_user: NewUser
+) -> None:
+    user = new_user("production")
+    body = {"trace_id": "trace_race", "span_id": "span_race", "span_name": "s", "model": "m"}
+
+    def post(i: int) -> int:
+        resp = user.http.post(TRACES, json={**body, "metadata": {"i": i}})
+        assert resp.status_code == 201, resp.text
+        return int(resp.json()["id"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = set(pool.map(post, range(16)))
+    assert len(ids) == 1
+    assert len(listed(user, trace_id="trace_race")) == 1

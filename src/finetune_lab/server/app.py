@@ -110,7 +110,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+            # W3C trace context in (predict joins the caller's trace) and out (its span).
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Last-Event-ID",
+                "traceparent",
+                "tracestate",
+            ],
+            expose_headers=["traceresponse"],
             max_age=600,
         )
     serving.install(app, db, settings)

@@ -17,6 +17,7 @@ from finetune_lab.schema_serving import (
     TraceStatus,
 )
 from finetune_lab.server.deps import Db, Production
+from finetune_lab.server.errors import validation_error
 from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import analytics, traces
 from finetune_lab.server.services.job_serving import job_serving
@@ -24,6 +25,16 @@ from finetune_lab.server.services.traces import TraceFilters, check_range, parse
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 NoNul = r"^[^\x00]*$"
+
+
+def one_spelling(value: str | None, alias: str | None, name: str, alias_name: str) -> str | None:
+    """A query parameter or its upstream-SDK spelling, never both (422: which one is meant?)."""
+    if value is not None and alias is not None:
+        message = f"{name} and {alias_name} are the same parameter: send one of them"
+        raise validation_error(
+            message, [{"loc": ["query", alias_name], "message": message, "type": "value_error"}]
+        )
+    return alias if value is None else value
 
 
 @router.get("/traces", response_model=TracesPage)
@@ -76,11 +87,20 @@ def analytics_data(
     granularity: Granularity = "day",
     model: str | None = Query(None, max_length=512, pattern=NoNul),
     operation: str | None = Query(None, max_length=512, pattern=NoNul),
+    start_date_upstream: str | None = Query(
+        None, alias="startDate", max_length=64, description="alias of start_date (upstream SDKs)"
+    ),
+    end_date_upstream: str | None = Query(
+        None, alias="endDate", max_length=64, description="alias of end_date (upstream SDKs)"
+    ),
     *,
     principal: Production,
     db: Db,
 ) -> JSONBytesResponse:
-    """Counts, tokens, error rate and latency p50/p95 per time bucket, per model and in total."""
+    """Counts, tokens, error rate and latency p50/p95 per time bucket, per model and in total.
+    `startDate`/`endDate` (the upstream SDKs' spelling) mean `start_date`/`end_date`."""
+    start_date = one_spelling(start_date, start_date_upstream, "start_date", "startDate")
+    end_date = one_spelling(end_date, end_date_upstream, "end_date", "endDate")
     start = parse_time(start_date, "start_date")
     end = parse_time(end_date, "end_date", end=True)
     result = analytics.data(

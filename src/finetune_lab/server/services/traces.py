@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, insert, null, or_, select, text, update
 
 from finetune_lab.schema_serving import Trace, TraceCreate
 from finetune_lab.server.auth import Principal
@@ -115,15 +115,51 @@ def record_trace(db: Database, user_id: int, **values: Any) -> int:
 
 
 def create_trace(db: Database, principal: Principal, body: TraceCreate) -> dict[str, Any]:
+    """Record a span; one naming a (trace_id, span_id) the caller already stored replaces it
+    (a client re-posting a span as it progresses, as the upstream SDKs' server allows)."""
+    explicit = body.trace_id is not None and body.span_id is not None
     values = span_defaults(body.model_dump(exclude_none=True))
     if body.total_tokens is None and (
         body.prompt_tokens is not None or body.completion_tokens is not None
     ):
         values["total_tokens"] = (body.prompt_tokens or 0) + (body.completion_tokens or 0)
     with db.write() as conn:
-        trace_id = insert_trace(conn, principal.user_id, **values)
-        row = conn.execute(select(*TRACE_COLUMNS).where(traces.c.id == trace_id)).one()
+        existing = _stored_span(conn, principal.user_id, values) if explicit else None
+        if existing is None:
+            row_id = insert_trace(conn, principal.user_id, **values)
+        else:
+            row_id = existing
+            conn.execute(update(traces).where(traces.c.id == row_id).values(_replacing(values)))
+        row = conn.execute(select(*TRACE_COLUMNS).where(traces.c.id == row_id)).one()
     return plain(row)
+
+
+def _stored_span(conn: Connection, user_id: int, values: dict[str, Any]) -> int | None:
+    """The caller's oldest row of this (trace_id, span_id), under a lock on that pair
+    (SQLite: the write transaction; PostgreSQL: an advisory lock), so two posts of one new
+    span cannot both insert."""
+    if conn.dialect.name == "postgresql":
+        key = f"span:{user_id}:{values['trace_id']}:{values['span_id']}"
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+    t = traces.c
+    found = conn.execute(
+        select(t.id)
+        .where(t.user_id == user_id, t.trace_id == values["trace_id"])
+        .where(t.span_id == values["span_id"])
+        .order_by(t.id)
+        .limit(1)
+    ).scalar()
+    return None if found is None else int(found)
+
+
+def _replacing(values: dict[str, Any]) -> dict[str, Any]:
+    """Every column but the row's id and owner, from the new span (what it left out: empty)."""
+    row: dict[str, Any] = {"streamed": False, **values}
+    return {
+        c.name: null() if row.get(c.name) is None else row[c.name]
+        for c in traces.c
+        if c.name not in ("id", "user_id")
+    }
 
 
 @dataclass(frozen=True)

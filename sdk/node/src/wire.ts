@@ -1490,10 +1490,12 @@ export interface operations {
         parameters: {
             query?: {
                 end_date?: string | null;
+                endDate?: string | null;
                 granularity?: "hour" | "day" | "week";
                 model?: string | null;
                 operation?: string | null;
                 start_date?: string | null;
+                startDate?: string | null;
             };
             header?: never;
             path?: never;

@@ -108,7 +108,9 @@ export class Analytics {
 
   /** Counts, tokens, error rate and latency p50/p95 per bucket, per model and in total. */
   data(options: AnalyticsDataOptions = {}): Promise<AnalyticsData> {
-    const query: AllKeys<AnalyticsDataQuery> = {
+    // `startDate`/`endDate` are the server's aliases for the original project's SDK; we send
+    // the snake_case names.
+    const query: AllKeys<Omit<AnalyticsDataQuery, "startDate" | "endDate">> = {
       start_date: when(options.startDate),
       end_date: when(options.endDate),
       granularity: options.granularity,

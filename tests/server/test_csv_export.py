@@ -85,3 +85,15 @@ def test_csv_cells_that_start_a_formula_get_a_leading_quote(http: httpx.Client) 
     table = pq.read_table(io.BytesIO(_export(http, job_id, "parquet").content))
     assert table.column("prediction").to_pylist() == texts
     assert table.column("prompt_id").to_pylist() == [t or None for t in texts]
+
+
+def test_parquet_takes_integers_past_2_53_in_double_columns(http: httpx.Client) -> None:
+    """A JSON integer too big for a double without rounding (here 2**54 + 1) used to end the
+    Parquet download mid-stream; it is written as the nearest double, as JSON readers read it."""
+    job_id = create_job(http, job_id=f"t-{uuid.uuid4().hex}")["id"]
+    big = 2**54 + 1
+    sent = row(1, 10, 0) | {"latency_ms": big, "metrics": {"reward": big, "small": 2}}
+    ingest(http, job_id, [sent])
+    table = pq.read_table(io.BytesIO(_export(http, job_id, "parquet").content))
+    assert table.column("latency_ms").to_pylist() == [float(big)]
+    assert dict(table.column("metrics").to_pylist()[0]) == {"reward": float(big), "small": 2.0}

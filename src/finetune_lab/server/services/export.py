@@ -129,6 +129,13 @@ def _parquet_errors(errors: list[dict[str, Any]] | None) -> list[dict[str, Any]]
     ]
 
 
+def _double(value: Any) -> float | None:
+    """JSON integers land in double columns as Python ints, and pyarrow refuses an int past
+    2**53 instead of rounding it (a fuzzed `latency_ms` of 22665559553478696 ended the
+    download mid-stream): convert first, as JSON readers do."""
+    return None if value is None else float(value)
+
+
 def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
     """Typed columns: `metrics` is a map<string, double> (pandas reads each cell back as a list
     of `(name, value)` pairs, pyarrow's `to_pylist(maps_as_pydicts="strict")` as a dict)."""
@@ -174,6 +181,9 @@ def _parquet(pages: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
                 for name in PREDICTION_FIELDS:
                     columns[name].append(row[name])
                 columns["validation_errors"][-1] = _parquet_errors(row["validation_errors"])
+                columns["latency_ms"][-1] = _double(row["latency_ms"])
+                if row["metrics"]:
+                    columns["metrics"][-1] = {k: _double(v) for k, v in row["metrics"].items()}
             writer.write_table(pa.table(columns, schema=schema))
             yield sink.drain()
     yield sink.drain()

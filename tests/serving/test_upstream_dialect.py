@@ -129,7 +129,7 @@ def traces_path(**filters: Any) -> str:
         "conversationId": "conversation_id",
         "traceId": "trace_id",
     }
-    query = [(wire, str(filters[name])) for name, wire in spelled.items() if filters.get(name)]
+    query = {wire: str(filters[name]) for name, wire in spelled.items() if filters.get(name)}
     return f"{TRACES}?{httpx.QueryParams(query)}" if query else TRACES
 
 
@@ -137,7 +137,7 @@ def test_create_trace_and_traces(server: ServerHandle, new_user: NewUser) -> Non
     user = new_user("production")
     trace_id = str(uuid.uuid4())
     start = datetime(2031, 5, 4, 9, 30, 0, 250_000, tzinfo=timezone.utc)
-    sent = [
+    sent: list[dict[str, Any]] = [
         {"traceId": trace_id, "spanName": "agent.run", "operationType": "agent",
          "startTime": iso(start), "conversationId": "conv-ts", "durationMs": 900},
         {"traceId": trace_id, "spanName": "llm.completion", "operationType": "llm_call",
@@ -216,6 +216,8 @@ def test_create_trace_and_traces(server: ServerHandle, new_user: NewUser) -> Non
     # An offset past the end: an empty page.
     empty = answer(sdk_call(server, user.key, "GET", traces_path(traceId=trace_id, offset=3)))
     assert empty == {"traces": [], "count": 0, "hasMore": False}
+    far = traces_path(traceId=trace_id, offset=2**63 - 1)  # the largest: still just empty
+    assert answer(sdk_call(server, user.key, "GET", far)) == empty
 
     # Our SDKs (and anyone else) get today's shape: `offset` is ignored, ids are numbers.
     for agent in OURS:
@@ -232,7 +234,8 @@ def test_create_trace_and_traces(server: ServerHandle, new_user: NewUser) -> Non
         assert len(answer(sdk_call(server, user.key, "GET", path, None, agent))["traces"]) == 3
 
     # Errors keep our JSON error body (and Vary): a bad offset, a limit past ours, no key.
-    for path in (traces_path(offset="-1"), traces_path(offset="ten"), traces_path(limit=5000)):
+    bad = ("-1", "ten", "1.5", "\u0661", str(2**63))  # (U+0661: a digit, not ASCII)
+    for path in [traces_path(offset=o) for o in bad] + [traces_path(limit=5000)]:
         resp = sdk_call(server, user.key, "GET", path)
         assert_error(resp, 422)
         assert_varies(resp)
@@ -278,12 +281,12 @@ def test_analytics_data(server: ServerHandle, new_user: NewUser) -> None:
     assert set(theirs) == {"data", "summary"}
     tokens = sum(p + c for _, (p, c), _, _ in spans)
     mean_ms = sum(ms for _, _, ms, _ in spans) / len(spans)
-    failed = sum(1 for *_, f in spans if f)
+    errors = sum(1 for *_, failed in spans if failed)
     summary = theirs["summary"]
     assert set(summary) == {"totalRequests", "totalTokens", "avgLatencyMs", "errorRate"}
     assert (summary["totalRequests"], summary["totalTokens"]) == (len(spans), tokens)
     assert abs(summary["avgLatencyMs"] - mean_ms) < 1e-6
-    assert abs(summary["errorRate"] - failed / len(spans)) < 1e-9
+    assert abs(summary["errorRate"] - errors / len(spans)) < 1e-9
     # Two day buckets (the end date is inclusive): ours, then an empty one with zeros.
     assert len(theirs["data"]) == 2
     first, empty = theirs["data"]
@@ -293,7 +296,7 @@ def test_analytics_data(server: ServerHandle, new_user: NewUser) -> None:
     assert parse_time(first["date"]) == day and parse_time(empty["date"]) == day + timedelta(1)
     assert (first["requestCount"], first["tokenCount"]) == (len(spans), tokens)
     assert abs(first["avgLatencyMs"] - mean_ms) < 1e-6
-    assert abs(first["errorRate"] - failed / len(spans)) < 1e-9
+    assert abs(first["errorRate"] - errors / len(spans)) < 1e-9
     assert empty == {**empty, "requestCount": 0, "tokenCount": 0, "avgLatencyMs": 0, "errorRate": 0}
 
     # Our SDKs: today's shape, the same numbers.

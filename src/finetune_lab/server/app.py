@@ -20,7 +20,7 @@ from finetune_lab.schema import (
     PredictionsEvent,
     RoundCompleteEvent,
 )
-from finetune_lab.server import serving
+from finetune_lab.server import serving, upstream_dialect
 from finetune_lab.server.auth import Authenticator
 from finetune_lab.server.credential_gate import CredentialGate
 from finetune_lab.server.dashboard import install_dashboard
@@ -29,6 +29,7 @@ from finetune_lab.server.docs import install_docs
 from finetune_lab.server.errors import install_error_handlers
 from finetune_lab.server.middleware import APIResponseHeaders, BodySizeLimit
 from finetune_lab.server.notify import PostgresListener, StreamNotifier
+from finetune_lab.server.page_headers import PageHeaders
 from finetune_lab.server.rate_limit import RateLimiter
 from finetune_lab.server.routes import ROUTERS
 from finetune_lab.server.services import search
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(APIResponseHeaders)
+    # Inside CORS (which merges its `Vary: Origin` into ours), outside the credential gate.
+    app.add_middleware(PageHeaders, headers=upstream_dialect.vary_headers)
     if settings.cors_origins:  # off unless configured: the dashboard is same-origin
         app.add_middleware(
             CORSMiddleware,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from finetune_lab.schema import MAX_PAGE_LIMIT
 from finetune_lab.schema_serving import (
@@ -16,12 +16,14 @@ from finetune_lab.schema_serving import (
     TracesPage,
     TraceStatus,
 )
+from finetune_lab.server import upstream_dialect as dialect
 from finetune_lab.server.deps import Db, Production
 from finetune_lab.server.errors import validation_error
 from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import analytics, traces
 from finetune_lab.server.services.job_serving import job_serving
 from finetune_lab.server.services.traces import TraceFilters, check_range, parse_time
+from finetune_lab.server.upstream_dialect import UpstreamClient
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 NoNul = r"^[^\x00]*$"
@@ -52,11 +54,14 @@ def list_traces(
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
     cursor: str | None = Query(None, max_length=512),
     *,
+    request: Request,
+    upstream: UpstreamClient,
     principal: Production,
     db: Db,
 ) -> JSONBytesResponse:
     """Your spans, newest first (by start); pass `next_cursor` back as `cursor` for the next
     page. `trace_id` gives one trace's spans (its tree: `span_id`/`parent_span_id`)."""
+    offset = dialect.offset(request) if upstream else 0
     start = parse_time(start_date, "start_date")
     end = parse_time(end_date, "end_date", end=True)
     check_range(start, end)
@@ -70,14 +75,22 @@ def list_traces(
         trace_id=trace_id,
         conversation_id=conversation_id,
     )
-    return JSONBytesResponse(traces.list_traces(db, principal, filters, limit=limit, cursor=cursor))
+    page = traces.list_traces(db, principal, filters, limit=limit, cursor=cursor, offset=offset)
+    if upstream:
+        return JSONBytesResponse(dialect.traces_page(page, user=principal.user))
+    return JSONBytesResponse(page)
 
 
 @router.post("/traces", status_code=201, response_model=Trace)
-def create_trace(body: TraceCreate, principal: Production, db: Db) -> dict[str, Any]:
+def create_trace(
+    body: TraceCreate, upstream: UpstreamClient, principal: Production, db: Db
+) -> dict[str, Any] | JSONBytesResponse:
     """Record a span: a call your own code made (to any model), so it shows in the traces and
     the aggregates. The upstream SDKs' field names are accepted too (see each field)."""
-    return traces.create_trace(db, principal, body)
+    trace = traces.create_trace(db, principal, body)
+    if upstream:
+        return JSONBytesResponse(dialect.span(trace, user=principal.user), status_code=201)
+    return trace
 
 
 @router.get("/data", response_model=AnalyticsData)
@@ -94,6 +107,7 @@ def analytics_data(
         None, alias="endDate", max_length=64, description="alias of end_date (upstream SDKs)"
     ),
     *,
+    upstream: UpstreamClient,
     principal: Production,
     db: Db,
 ) -> JSONBytesResponse:
@@ -112,7 +126,7 @@ def analytics_data(
         model=model,
         operation=operation,
     )
-    return JSONBytesResponse(result)
+    return JSONBytesResponse(dialect.analytics_data(result) if upstream else result)
 
 
 @router.get("/jobs/{job_id}", response_model=JobServing)

@@ -19,9 +19,11 @@ from finetune_lab.schema_serving import (
     TestSuiteDeleted,
     TestSuitesList,
 )
+from finetune_lab.server import upstream_dialect as dialect
 from finetune_lab.server.deps import Db, Testing, Worker
 from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import batch_runs, suites
+from finetune_lab.server.upstream_dialect import UpstreamClient
 
 suites_router = APIRouter(prefix="/api/test-suites", tags=["batch testing"])
 runs_router = APIRouter(prefix="/api/batch-testing", tags=["batch testing"])
@@ -79,19 +81,25 @@ def delete_suite(suite_id: str, principal: Testing, db: Db) -> dict[str, Any]:
 @runs_router.post("/run", status_code=202, response_model=BatchRunStarted)
 def run(
     body: BatchRunRequest,
+    upstream: UpstreamClient,
     principal: Testing,
     db: Db,
     worker: Worker,
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONBytesResponse:
     """Queue a run of the suite against the model; it executes in the background."""
     started = batch_runs.submit(db, principal, body.config)
     worker.wake()
+    if upstream:
+        return JSONBytesResponse(dialect.batch_started(started), status_code=202)
     return started
 
 
 @runs_router.get("/status/{test_run_id}", response_model=BatchRunStatus)
-def status(test_run_id: str, principal: Testing, db: Db) -> JSONBytesResponse:
-    return JSONBytesResponse(batch_runs.status(db, principal, test_run_id))
+def status(
+    test_run_id: str, upstream: UpstreamClient, principal: Testing, db: Db
+) -> JSONBytesResponse:
+    run = batch_runs.status(db, principal, test_run_id)
+    return JSONBytesResponse(dialect.batch_status(run) if upstream else run)
 
 
 @runs_router.get("/results/{test_run_id}", response_model=BatchResults)
@@ -109,9 +117,12 @@ def results(
 
 
 @runs_router.post("/cancel", response_model=BatchRunStatus)
-def cancel(body: BatchRunCancel, principal: Testing, db: Db) -> JSONBytesResponse:
+def cancel(
+    body: BatchRunCancel, upstream: UpstreamClient, principal: Testing, db: Db
+) -> JSONBytesResponse:
     """Stop a queued or running run: no new prompt starts; already finished answers stay."""
-    return JSONBytesResponse(batch_runs.cancel(db, principal, body.test_run_id))
+    run = batch_runs.cancel(db, principal, body.test_run_id)
+    return JSONBytesResponse(dialect.batch_cancelled(run) if upstream else run)
 
 
 @runs_router.get("/runs", response_model=BatchRunsList)

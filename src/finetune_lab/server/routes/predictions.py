@@ -22,6 +22,7 @@ from finetune_lab.schema import (
     SortKey,
     TrendsResponse,
 )
+from finetune_lab.server import upstream_dialect as dialect
 from finetune_lab.server.deps import (
     Activity,
     Db,
@@ -33,6 +34,7 @@ from finetune_lab.server.deps import (
 )
 from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import export, ingest, judge_status, matrix, queries
+from finetune_lab.server.upstream_dialect import UpstreamClient
 
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
 
@@ -97,6 +99,7 @@ def list_predictions(
     offset: int = Query(0, ge=0, le=MAX_INT),
     cursor: str | None = Query(None, max_length=512),
     *,
+    upstream: UpstreamClient,
     principal: Training,
     db: Db,
 ) -> JSONBytesResponse:
@@ -104,7 +107,7 @@ def list_predictions(
     page = queries.list_predictions(
         db, principal, job_id, filters, limit=limit, offset=offset, cursor=cursor, sort=sort
     )
-    return JSONBytesResponse(page)
+    return JSONBytesResponse(dialect.predictions_page(page) if upstream else page)
 
 
 @router.get("/{job_id}/epochs", response_model=EpochsResponse)

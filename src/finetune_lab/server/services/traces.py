@@ -208,9 +208,16 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 def list_traces(
-    db: Database, principal: Principal, filters: TraceFilters, *, limit: int, cursor: str | None
+    db: Database,
+    principal: Principal,
+    filters: TraceFilters,
+    *,
+    limit: int,
+    cursor: str | None,
+    offset: int = 0,
 ) -> dict[str, Any]:
-    """Newest first; keyset pages on (created_at, id): deep pages cost what the first does."""
+    """Newest first; keyset pages on (created_at, id): deep pages cost what the first does.
+    `offset` (rows skipped after the cursor) only for the upstream SDK, which pages that way."""
     where = filters.clauses(principal.user_id)
     if cursor:
         at, trace_id = _decode_cursor(cursor)
@@ -222,6 +229,8 @@ def list_traces(
         .order_by(traces.c.created_at.desc(), traces.c.id.desc())
         .limit(limit + 1)
     )
+    if offset:
+        query = query.offset(offset)
     with db.read() as conn:
         rows = conn.execute(query).all()
     page = [plain(row) for row in rows[:limit]]

@@ -47,6 +47,12 @@ def list_traces(
         None, max_length=64, pattern=NoNul, description="one trace's spans"
     ),
     conversation_id: str | None = Query(None, max_length=512, pattern=NoNul),
+    job_id: str | None = Query(
+        None,
+        max_length=128,
+        pattern=NoNul,
+        description="spans of calls to the checkpoints of that training job of yours",
+    ),
     start_date: str | None = Query(None, max_length=64, description="ISO date or datetime"),
     end_date: str | None = Query(None, max_length=64, description="exclusive; a date: its end"),
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
@@ -56,7 +62,8 @@ def list_traces(
     db: Db,
 ) -> JSONBytesResponse:
     """Your spans, newest first (by start); pass `next_cursor` back as `cursor` for the next
-    page. `trace_id` gives one trace's spans (its tree: `span_id`/`parent_span_id`)."""
+    page. `trace_id` gives one trace's spans (its tree: `span_id`/`parent_span_id`); `job_id`
+    the spans of calls to models registered with that job (as `/jobs/{job_id}` counts them)."""
     start = parse_time(start_date, "start_date")
     end = parse_time(end_date, "end_date", end=True)
     check_range(start, end)
@@ -69,6 +76,7 @@ def list_traces(
         end,
         trace_id=trace_id,
         conversation_id=conversation_id,
+        job_id=job_id,
     )
     return JSONBytesResponse(traces.list_traces(db, principal, filters, limit=limit, cursor=cursor))
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ class Server:
     database_url: str
     home: Path
     process: subprocess.Popen[bytes] | None = None
+    # The extra environment the server runs with (its settings; PYTHONPATH for other code).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_path(self) -> Path:
@@ -42,7 +44,9 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "finetune_lab"]
 
 
-def _new_key(home: Path, database_url: str, user: str, scopes: str) -> str:
+def _new_key(
+    home: Path, database_url: str, user: str, scopes: str, env: dict[str, str] | None = None
+) -> str:
     made = subprocess.run(
         [
             *_cli(),
@@ -56,7 +60,7 @@ def _new_key(home: Path, database_url: str, user: str, scopes: str) -> str:
             "--database-url",
             database_url,
         ],
-        env={**os.environ, "FINETUNE_LAB_HOME": str(home)},
+        env={**os.environ, **(env or {}), "FINETUNE_LAB_HOME": str(home)},
         check=True,
         capture_output=True,
         text=True,
@@ -66,15 +70,20 @@ def _new_key(home: Path, database_url: str, user: str, scopes: str) -> str:
 
 def create_key(server: Server, user: str, scopes: str = "all") -> str:
     """Another API key on `server`'s database, made with the CLI (a new user if `user` is)."""
-    return _new_key(server.home, server.database_url, user, scopes)
+    return _new_key(server.home, server.database_url, user, scopes, server.env)
 
 
 @contextlib.contextmanager
 def running_server(
-    database_url: str | None = None, env: dict[str, str] | None = None
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    src: Path | None = None,
 ) -> Iterator[Server]:
     """`finetune-lab serve` on `database_url` (default: a temp SQLite file), with a key;
-    `env`: extra environment of the server process (its settings).
+    `env`: extra environment of the server process (its settings); `src`: run the code of
+    this `src/` folder instead (an older revision, say). The key is made by the same code
+    with the same environment, so it migrates the database no further than the server would.
 
     The server log goes to a file, not a pipe: a pipe nobody reads would block a server that
     logs a lot (under attack, say). A server that ignores SIGTERM for 10 s is killed.
@@ -82,8 +91,9 @@ def running_server(
     with tempfile.TemporaryDirectory(prefix="flbench-") as tmp:
         home = Path(tmp)
         database_url = database_url or f"sqlite:///{home / 'bench.db'}"
-        key = _new_key(home, database_url, "bench", "all")
-        env = {**os.environ, **(env or {}), "FINETUNE_LAB_HOME": str(home)}
+        extra = {**(env or {}), **({"PYTHONPATH": str(src)} if src is not None else {})}
+        key = _new_key(home, database_url, "bench", "all", extra)
+        process_env = {**os.environ, **extra, "FINETUNE_LAB_HOME": str(home)}
         port = _free_port()
         log_path = home / "server.log"
         with log_path.open("wb") as log:
@@ -98,7 +108,7 @@ def running_server(
                     "--parent-pid",
                     str(os.getpid()),
                 ],
-                env=env,
+                env=process_env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
@@ -113,7 +123,14 @@ def running_server(
                     log_tail = log_path.read_text(errors="replace")[-4000:]
                     raise RuntimeError(f"server did not start: {log_tail}")
                 time.sleep(0.1)
-            yield Server(url=url, key=key, database_url=database_url, home=home, process=process)
+            yield Server(
+                url=url,
+                key=key,
+                database_url=database_url,
+                home=home,
+                process=process,
+                env=extra,
+            )
         finally:
             process.terminate()
             try:
@@ -161,9 +178,9 @@ def fake_openai_upstream() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str | None]:
-    """A fresh database on a throwaway PostgreSQL 15 cluster (the test suite's own harness),
-    or None where the PostgreSQL binaries are not installed."""
+def postgres_cluster() -> Iterator[Callable[[], str] | None]:
+    """A throwaway PostgreSQL 15 cluster (the test suite's own harness): yields a function that
+    makes a fresh database on it (its URL), or None where the binaries are not installed."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from _support.postgres import LocalCluster, PostgresUnavailable
 
@@ -173,9 +190,16 @@ def postgres_database() -> Iterator[str | None]:
         yield None
         return
     try:
-        yield cluster.create_database()
+        yield cluster.create_database
     finally:
         cluster.close()
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A fresh database on its own throwaway PostgreSQL 15 cluster, or None (not installed)."""
+    with postgres_cluster() as create:
+        yield None if create is None else create()
 
 
 def prediction_rows(step: int, epoch: int, count: int, start: int = 0) -> list[dict[str, Any]]:

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,12 +31,11 @@ from typing import Any
 import httpx
 from sqlalchemy import insert, select
 
-from _common import running_server, verdict
+from _common import postgres_database, running_server, verdict
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, prediction_texts, round_rollups, users
 from finetune_lab.server.services.texts import digest
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 200
 RARE = "quetzalcoatl"
 WORDS = tuple(
@@ -190,20 +187,6 @@ def pg_gin_dropped(db: Database) -> Iterator[None]:
         conn.exec_driver_sql("VACUUM ANALYZE")
 
 
-@contextlib.contextmanager
-def env(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def timed_get(client: httpx.Client, path: str, params: dict[str, Any]) -> tuple[float, int]:
     started = time.perf_counter()
     response = client.get(path, params=params)
@@ -239,8 +222,7 @@ def measure(
 def run_backend(name: str, database_url: str, sizes: list[int], reps: int) -> None:
     with (
         running_server(database_url) as indexed,
-        env(FINETUNE_LAB_SEARCH_INDEX="off"),
-        running_server(database_url) as scan,
+        running_server(database_url, env={"FINETUNE_LAB_SEARCH_INDEX": "off"}) as scan,
     ):
         db = Database(database_url)
         with db.read() as conn:
@@ -282,22 +264,6 @@ def run_backend(name: str, database_url: str, sizes: list[int], reps: int) -> No
         print(f"  target 1M rows under 50 ms ({ms:.1f} ms): {verdict(ms < 50)}")
 
 
-@contextlib.contextmanager
-def postgres_url() -> Iterator[str | None]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from _support.postgres import LocalCluster, PostgresUnavailable
-
-    try:
-        cluster = LocalCluster()
-    except PostgresUnavailable:
-        yield None
-        return
-    try:
-        yield cluster.create_database()
-    finally:
-        cluster.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000,200000,1000000", help="job sizes in rows")
@@ -309,7 +275,7 @@ def main() -> None:
         run_backend("SQLite", f"sqlite:///{Path(tmp) / 'search.db'}", sizes, args.reps)
     if args.no_postgres:
         return
-    with postgres_url() as url:
+    with postgres_database() as url:
         if url is None:
             print("PostgreSQL: not installed, skipped")
             return

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import sqlite3
 import statistics
@@ -34,7 +33,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from _common import running_server, verdict
+from _common import postgres_cluster, running_server, verdict
 from finetune_lab import FinetuneLabClient
 from finetune_lab.server.db import Database
 
@@ -158,24 +157,6 @@ def source_tree(revision: str) -> Iterator[Path]:
         yield Path(tmp) / "src"
 
 
-@contextlib.contextmanager
-def server_from(src: Path | None, database_url: str) -> Iterator[Any]:
-    """A server running the code under `src` (None: this working tree). PYTHONPATH is set
-    only while it starts (the process keeps its own copy)."""
-    with contextlib.ExitStack() as stack:
-        saved = os.environ.get("PYTHONPATH")
-        if src is not None:
-            os.environ["PYTHONPATH"] = str(src)
-        try:
-            server = stack.enter_context(running_server(database_url))
-        finally:
-            if saved is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = saved
-        yield server
-
-
 def sqlite_size(path: Path) -> tuple[int, dict[str, int]]:
     conn = sqlite3.connect(path)
     try:
@@ -264,7 +245,7 @@ def run_backend(name: str, old_src: Path, urls: list[str], sized: Any, sent: int
     by_name = dict(zip(LABELS, urls, strict=True))
     with contextlib.ExitStack() as stack:
         servers = {
-            label: stack.enter_context(server_from(old_src if label == "old" else None, url))
+            label: stack.enter_context(running_server(url, src=old_src if label == "old" else None))
             for label, url in by_name.items()
         }
         drop_search_index(by_name["once"])
@@ -318,24 +299,6 @@ def main() -> None:
                 return
             urls = [create() for _ in LABELS]
             run_backend("PostgreSQL", old_src, urls, postgres_size, sent)
-
-
-@contextlib.contextmanager
-def postgres_cluster() -> Iterator[Any]:
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from _support.postgres import LocalCluster, PostgresUnavailable
-
-    try:
-        cluster = LocalCluster()
-    except PostgresUnavailable:
-        yield None
-        return
-    try:
-        yield cluster.create_database
-    finally:
-        cluster.close()
 
 
 if __name__ == "__main__":

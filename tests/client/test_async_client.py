@@ -21,7 +21,7 @@ from finetune_lab import (
     PermissionDeniedError,
     ValidationError,
 )
-from finetune_lab.schema import PredictionIn
+from finetune_lab.schema import SORT_KEYS, PredictionIn, SortKey
 
 from ._data import (
     RERUN_PAIRS,
@@ -109,6 +109,17 @@ async def test_iter_is_an_async_iterator(
     walk = async_client.training_predictions.iter(unique_job_id, step=0, page_size=1000)
     only_first = [p async for p in walk]
     assert len(only_first) == 617
+
+
+@pytest.mark.parametrize("sort", SORT_KEYS)
+async def test_iter_with_sort_returns_the_sorted_list(
+    async_client: AsyncFinetuneLabClient, seeded_job: str, sort: SortKey
+) -> None:
+    tp = async_client.training_predictions
+    listed = await tp.get(seeded_job, sort=sort, limit=1000)
+    walked = [p async for p in tp.iter(seeded_job, sort=sort, page_size=3)]
+    assert len(walked) == listed.total_count == 16
+    assert walked == listed.predictions
 
 
 async def test_create_chunks(async_client: AsyncFinetuneLabClient, unique_job_id: str) -> None:

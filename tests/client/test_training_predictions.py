@@ -13,7 +13,7 @@ import pytest
 
 from _support.appserver import ServerHandle
 from finetune_lab import FinetuneLabClient, NotFoundError, ValidationError
-from finetune_lab.schema import Prediction, PredictionIn
+from finetune_lab.schema import SORT_KEYS, Prediction, PredictionIn, SortKey
 
 from ._data import (
     CER,
@@ -259,6 +259,35 @@ def test_iter_walks_every_row_once_in_order(
     epoch2 = list(client.training_predictions.iter(unique_job_id, epoch=2, page_size=50))
     assert len(epoch2) == 1234 - 2 * 412
     assert {p.epoch for p in epoch2} == {2}
+
+
+@pytest.mark.parametrize("sort", SORT_KEYS)
+def test_iter_with_sort_returns_the_sorted_list(
+    client: FinetuneLabClient, server: ServerHandle, api_key: str, seeded_job: str, sort: SortKey
+) -> None:
+    """Same rows, same order as the paged list with that `sort` (offset pages; no cursor)."""
+    listed = client.training_predictions.get(seeded_job, sort=sort, limit=1000)
+    assert listed.total_count == len(ORDER) and listed.next_cursor is None
+    requests: list[httpx.Request] = []
+    with httpx.Client(event_hooks={"request": [requests.append]}) as http:
+        counting = FinetuneLabClient(api_key=api_key, base_url=server.base_url, http_client=http)
+        walked = list(counting.training_predictions.iter(seeded_job, sort=sort, page_size=3))
+    assert walked == listed.predictions
+    # 16 rows, 3 a page: six pages by offset, and the walk stops at the total.
+    assert [r.url.params["offset"] for r in requests] == ["0", "3", "6", "9", "12", "15"]
+    assert all(r.url.params["sort"] == sort and "cursor" not in r.url.params for r in requests)
+    # Filters apply to a sorted walk too.
+    epoch1 = list(client.training_predictions.iter(seeded_job, epoch=1, sort=sort, page_size=2))
+    assert epoch1 == client.training_predictions.get(seeded_job, epoch=1, sort=sort).predictions
+
+
+def test_iter_with_sort_is_not_read_order(client: FinetuneLabClient, seeded_job: str) -> None:
+    worst = [
+        p.char_error_rate
+        for p in client.training_predictions.iter(seeded_job, sort="-char_error_rate", page_size=5)
+    ]
+    assert worst == sorted((CER[p] for preds in ROUNDS.values() for p in preds), reverse=True)
+    assert [_key(p) for p in client.training_predictions.iter(seeded_job, page_size=5)] == ORDER
 
 
 def test_create_chunks_large_lists(

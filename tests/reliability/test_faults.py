@@ -27,9 +27,9 @@ from _support.appserver import Backend, ServerHandle
 from _support.infra import MakeServer
 from _support.postgres import LocalCluster, PostgresServer, PostgresUnavailable
 from finetune_lab.client import FinetuneLabClient
-from finetune_lab.training.recorder import SENDER_TIMEOUT
 from finetune_lab.training.sender import BackgroundSender
 from finetune_lab.training.spool import JobSpool
+from finetune_lab.training.spooled_job import SENDER_TIMEOUT
 
 NO_LIMIT = {"FINETUNE_LAB_RATE_LIMIT": "off"}
 CHILD = Path(__file__).with_name("_full_disk_child.py")

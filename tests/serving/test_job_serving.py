@@ -4,6 +4,7 @@ only the owner ever sees any of it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ import httpx
 
 from _support.appserver import ServerHandle
 from _support.fake_openai import FakeOpenAI
-from finetune_lab import FinetuneLabClient
+from finetune_lab import AsyncFinetuneLabClient, FinetuneLabClient
 from server._helpers import assert_error
 
 from ._tiny import FACTS
@@ -141,7 +142,7 @@ def test_another_users_job_and_checkpoint_never_appear(
 def test_bad_checkpoint_fields_are_422(server: ServerHandle, new_user: NewUser) -> None:
     user = new_user()
     job_id = make_job(user.http)
-    cases = [
+    cases: list[dict[str, object]] = [
         {"step": 100},  # a step names a round of a job
         {"job_id": job_id, "step": -1},
         {"job_id": "has space"},
@@ -184,3 +185,74 @@ def test_batch_prompts_to_a_checkpoint_count_for_its_job(
     serving = user.http.get(f"/api/analytics/jobs/{job_id}").json()
     assert serving["totals"]["request_count"] == 3
     assert serving["checkpoints"][0]["step"] == 200
+
+
+def _job_spans(http: httpx.Client, job_id: str, **params: str | int | None) -> httpx.Response:
+    return http.get("/api/analytics/traces", params={"job_id": job_id, **params})
+
+
+def test_spans_filter_by_job_and_only_ever_the_callers_own(
+    server: ServerHandle, new_user: NewUser, fake_openai: FakeOpenAI
+) -> None:
+    alice, bob = new_user(), new_user()
+    jobs = {name: make_job(user.http) for name, user in (("alice", alice), ("bob", bob))}
+    names = {}
+    for name, user, step in (("early", alice, 100), ("late", alice, 200), ("bob", bob, 100)):
+        owner = "bob" if name == "bob" else "alice"
+        resp = register(
+            user.http,
+            kind="openai",
+            base_url=fake_openai.base_url,
+            upstream_model="echo",
+            job_id=jobs[owner],
+            step=step,
+        )
+        assert resp.status_code == 201, resp.text
+        names[name] = resp.json()["name"]
+    plain = register(
+        alice.http, kind="openai", base_url=fake_openai.base_url, upstream_model="echo"
+    )
+    for user, model in ((alice, names["early"]), (alice, names["late"]), (bob, names["bob"])):
+        assert user.http.post("/api/v1/predict", json=chat(model, "hi")).status_code == 200
+    assert alice.http.post("/api/v1/predict", json=chat(plain.json()["name"], "hi")).is_success
+
+    # Alice's job: the spans of her two checkpoints, newest first, and nothing else.
+    resp = _job_spans(alice.http, jobs["alice"])
+    assert resp.status_code == 200, resp.text
+    mine = resp.json()["traces"]
+    assert [(s["model"], s["job_id"], s["step"]) for s in mine] == [
+        (names["late"], jobs["alice"], 200),
+        (names["early"], jobs["alice"], 100),
+    ]
+    first = _job_spans(alice.http, jobs["alice"], limit=1).json()
+    second = _job_spans(alice.http, jobs["alice"], limit=1, cursor=first["next_cursor"]).json()
+    assert [s["id"] for s in first["traces"] + second["traces"]] == [s["id"] for s in mine]
+    assert second["next_cursor"] is None
+
+    # Another user's job id finds nothing, answered exactly as an id nobody has: 200, empty.
+    theirs = _job_spans(alice.http, jobs["bob"])
+    nobody = _job_spans(alice.http, "t-nobody")
+    assert theirs.status_code == nobody.status_code == 200
+    assert theirs.json() == nobody.json() == {"traces": [], "next_cursor": None}
+    assert _job_spans(bob.http, jobs["alice"]).json()["traces"] == []
+    assert [s["model"] for s in _job_spans(bob.http, jobs["bob"]).json()["traces"]] == [
+        names["bob"]
+    ]
+
+    # Bad values are a 422, like the other filters'.
+    assert_error(_job_spans(alice.http, "a\x00b"), 422, "validation_error")
+    assert_error(_job_spans(alice.http, "j" * 129), 422, "validation_error")
+
+    # The SDK passes it through, page and walk, sync and async.
+    with FinetuneLabClient(api_key=alice.key, base_url=server.base_url) as client:
+        page = client.analytics.traces(job_id=jobs["alice"])
+        walked = list(client.analytics.iter_traces(job_id=jobs["alice"], page_size=1))
+        assert client.analytics.traces(job_id=jobs["bob"]).traces == []
+    assert [t.id for t in page.traces] == [t.id for t in walked] == [s["id"] for s in mine]
+
+    async def walk_async() -> list[int]:
+        async with AsyncFinetuneLabClient(api_key=alice.key, base_url=server.base_url) as aclient:
+            assert (await aclient.analytics.traces(job_id=jobs["bob"])).traces == []
+            return [t.id async for t in aclient.analytics.iter_traces(job_id=jobs["alice"])]
+
+    assert asyncio.run(walk_async()) == [s["id"] for s in mine]

@@ -1668,6 +1668,7 @@ export interface operations {
                 conversation_id?: string | null;
                 cursor?: string | null;
                 end_date?: string | null;
+                job_id?: string | null;
                 limit?: number;
                 model?: string | null;
                 operation?: string | null;

@@ -267,7 +267,7 @@ describe("judges", () => {
 });
 
 describe("checkpoints joined to their job", () => {
-  it("register with jobId and step; jobServing counts the checkpoint's calls; others get 404", async () => {
+  it("register with jobId and step; jobServing counts the checkpoint's calls (others: 404); traces filter by jobId", async () => {
     const { erin } = await server.createKeys({ erin: ["erin", "all"] });
     const user = new FinetuneLabClient({ apiKey: erin, baseUrl: server.baseUrl });
     const job = await user.jobs.create({ modelName: "tiny" });
@@ -291,5 +291,19 @@ describe("checkpoints joined to their job", () => {
       [[7, "ckpt-7", 1]],
     );
     await assert.rejects(client.analytics.jobServing(job.id), NotFoundError);
+    // The span list filters by job: the owner's spans of the checkpoint; another user's job id
+    // finds nothing (an empty page, as for an id nobody has), never a 404.
+    const spans = await user.analytics.traces({ jobId: job.id });
+    assert.deepEqual(
+      spans.traces.map((t) => [t.model, t.job_id, t.step]),
+      [["ckpt-7", job.id, 7]],
+    );
+    const walked = [];
+    for await (const t of user.analytics.iterTraces({ jobId: job.id, pageSize: 1 })) {
+      walked.push(t.id);
+    }
+    assert.deepEqual(walked, [spans.traces[0].id]);
+    assert.deepEqual((await user.analytics.traces({ jobId: `${job.id}-none` })).traces, []);
+    assert.deepEqual((await client.analytics.traces({ jobId: job.id })).traces, []);
   });
 });

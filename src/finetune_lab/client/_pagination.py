@@ -1,8 +1,9 @@
-"""Walking a cursor-paged list to its end, written once for both clients.
+"""Walking a paged list to its end, written once for both clients.
 
-`CursorWalk` is the policy with no I/O: the request for the next page, the rows a page holds,
-and when the walk is over (a page without rows, or without a `next_cursor`). `iter_rows` and
-`aiter_rows` are the thin drivers that fetch the pages through a transport.
+`CursorWalk` and `OffsetWalk` are the policies with no I/O: the request for the next page, the
+rows a page holds, and when the walk is over (a page without rows; then no `next_cursor`, or
+`total_count` rows read). `iter_rows` and `aiter_rows` are the thin drivers that fetch the
+pages through a transport.
 """
 
 from __future__ import annotations
@@ -18,8 +19,24 @@ class CursorPage(Protocol):
     def next_cursor(self) -> str | None: ...
 
 
+class CountedPage(Protocol):
+    @property
+    def total_count(self) -> int: ...
+
+
 P = TypeVar("P", bound=CursorPage)
+C = TypeVar("C", bound=CountedPage)
+T = TypeVar("T")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class PageWalk(Protocol[T, R_co]):
+    """What the drivers need of a walk over pages `T` holding rows `R_co`."""
+
+    def next_request(self) -> RequestSpec[T] | None: ...
+
+    def receive(self, page: T) -> Sequence[R_co]: ...
 
 
 class CursorWalk(Generic[P, R]):
@@ -47,13 +64,38 @@ class CursorWalk(Generic[P, R]):
         return rows
 
 
-def iter_rows(transport: SyncTransport, walk: CursorWalk[P, R]) -> Iterator[R]:
+class OffsetWalk(Generic[C, R]):
+    """`request(offset)` asks for the page starting at row `offset`; `rows(page)` picks the
+    page's items. For orders the cursor does not follow (a list sorted by a score)."""
+
+    def __init__(
+        self, request: Callable[[int], RequestSpec[C]], rows: Callable[[C], Sequence[R]]
+    ) -> None:
+        self._request = request
+        self._rows = rows
+        self._offset = 0
+        self.finished = False
+
+    def next_request(self) -> RequestSpec[C] | None:
+        """The request for the next page, or None once the last page was read."""
+        return None if self.finished else self._request(self._offset)
+
+    def receive(self, page: C) -> Sequence[R]:
+        """Take in a page: its rows; the walk ends with an empty page or at `total_count`."""
+        rows = self._rows(page)
+        self._offset += len(rows)
+        if not rows or self._offset >= page.total_count:
+            self.finished = True
+        return rows
+
+
+def iter_rows(transport: SyncTransport, walk: PageWalk[T, R]) -> Iterator[R]:
     """Drive `walk` over blocking I/O: every row, page by page."""
     while (spec := walk.next_request()) is not None:
         yield from walk.receive(transport.execute(spec))
 
 
-async def aiter_rows(transport: AsyncTransport, walk: CursorWalk[P, R]) -> AsyncIterator[R]:
+async def aiter_rows(transport: AsyncTransport, walk: PageWalk[T, R]) -> AsyncIterator[R]:
     """Drive `walk` over async I/O: every row, page by page."""
     while (spec := walk.next_request()) is not None:
         for row in walk.receive(await transport.execute(spec)):

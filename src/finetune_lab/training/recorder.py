@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from finetune_lab.client import FinetuneLabClient
-from finetune_lab.client._transport import resolve_base_url
-from finetune_lab.errors import FinetuneLabError
-from finetune_lab.paths import default_spool_dir
 from finetune_lab.scoring import Validators
 from finetune_lab.scoring.validators import check_validators_config
 from finetune_lab.training.custom_metrics import MetricFn, apply_metrics, check_metrics
@@ -26,12 +20,11 @@ from finetune_lab.training.samples import SampleSource, pick_samples, prompt_id
 from finetune_lab.training.sender import BackgroundSender
 from finetune_lab.training.sharding import generation_target, sharding_of
 from finetune_lab.training.spool import JobSpool
+from finetune_lab.training.spooled_job import SpooledJob
 from finetune_lab.training.summary import RoundSummary, summarize
 
 logger = logging.getLogger("finetune_lab.training")
 
-# The sender does its own backoff; a quick connect timeout keeps an unreachable server cheap.
-SENDER_TIMEOUT = httpx.Timeout(30.0, connect=3.0)
 VALIDATOR_KEYS = {"json_parse", "json_schema"}
 
 
@@ -56,7 +49,7 @@ def _check_validators(validators: dict[str, Any] | None) -> None:
         raise ValueError(problem)
 
 
-class PredictionsRecorder:
+class PredictionsRecorder(SpooledJob):
     """Records rounds of predictions on a fixed sample set into one job.
 
     Without `job_id` a new id is made up front (`recorder.job_id`), so the job exists in the
@@ -71,6 +64,8 @@ class PredictionsRecorder:
     ZeRO-3) need this. `all_ranks=False` keeps the old way, rank 0 alone generating
     everything (other ranks return 0 at once; unsharded models only).
     """
+
+    _rows_word = "Rounds"
 
     def __init__(
         self,
@@ -95,14 +90,15 @@ class PredictionsRecorder:
         _check_validators(validators)
         self.metrics = check_metrics(metrics)
         self.samples, self.sample_source = pick_samples(samples, sample_count, seed=seed)
-        self.job_id = job_id or f"job_{uuid.uuid4().hex}"
-        self.job_name = job_name
-        self.model_name = model_name
+        super().__init__(
+            client=client,
+            job_id=job_id,
+            job_name=job_name,
+            model_name=model_name,
+            spool_dir=spool_dir,
+        )
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else str(default_spool_dir())
-        self.spool = JobSpool(self.spool_dir, self.job_id)
-        self._client = client
         self._config: dict[str, Any] = {
             "predictions": {
                 **(settings or {}),
@@ -118,7 +114,6 @@ class PredictionsRecorder:
         # The server's validators for this job (same config, same class), for `last_summary`.
         self.validators = Validators.from_config(self._config)
         self.last_summary: RoundSummary | None = None
-        self._sender: BackgroundSender | None = None
         self._prompts: list[str] | None = None
         self.all_ranks = all_ranks
         # Prompts this process generated in the last round (its share; fillers not counted).
@@ -260,37 +255,14 @@ class PredictionsRecorder:
         """The server this recorder delivers to."""
         return self._api_url()
 
-    def _api_url(self) -> str:
-        if self._client is not None:
-            return self._client.base_url
-        return resolve_base_url()
-
-    def _make_client(self) -> FinetuneLabClient | None:
-        if self._client is not None:
-            return self._client
-        try:
-            return FinetuneLabClient(timeout=SENDER_TIMEOUT, max_retries=0)
-        except FinetuneLabError as exc:
-            logger.warning(
-                "finetune-lab: %s Rounds are kept in %s for `finetune-lab sync`.",
-                exc,
-                self.spool.directory,
-            )
-            return None
-
     def _ensure_sender(self, model: Any) -> BackgroundSender:
-        if self._sender is None:
-            job = {
+        if self._sender is not None:
+            return self._sender
+        return self._start_sender(
+            {
                 "id": self.job_id,
                 "name": self.job_name,
                 "model_name": self.model_name or _model_name(model),
                 "config": self._config,
             }
-            try:
-                self.spool.update_meta(api_url=self._api_url(), finished=False, job=job)
-            except OSError as exc:  # full disk: rounds wait in the sender's memory instead
-                logger.warning("finetune-lab: cannot write the spool's job file (%s)", exc)
-            self._sender = BackgroundSender(
-                self.spool, self._make_client, close_client=self._client is None, job=job
-            )
-        return self._sender
+        )

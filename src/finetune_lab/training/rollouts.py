@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,13 +27,11 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from finetune_lab.client import FinetuneLabClient
-from finetune_lab.paths import default_spool_dir
 from finetune_lab.schema import MAX_BATCH_ITEMS
 from finetune_lab.training.announce import announce, dashboard_url, has_credentials, sync_hint
 from finetune_lab.training.custom_metrics import BUILTIN_SCORES, MAX_METRICS, MAX_NAME_CHARS
-from finetune_lab.training.recorder import SENDER_TIMEOUT
 from finetune_lab.training.sender import BackgroundSender
-from finetune_lab.training.spool import JobSpool
+from finetune_lab.training.spooled_job import SpooledJob
 
 logger = logging.getLogger("finetune_lab.training")
 
@@ -121,7 +118,7 @@ class _Batch:
     rewards: dict[str, Sequence[Any]] = field(default_factory=dict)
 
 
-class RolloutsCallback(TrainerCallback):
+class RolloutsCallback(SpooledJob, TrainerCallback):
     """Record every rollout of a TRL `GRPOTrainer`/`RLOOTrainer` run, with each reward.
 
     Use both halves: `reward_funcs=callback.wrap([...])` and `callbacks=[callback]`. Rows:
@@ -134,6 +131,9 @@ class RolloutsCallback(TrainerCallback):
     Rollouts made during evaluation are not recorded. Reward models (`nn.Module`, hub ids) are
     passed through unwrapped: TRL logs them, but rows carry only the functions' values.
     """
+
+    # Any error building the default client leaves the rollouts spooled (warned about once).
+    _client_errors = (Exception,)
 
     def __init__(
         self,
@@ -150,14 +150,15 @@ class RolloutsCallback(TrainerCallback):
             isinstance(ground_truth_column, str) and ground_truth_column
         ):
             raise ValueError("ground_truth_column must be a non-empty column name")
-        self.job_id = job_id or f"job_{uuid.uuid4().hex}"
-        self.job_name = job_name
-        self.model_name = model_name
+        super().__init__(
+            client=client,
+            job_id=job_id,
+            job_name=job_name,
+            model_name=model_name,
+            spool_dir=spool_dir,
+        )
         self.ground_truth_column = ground_truth_column
         self.flush_timeout = flush_timeout
-        self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else str(default_spool_dir())
-        self.spool = JobSpool(self.spool_dir, self.job_id)
-        self._client = client
         self.names: list[str] = []  # the wrapped reward functions, in TRL's naming
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()  # async reward functions finish on TRL's loop thread
@@ -165,7 +166,6 @@ class RolloutsCallback(TrainerCallback):
         self._local: list[dict[str, Any]] = []  # this rank's finished rows, not yet gathered
         self._index_step: int | None = None  # the step sample indices are being counted for
         self._next_index = 0
-        self._sender: BackgroundSender | None = None
         self._state: TrainerState | None = None
         self._model: Any = None
         self._tokenizer: Any = None
@@ -387,28 +387,18 @@ class RolloutsCallback(TrainerCallback):
         if rank == 0:
             self._send([row for share in shares for row in (share or [])])
 
-    def _make_client(self) -> FinetuneLabClient | None:
-        if self._client is not None:
-            return self._client
-        try:
-            return FinetuneLabClient(timeout=SENDER_TIMEOUT, max_retries=0)
-        except Exception as exc:  # asked again on every delivery attempt: say it once
-            self._warn_once(
-                "client",
-                f"{exc} Rollouts are kept in {self.spool.directory} for `finetune-lab sync`.",
-            )
-            return None
-
-    def _api_url(self) -> str:
-        if self._client is not None:
-            return self._client.base_url
-        from finetune_lab.client._transport import resolve_base_url
-
-        return resolve_base_url()
+    def _client_unavailable(self, exc: Exception) -> None:
+        # Asked again on every delivery attempt: say it once.
+        self._warn_once(
+            "client",
+            f"{exc} Rollouts are kept in {self.spool.directory} for `finetune-lab sync`.",
+        )
 
     def _ensure_sender(self) -> BackgroundSender:
-        if self._sender is None:
-            job = {
+        if self._sender is not None:
+            return self._sender
+        return self._start_sender(
+            {
                 "id": self.job_id,
                 "name": self.job_name,
                 "model_name": self.model_name or self._default_model_name(),
@@ -420,14 +410,7 @@ class RolloutsCallback(TrainerCallback):
                     }
                 },
             }
-            try:
-                self.spool.update_meta(api_url=self._api_url(), finished=False, job=job)
-            except OSError as exc:
-                logger.warning("finetune-lab: cannot write the spool's job file (%s)", exc)
-            self._sender = BackgroundSender(
-                self.spool, self._make_client, close_client=self._client is None, job=job
-            )
-        return self._sender
+        )
 
     def _default_model_name(self) -> str | None:
         config = getattr(self._model, "config", None)

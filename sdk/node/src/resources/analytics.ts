@@ -45,12 +45,14 @@ export class Analytics {
 
   /**
    * One page of spans, newest first; pass `next_cursor` as `cursor` for the next. `traceId`
-   * gives one trace's spans, `conversationId` one conversation's.
+   * gives one trace's spans, `conversationId` one conversation's, `jobId` the calls to the
+   * checkpoints of one of your training jobs.
    */
   traces(options: TracesOptions = {}): Promise<TracesPage> {
     const query: AllKeys<TracesQuery> = {
       trace_id: options.traceId,
       conversation_id: options.conversationId,
+      job_id: options.jobId,
       model: options.model,
       status: options.status,
       operation: options.operation,

@@ -41,12 +41,14 @@ def _traces_spec(
     end_date: When,
     trace_id: str | None,
     conversation_id: str | None,
+    job_id: str | None,
     limit: int,
     cursor: str | None,
 ) -> RequestSpec[TracesPage]:
     params = {
         "trace_id": trace_id,
         "conversation_id": conversation_id,
+        "job_id": job_id,
         "model": model,
         "status": status,
         "operation": operation,
@@ -60,7 +62,15 @@ def _traces_spec(
 
 
 _TraceFilters = tuple[
-    str | None, TraceStatus | None, str | None, str | None, When, When, str | None, str | None
+    str | None,
+    TraceStatus | None,
+    str | None,
+    str | None,
+    When,
+    When,
+    str | None,
+    str | None,
+    str | None,
 ]
 
 
@@ -119,9 +129,11 @@ class Analytics:
         cursor: str | None = None,
         trace_id: str | None = None,
         conversation_id: str | None = None,
+        job_id: str | None = None,
     ) -> TracesPage:
         """One page of spans, newest first; pass `page.next_cursor` as `cursor` for the next.
-        `trace_id` gives one trace's spans, `conversation_id` one conversation's."""
+        `trace_id` gives one trace's spans, `conversation_id` one conversation's, `job_id`
+        the calls to the checkpoints of one of your training jobs."""
         spec = _traces_spec(
             model,
             status,
@@ -131,6 +143,7 @@ class Analytics:
             end_date,
             trace_id,
             conversation_id,
+            job_id,
             limit,
             cursor,
         )
@@ -147,6 +160,7 @@ class Analytics:
         end_date: When = None,
         trace_id: str | None = None,
         conversation_id: str | None = None,
+        job_id: str | None = None,
         page_size: int = 500,
     ) -> Iterator[Trace]:
         """Every matching trace, newest first, across pages (the filters of `traces()`)."""
@@ -159,6 +173,7 @@ class Analytics:
             end_date,
             trace_id,
             conversation_id,
+            job_id,
         )
         return iter_rows(self._transport, _walk(filters, page_size))
 
@@ -223,9 +238,11 @@ class AsyncAnalytics:
         cursor: str | None = None,
         trace_id: str | None = None,
         conversation_id: str | None = None,
+        job_id: str | None = None,
     ) -> TracesPage:
         """One page of spans, newest first; pass `page.next_cursor` as `cursor` for the next.
-        `trace_id` gives one trace's spans, `conversation_id` one conversation's."""
+        `trace_id` gives one trace's spans, `conversation_id` one conversation's, `job_id`
+        the calls to the checkpoints of one of your training jobs."""
         spec = _traces_spec(
             model,
             status,
@@ -235,6 +252,7 @@ class AsyncAnalytics:
             end_date,
             trace_id,
             conversation_id,
+            job_id,
             limit,
             cursor,
         )
@@ -251,6 +269,7 @@ class AsyncAnalytics:
         end_date: When = None,
         trace_id: str | None = None,
         conversation_id: str | None = None,
+        job_id: str | None = None,
         page_size: int = 500,
     ) -> AsyncIterator[Trace]:
         """Every matching trace, newest first, across pages (the filters of `traces()`)."""
@@ -263,6 +282,7 @@ class AsyncAnalytics:
             end_date,
             trace_id,
             conversation_id,
+            job_id,
         )
         return aiter_rows(self._transport, _walk(filters, page_size))
 

@@ -13,7 +13,13 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from finetune_lab.client._frames import predictions_frame, require_pandas
-from finetune_lab.client._pagination import CursorWalk, aiter_rows, iter_rows
+from finetune_lab.client._pagination import (
+    CursorWalk,
+    OffsetWalk,
+    PageWalk,
+    aiter_rows,
+    iter_rows,
+)
 from finetune_lab.client._streaming import DEFAULT_MAX_RECONNECTS, aiter_events, iter_events
 from finetune_lab.client._transport import AsyncTransport, RequestSpec, SyncTransport, parse_model
 from finetune_lab.client.gate import GateResult, evaluate_gate, gate_spec
@@ -77,12 +83,21 @@ def _page_spec(
 
 
 def _walk(
-    job_id: str, filters: PredictionFilters, page_size: int
-) -> CursorWalk[PredictionsPage, Prediction]:
-    def request(cursor: str | None) -> RequestSpec[PredictionsPage]:
-        return _page_spec(job_id, filters, limit=page_size, offset=0, cursor=cursor)
+    job_id: str, filters: PredictionFilters, page_size: int, sort: SortKey | None = None
+) -> PageWalk[PredictionsPage, Prediction]:
+    """Every row: through the cursor in read order; by offset in a `sort` order (the server
+    gives sorted pages no cursor)."""
+    if sort is None:
 
-    return CursorWalk(request, lambda page: page.predictions)
+        def after(cursor: str | None) -> RequestSpec[PredictionsPage]:
+            return _page_spec(job_id, filters, limit=page_size, offset=0, cursor=cursor)
+
+        return CursorWalk(after, lambda page: page.predictions)
+
+    def at(offset: int) -> RequestSpec[PredictionsPage]:
+        return _page_spec(job_id, filters, limit=page_size, offset=offset, cursor=None, sort=sort)
+
+    return OffsetWalk(at, lambda page: page.predictions)
 
 
 def _epochs_spec(job_id: str) -> RequestSpec[EpochsResponse]:
@@ -163,11 +178,13 @@ class TrainingPredictions(PredictionFiles):
         prompt_id: str | None = None,
         validation_pass: bool | None = None,
         q: str | None = None,
+        sort: SortKey | None = None,
         page_size: int = 500,
     ) -> Iterator[Prediction]:
-        """Every matching prediction, fetched page by page through the cursor (constant cost)."""
+        """Every matching prediction, fetched page by page: through the cursor in read order
+        (constant cost per page), or by offset in a `sort` order (e.g. "-char_error_rate")."""
         filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass, q)
-        return iter_rows(self._transport, _walk(job_id, filters, page_size))
+        return iter_rows(self._transport, _walk(job_id, filters, page_size, sort))
 
     def to_pandas(
         self,
@@ -293,11 +310,13 @@ class AsyncTrainingPredictions(AsyncPredictionFiles):
         prompt_id: str | None = None,
         validation_pass: bool | None = None,
         q: str | None = None,
+        sort: SortKey | None = None,
         page_size: int = 500,
     ) -> AsyncIterator[Prediction]:
-        """Every matching prediction, fetched page by page through the cursor (constant cost)."""
+        """Every matching prediction, fetched page by page: through the cursor in read order
+        (constant cost per page), or by offset in a `sort` order (e.g. "-char_error_rate")."""
         filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass, q)
-        return aiter_rows(self._transport, _walk(job_id, filters, page_size))
+        return aiter_rows(self._transport, _walk(job_id, filters, page_size, sort))
 
     async def to_pandas(
         self,

@@ -6,6 +6,8 @@ Same metadata and column types as `tables.py`; migration 0003 builds them (0007:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -21,6 +23,26 @@ from sqlalchemy import (
 )
 
 from finetune_lab.server.db.tables import BigId, Json, Timestamp, metadata
+
+
+def _queue_columns(table: str) -> list[Column[Any] | Index]:
+    """The run columns `BatchWorker` leases by, shared by every table it runs as a queue.
+
+    Goes after the table's own columns; `status` stays with those (its place in the DDL differs
+    between tables, and both migrations already created it there).
+    """
+    return [
+        Column("error", Text),
+        Column("attempts", Integer, nullable=False),
+        Column("lease_owner", String(64)),
+        Column("lease_expires_at", Timestamp),
+        Column("created_at", Timestamp, nullable=False),
+        Column("started_at", Timestamp),
+        Column("finished_at", Timestamp),
+        # The worker's claim query: runs to start or to take over.
+        Index(f"ix_{table}_status_lease", "status", "lease_expires_at"),
+    ]
+
 
 models = Table(
     "models",
@@ -74,15 +96,7 @@ test_runs = Table(
     Column("status", String(16), nullable=False),
     Column("total_prompts", Integer, nullable=False),
     Column("config", Json, nullable=False),
-    Column("error", Text),
-    Column("attempts", Integer, nullable=False),
-    Column("lease_owner", String(64)),
-    Column("lease_expires_at", Timestamp),
-    Column("created_at", Timestamp, nullable=False),
-    Column("started_at", Timestamp),
-    Column("finished_at", Timestamp),
-    # The worker's claim query: runs to start or to take over.
-    Index("ix_test_runs_status_lease", "status", "lease_expires_at"),
+    *_queue_columns("test_runs"),
     Index("ix_test_runs_user_created", "user_id", "created_at"),
 )
 
@@ -163,14 +177,7 @@ judge_runs = Table(
     Column("rows_at", Timestamp, nullable=False),  # the rows' created_at: their version
     Column("keys", Json, nullable=False),  # [[step, sample_index], ...]
     Column("status", String(16), nullable=False),
-    Column("error", Text),
-    Column("attempts", Integer, nullable=False),
-    Column("lease_owner", String(64)),
-    Column("lease_expires_at", Timestamp),
-    Column("created_at", Timestamp, nullable=False),
-    Column("started_at", Timestamp),
-    Column("finished_at", Timestamp),
-    Index("ix_judge_runs_status_lease", "status", "lease_expires_at"),
+    *_queue_columns("judge_runs"),
     Index("ix_judge_runs_job", "job_id", "created_at"),
 )
 

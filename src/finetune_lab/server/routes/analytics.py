@@ -49,6 +49,12 @@ def list_traces(
         None, max_length=64, pattern=NoNul, description="one trace's spans"
     ),
     conversation_id: str | None = Query(None, max_length=512, pattern=NoNul),
+    job_id: str | None = Query(
+        None,
+        max_length=128,
+        pattern=NoNul,
+        description="spans of calls to the checkpoints of that training job of yours",
+    ),
     start_date: str | None = Query(None, max_length=64, description="ISO date or datetime"),
     end_date: str | None = Query(None, max_length=64, description="exclusive; a date: its end"),
     limit: int = Query(50, ge=1, le=MAX_PAGE_LIMIT),
@@ -60,7 +66,8 @@ def list_traces(
     db: Db,
 ) -> JSONBytesResponse:
     """Your spans, newest first (by start); pass `next_cursor` back as `cursor` for the next
-    page. `trace_id` gives one trace's spans (its tree: `span_id`/`parent_span_id`)."""
+    page. `trace_id` gives one trace's spans (its tree: `span_id`/`parent_span_id`); `job_id`
+    the spans of calls to models registered with that job (as `/jobs/{job_id}` counts them)."""
     offset = dialect.offset(request) if upstream else 0
     start = parse_time(start_date, "start_date")
     end = parse_time(end_date, "end_date", end=True)
@@ -74,6 +81,7 @@ def list_traces(
         end,
         trace_id=trace_id,
         conversation_id=conversation_id,
+        job_id=job_id,
     )
     page = traces.list_traces(db, principal, filters, limit=limit, cursor=cursor, offset=offset)
     if upstream:

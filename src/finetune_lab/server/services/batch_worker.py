@@ -53,8 +53,8 @@ class LeaseLost(Exception):
 
 
 class BatchWorker:
-    # The queue table: any table with the run columns of `test_runs` (id, user_id, status,
-    # attempts, lease_owner, lease_expires_at, error, created_at, started_at, finished_at).
+    # The queue table: any table with id, user_id, status and the run columns of
+    # `serving_tables._queue_columns` (attempts, the lease, error and the timestamps).
     table: Table = test_runs
     label = "batch run"
 

@@ -172,8 +172,19 @@ class TraceFilters:
     end: datetime | None = None
     trace_id: str | None = None
     conversation_id: str | None = None
+    job_id: str | None = None
 
-    EXACT = ("model", "status", "operation", "test_run_id", "trace_id", "conversation_id")
+    # Like every filter, these match your own spans only: another user's job id (or trace
+    # id) finds nothing, exactly as an id nobody has does.
+    EXACT = (
+        "model",
+        "status",
+        "operation",
+        "test_run_id",
+        "trace_id",
+        "conversation_id",
+        "job_id",
+    )
 
     def clauses(self, user_id: int) -> list[ColumnElement[bool]]:
         t = traces.c

@@ -14,10 +14,11 @@ server's scoring (`scoring.score`), written with COPY into the tables the server
 `prediction_texts`, keyed by the server's own `texts.digest`), then the round's rows with the
 texts' ids, then the sample indexes the job has not had yet into `job_samples` with their count
 on the job (migration 0012); the pg_trgm GIN indexes of migration 0006 are kept by COPY itself
-(the bench checks they exist). Each round's rollup is computed from its scored rows with the server's own
-`RoundTotals`, exactly as ingest would store it. Not written: stream events (no reader here
-needs them). A throwaway PostgreSQL 15 cluster (the test suite's harness: fsync off) holds both
-jobs. Disk size counts `predictions` and the job's share of `prediction_texts`.
+(the bench checks they exist). Each round's rollup is computed from its scored rows with the
+server's own `RoundTotals`, exactly as ingest would store it. Not written: stream events (no
+reader here needs them). A throwaway PostgreSQL 15 cluster (the test suite's harness: fsync
+off) holds both jobs. Disk size counts `predictions` and the job's share of `prediction_texts`
+(`job_samples` adds one narrow row per sample, not per prediction).
 
     PYTHONPATH=src .venv/bin/python bench/big_job.py               # 10M rows
     PYTHONPATH=src .venv/bin/python bench/big_job.py --rows 200000  # smoke run

@@ -1,7 +1,8 @@
 """The sample by round matrix of one score: which prompts a run learned, when, and which it never
 did. The page of samples (by sample_index) and their count come from `job_samples` (kept at
-ingest), the cells from one query over the page's sample_index range per round on the
-(job_id, step, sample_index) unique index: a page costs O(page x rounds), never O(job)."""
+ingest), the cells from one query over the page's sample_index range in every round (on the
+(job_id, step, sample_index) unique index, or PostgreSQL's planner takes (job_id, sample_index)):
+a page costs O(page x rounds), never O(job)."""
 
 from __future__ import annotations
 

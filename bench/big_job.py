@@ -4,18 +4,21 @@ read latency against the same reads on a 10,000-prediction job.
 Both jobs have the same rounds (`--rounds`, 10 per epoch); the big one has rows/rounds samples
 per round, the small one 10,000/rounds. Reads, each through the real server over HTTP, medians
 of both jobs alternated call by call: `/trends`, `/epochs`, the last cursor page, the matrix
-view (first 100 samples x every round, CER) and `q` for a word found in exactly one row.
+view (CER; the first 100 samples, the first 10 and the last 10, each x every round) and `q` for
+a word found in exactly one row.
 
 The fill skips HTTP to reach 10M in minutes: rows are made and scored in this process with the
 server's scoring (`scoring.score`), written with COPY into the tables the server writes
 (`write_rows`, the one function to adapt when the storage layout changes): texts once per job
 (migration 0005: the round's prompts and ground truths the job has not stored yet go into
 `prediction_texts`, keyed by the server's own `texts.digest`), then the round's rows with the
-texts' ids; the pg_trgm GIN indexes of migration 0006 are kept by COPY itself (the bench checks
-they exist). Each round's rollup is computed from its scored rows with the server's own
-`RoundTotals`, exactly as ingest would store it. Not written: stream events (no reader here
-needs them). A throwaway PostgreSQL 15 cluster (the test suite's harness: fsync off) holds both
-jobs. Disk size counts `predictions` and the job's share of `prediction_texts`.
+texts' ids, then the sample indexes the job has not had yet into `job_samples` with their count
+on the job (migration 0012); the pg_trgm GIN indexes of migration 0006 are kept by COPY itself
+(the bench checks they exist). Each round's rollup is computed from its scored rows with the
+server's own `RoundTotals`, exactly as ingest would store it. Not written: stream events (no
+reader here needs them). A throwaway PostgreSQL 15 cluster (the test suite's harness: fsync
+off) holds both jobs. Disk size counts `predictions` and the job's share of `prediction_texts`
+(`job_samples` adds one narrow row per sample, not per prediction).
 
     PYTHONPATH=src .venv/bin/python bench/big_job.py               # 10M rows
     PYTHONPATH=src .venv/bin/python bench/big_job.py --rows 200000  # smoke run
@@ -151,6 +154,22 @@ def write_rows(
             text = row[field]
             row[id_column] = None if text is None else text_ids[text]
     _binary_copy(conn, "predictions", COLUMNS, map(itemgetter(*COLUMNS), rows))
+    # The job's sample indexes (migration 0012), as ingest keeps them.
+    known = {
+        int(i)
+        for (i,) in conn.execute(
+            "SELECT sample_index FROM job_samples WHERE job_id = %s", (job_id,)
+        )
+    }
+    new_samples = sorted({row["sample_index"] for row in rows} - known)
+    if new_samples:
+        _binary_copy(
+            conn, "job_samples", ["job_id", "sample_index"], [(job_id, i) for i in new_samples]
+        )
+        conn.execute(
+            "UPDATE jobs SET distinct_samples = distinct_samples + %s WHERE id = %s",
+            (len(new_samples), job_id),
+        )
 
 
 def fill(db: Database, libpq_url: str, job_id: str, rows: int, rounds: int) -> float:
@@ -176,6 +195,7 @@ def fill(db: Database, libpq_url: str, job_id: str, rows: int, rounds: int) -> f
         conn.execute("VACUUM ANALYZE predictions")
         conn.execute("VACUUM ANALYZE prediction_texts")
         conn.execute("VACUUM ANALYZE round_rollups")
+        conn.execute("VACUUM ANALYZE job_samples")
     return samples * rounds / (time.perf_counter() - started)
 
 
@@ -226,11 +246,21 @@ def reads(http: httpx.Client, rows: int, rounds: int) -> list[tuple[str, float, 
         assert found["total_count"] == 1, found["total_count"]
         page = http.get(f"{PRED}/{job_id}", params=last_page(total)).json()
         assert len(page["predictions"]) == 50 and page["next_cursor"] is None, job_id
+        grid = http.get(f"{PRED}/{job_id}/matrix", params={"metric": "char_error_rate"}).json()
+        assert grid["total_samples"] == total // rounds, (job_id, grid["total_samples"])
     plans: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         ("/trends", "/trends", {}, {}),
         ("/epochs", "/epochs", {}, {}),
         ("last cursor page", "", last_page(SMALL_ROWS), last_page(rows)),
         ("matrix, 100 samples", "/matrix", {"metric": "char_error_rate", "limit": 100}, {}),
+        # The small job's page above holds its 10 samples: here the big job's page has as many.
+        ("matrix, 10 samples", "/matrix", {"metric": "char_error_rate", "limit": 10}, {}),
+        (
+            "matrix, last page",
+            "/matrix",
+            {"metric": "char_error_rate", "limit": 10, "offset": SMALL_ROWS // rounds - 10},
+            {"metric": "char_error_rate", "limit": 10, "offset": rows // rounds - 10},
+        ),
         ("q, rare word", "", {"q": RARE_WORD, "limit": 50}, {}),
     ]
     results = []

@@ -94,6 +94,9 @@ jobs = Table(
     Column("api_key_id", BigId, ForeignKey("api_keys.id"), index=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    # How many distinct sample indexes the job's rows have (its rows of `job_samples`), kept
+    # at ingest: the matrix reports it without counting.
+    Column("distinct_samples", BigInteger, nullable=False, server_default="0"),
     Index("ix_jobs_user_created", "user_id", "created_at"),
 )
 
@@ -147,11 +150,22 @@ predictions = Table(
     # Upsert key; its (job_id, step) prefix also serves round lookups and rollup refreshes.
     UniqueConstraint("job_id", "step", "sample_index", name="uq_predictions_job_step_sample"),
     Index("ix_predictions_read_order", "job_id", "epoch", "step", "sample_index"),
-    # The matrix's distinct sample indexes of a job; the text ids: which rows use a text
-    # (search by prompt or truth, dropping a text no row uses any more).
+    # A job's rows by sample (the matrix read its samples here before `job_samples`); the text
+    # ids: which rows use a text (search by prompt or truth, dropping a text no row uses).
     Index("ix_predictions_job_sample", "job_id", "sample_index"),
     Index("ix_predictions_prompt_text", "prompt_text_id"),
     Index("ix_predictions_truth_text", "truth_text_id"),
+)
+
+# Each sample index a job's rows use, once, added at ingest (rows are only ever deleted with
+# their job, so a sample never leaves): a matrix page reads its page of samples here, O(page),
+# not by a DISTINCT over every row of the job.
+job_samples = Table(
+    "job_samples",
+    metadata,
+    Column("job_id", String(128), primary_key=True),
+    Column("sample_index", BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
 )
 
 # Exact per-round sums and counts, refreshed at ingest: /epochs and /trends cost O(rounds).

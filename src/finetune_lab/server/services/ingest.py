@@ -29,7 +29,7 @@ from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import jobs, predictions
 from finetune_lab.server.errors import APIError, not_found
-from finetune_lab.server.services import batch_decode, judges, stream, texts
+from finetune_lab.server.services import batch_decode, judges, samples, stream, texts
 from finetune_lab.server.services.batch_decode import IngestItem
 from finetune_lab.server.services.rollups import refresh_rounds
 from finetune_lab.server.services.scoring_pool import ScoringPool
@@ -314,6 +314,7 @@ def ingest(
         replaced_texts = texts.store(conn, job_id, rows, existing)
         _upsert_for(conn.dialect).execute(conn, rows, now)
         texts.drop_unused(conn, replaced_texts)
+        samples.record(conn, job_id, (row["sample_index"] for row in rows))
         totals = refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})
         stream.record_ingest(conn, job_id, rows, totals, now)
         if graded:  # re-sent rows too: their new version is graded again

@@ -17,7 +17,7 @@ from finetune_lab.server.db import Database
 from finetune_lab.server.db.serving_tables import judge_results, judge_runs
 from finetune_lab.server.db.tables import jobs, predictions, round_rollups, stream_events
 from finetune_lab.server.errors import APIError, not_found, validation_error
-from finetune_lab.server.services import judges, texts
+from finetune_lab.server.services import judges, samples, texts
 from finetune_lab.server.services.scoring_pool import SchemaCheckTimeout, ScoringPool
 from finetune_lab.server.services.tokens import JOB_TOKEN_PREFIX, hash_secret, new_secret, utcnow
 
@@ -218,6 +218,7 @@ def delete_job(db: Database, principal: Principal, job_id: str) -> dict[str, Any
         owned_job(conn, principal, job_id)
         removed = conn.execute(delete(predictions).where(predictions.c.job_id == job_id)).rowcount
         texts.delete_job_texts(conn, job_id)
+        samples.delete_job_samples(conn, job_id)
         conn.execute(delete(round_rollups).where(round_rollups.c.job_id == job_id))
         conn.execute(delete(stream_events).where(stream_events.c.job_id == job_id))
         # Grading stops: the worker's next write finds its run gone (and ends it).

@@ -1,17 +1,20 @@
 """The sample by round matrix of one score: which prompts a run learned, when, and which it never
-did. A page of samples (by sample_index) is read in one query over the page's sample_index range
-per round on the (job_id, step, sample_index) unique index, never a job scan per round."""
+did. The page of samples (by sample_index) and their count come from `job_samples` (kept at
+ingest), the cells from one query over the page's sample_index range in every round (on the
+(job_id, step, sample_index) unique index, or PostgreSQL's planner takes (job_id, sample_index)):
+a page costs O(page x rounds), never O(job)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, distinct, func, select
+from sqlalchemy import Connection, select
 
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
 from finetune_lab.server.db.tables import predictions, round_rollups
 from finetune_lab.server.errors import validation_error
+from finetune_lab.server.services import samples
 from finetune_lab.server.services.jobs import owned_job
 
 SCORE_COLUMNS = ("exact_match", "char_error_rate", "length_ratio", "word_overlap")
@@ -45,20 +48,8 @@ def _resolve(conn: Connection, job_id: str, metric: str) -> tuple[str | None, st
 
 
 def _sample_page(conn: Connection, job_id: str, limit: int, offset: int) -> tuple[list[int], int]:
-    """The page's sample indexes and the job's count of them, in one index pass over the job
-    (the count rides along as a window; only a page past the end needs a query of its own)."""
-    p = predictions.c
-    known = select(p.sample_index).where(p.job_id == job_id).distinct().subquery()
-    rows = conn.execute(
-        select(known.c.sample_index, func.count().over())
-        .order_by(known.c.sample_index)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    if rows:
-        return [int(row[0]) for row in rows], int(rows[0][1])
-    count = select(func.count(distinct(p.sample_index))).where(p.job_id == job_id)
-    return [], int(conn.scalar(count) or 0)
+    """The page's sample indexes and the job's count of them (kept at ingest: O(page))."""
+    return samples.page(conn, job_id, limit, offset)
 
 
 def _value(raw: Any, custom: str | None) -> float | None:

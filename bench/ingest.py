@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -202,11 +202,63 @@ class LeanSQLite(RawSQLite):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         types = {"exact_match": "REAL", "char_error_rate": "REAL", "length_ratio": "REAL"}
         types |= {"word_overlap": "REAL", "epoch": "INTEGER", "step": "INTEGER"}
-        types |= {"sample_index": "INTEGER"}
+        types |= {"sample_index": "INTEGER", "prompt_ref": "INTEGER", "truth_ref": "INTEGER"}
         columns = ", ".join(f"{name} {types.get(name, 'TEXT')}" for name in self.columns)
         self.conn.execute(f"CREATE TABLE predictions (id INTEGER PRIMARY KEY, {columns})")
         placeholders = ", ".join("?" * len(self.columns))
         self.sql = f"INSERT INTO predictions ({', '.join(self.columns)}) VALUES ({placeholders})"
+
+
+class LeanIndexed(LeanSQLite):
+    """The lean table plus some of the server's `predictions` indexes (the floor each one sets):
+    the upsert key's unique index, and optionally more. `text ids` adds the two integer
+    text-id columns of the texts-once layout (a distinct id per distinct text) with their
+    indexes."""
+
+    INDEXES: ClassVar[dict[str, str]] = {
+        "key": "CREATE UNIQUE INDEX uq ON predictions (job_id, step, sample_index)",
+        "read_order": "CREATE INDEX ro ON predictions (job_id, epoch, step, sample_index)",
+        "job_sample": "CREATE INDEX js ON predictions (job_id, sample_index)",
+        "text ids": "CREATE INDEX pt ON predictions (prompt_ref);"
+        " CREATE INDEX tt ON predictions (truth_ref)",
+    }
+
+    # The text-id columns.
+    REFS: ClassVar[dict[str, str]] = {"prompt": "prompt_ref", "ground_truth": "truth_ref"}
+
+    def __init__(self, path: Path, indexes: tuple[str, ...]) -> None:
+        if "text ids" in indexes:
+            self.columns = [*LEAN_COLUMNS, *self.REFS.values()]
+        super().__init__(path)
+        self.text_ids: dict[str, int] = {}
+        for name in indexes:
+            self.conn.executescript(self.INDEXES[name])
+
+    def prepare(self, rows: list[dict[str, Any]]) -> Prepared:
+        if self.REFS["prompt"] not in self.columns:
+            return super().prepare(rows)
+        with_refs = []
+        for row in rows:
+            row = dict(row)
+            for field, ref in self.REFS.items():
+                text = row.get(field)
+                known = None if text is None else self.text_ids.get(text)
+                if text is not None and known is None:
+                    known = self.text_ids[text] = len(self.text_ids) + 1
+                row[ref] = known
+            with_refs.append(row)
+        return super().prepare(with_refs)
+
+
+class SameNoSearch(RawSQLite):
+    """The server's own tables without the search index's FTS5 triggers: the floor once the
+    index is kept off the write path."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        for fts in ("predictions_fts", "prediction_texts_fts"):
+            for event in ("insert", "delete", "update"):
+                self.conn.execute(f"DROP TRIGGER {fts}_{event}")
 
 
 class RawPostgres(RawBaseline):
@@ -285,6 +337,35 @@ def rate(times: list[float]) -> float:
 def spread(times: list[float]) -> str:
     q1, q2, q3 = statistics.quantiles(times, n=4)
     return f"p25 {q1 * 1e3:6.2f}  p50 {q2 * 1e3:6.2f}  p75 {q3 * 1e3:6.2f}"
+
+
+FLOORS: dict[str, tuple[str, ...]] = {
+    "lean + key": ("key",),
+    "lean + key + read_order": ("key", "read_order"),
+    "lean + key + job_sample": ("key", "job_sample"),
+    "lean + key + text ids": ("key", "text ids"),
+    "lean + all our indexes": ("key", "read_order", "job_sample", "text ids"),
+}
+
+
+def sqlite_floors() -> None:
+    """What each index costs a raw insert, beside our table with and without the search
+    triggers and HTTP ingest (defaults): rates as ratios to the lean insert."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raws: dict[str, RawBaseline] = {"lean": LeanSQLite(Path(tmp) / "lean.db")}
+        for index, (name, indexes) in enumerate(FLOORS.items()):
+            raws[name] = LeanIndexed(Path(tmp) / f"floor{index}.db", indexes)
+        raws["same table, no search triggers"] = SameNoSearch(Path(tmp) / "nosearch.db")
+        raws["same table"] = RawSQLite(Path(tmp) / "raw.db")
+        *raw_t, http_t = measure(None, list(raws.values()), {})
+    rates = {name: rate(times) for name, times in zip(raws, raw_t, strict=True)}
+    rates["SDK over HTTP"] = rate(http_t)
+    print(f"floors (SQLite): {BATCHES} batches x {BATCH}, interleaved, medians")
+    for name, value in rates.items():
+        print(
+            f"  {name:32}: {value:10,.0f} predictions/s = {value / rates['lean']:5.2f}x lean; "
+            f"HTTP / this {rates['SDK over HTTP'] / value:5.2f}x"
+        )
 
 
 def sqlite_throughput() -> dict[str, float]:
@@ -440,10 +521,17 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=2, help="SDK processes at once")
     parser.add_argument("--skip-reader", action="store_true")
     parser.add_argument(
+        "--floors-only", action="store_true", help="only the per-index floors (SQLite)"
+    )
+    parser.add_argument(
         "--batches", type=int, default=BATCHES, help=f"measured batches per setting ({BATCHES})"
     )
     args = parser.parse_args()
     BATCHES = args.batches
+    if args.backend in ("sqlite", "both"):
+        sqlite_floors()
+    if args.floors_only:
+        return
     if args.backend in ("sqlite", "both"):
         ratios = sqlite_throughput()
         one, two = ratios["pool, 1 worker"], ratios["pool, 2 workers"]

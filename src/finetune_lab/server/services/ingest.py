@@ -36,8 +36,15 @@ from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.services.tokens import utcnow
 
 KEY_COLUMNS = ("job_id", "step", "sample_index")
-WRITE_COLUMNS = tuple(column.name for column in predictions.c if column.name != "id")
-JSON_COLUMNS = frozenset({"validation_errors", "metrics"})
+JSON_COLUMNS = ("validation_errors", "metrics")
+# The columns ingest writes, in the order of its row tuples: those taken as they are, the JSON
+# ones, then the batch's timestamp (so a row's tuple is built without a per-column loop).
+PLAIN_COLUMNS = tuple(
+    column.name
+    for column in predictions.c
+    if column.name not in ("id", "created_at", *JSON_COLUMNS)
+)
+WRITE_COLUMNS = (*PLAIN_COLUMNS, *JSON_COLUMNS, "created_at")
 SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # the format SQLAlchemy's SQLite DateTime reads back
 
 
@@ -177,7 +184,7 @@ class SQLiteUpsert:
 
     def execute(self, conn: Connection, rows: list[dict[str, Any]], created_at: datetime) -> None:
         stamp = created_at.strftime(SQLITE_TIMESTAMP)
-        params = _row_tuples(rows, list(WRITE_COLUMNS), stamp, _json_text)
+        params = _row_tuples(rows, stamp, _json_text)
         # Every time: a rolled-back transaction takes the CREATE with it.
         conn.exec_driver_sql(self.create_staging)
         conn.exec_driver_sql(self.stage, params)
@@ -207,7 +214,7 @@ class PostgresUpsert:
     def execute(self, conn: Connection, rows: list[dict[str, Any]], created_at: datetime) -> None:
         from psycopg.types.json import Jsonb
 
-        params = _row_tuples(rows, list(WRITE_COLUMNS), created_at, Jsonb)
+        params = _row_tuples(rows, created_at, Jsonb)
         with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
             # Every time, not once per connection: a rolled-back transaction takes the
             # CREATE with it. When the table exists this is a catalog lookup.
@@ -218,21 +225,17 @@ class PostgresUpsert:
             cursor.execute(self.sql)
 
 
-def _row_tuples(
-    rows: list[dict[str, Any]], names: list[str], stamp: Any, dump_json: Any
-) -> list[tuple[Any, ...]]:
-    getter = itemgetter(*names)
-    json_slots = [i for i, name in enumerate(names) if name in JSON_COLUMNS]
-    stamp_slot = names.index("created_at")
-    params = []
-    for row in rows:
-        values = list(getter(row))
-        for i in json_slots:
-            if values[i] is not None:
-                values[i] = dump_json(values[i])
-        values[stamp_slot] = stamp
-        params.append(tuple(values))
-    return params
+def _row_tuples(rows: list[dict[str, Any]], stamp: Any, dump_json: Any) -> list[tuple[Any, ...]]:
+    """The rows as tuples in `WRITE_COLUMNS` order (the driver's parameters)."""
+    plain, json_values = itemgetter(*PLAIN_COLUMNS), itemgetter(*JSON_COLUMNS)
+    return [
+        (
+            *plain(row),
+            *[None if value is None else dump_json(value) for value in json_values(row)],
+            stamp,
+        )
+        for row in rows
+    ]
 
 
 _UPSERTS: dict[str, SQLiteUpsert | PostgresUpsert] = {}

@@ -54,10 +54,12 @@ def _lookup(conn: Connection, job_id: str, digests: Sequence[bytes]) -> dict[byt
     """Ids of the job's texts by digest. Plain driver SQL: SQLAlchemy's per-parameter
     processing of a 500-item IN list cost more than the query. On PostgreSQL the digests go as
     one array: psycopg prepares a statement run 5 times, and the generic plan of a long IN list
-    walked the job's whole text index per batch (281 ms at 21k texts vs 3.4 ms for ANY)."""
+    walked the job's whole text index per batch (281 ms at 21k texts vs 3.4 ms for ANY). Arrays
+    go in binary (`%b`): psycopg's text form escapes every element with a regular expression,
+    15% of a worst-case batch."""
     found: dict[bytes, int] = {}
     if conn.dialect.name == "postgresql":
-        sql = "SELECT digest, id FROM prediction_texts WHERE job_id = %s AND digest = ANY(%s)"
+        sql = "SELECT digest, id FROM prediction_texts WHERE job_id = %s AND digest = ANY(%b)"
         return _fetch(conn, sql, (job_id, list(digests)))
     for start in range(0, len(digests), LOOKUP_CHUNK):
         chunk = list(digests[start : start + LOOKUP_CHUNK])
@@ -79,7 +81,7 @@ def _insert_missing(conn: Connection, job_id: str, missing: dict[bytes, str]) ->
     if conn.dialect.name == "postgresql":
         sql = (
             "INSERT INTO prediction_texts (job_id, digest, text) "
-            "SELECT %s, d, t FROM unnest(%s::bytea[], %s::text[]) AS u(d, t) "
+            "SELECT %s, d, t FROM unnest(%b::bytea[], %b::text[]) AS u(d, t) "
             "ON CONFLICT (job_id, digest) DO NOTHING RETURNING digest, id"
         )
         ids.update(_fetch(conn, sql, (job_id, list(missing), list(missing.values()))))

@@ -13,6 +13,12 @@ Baselines, both already scored, one transaction per 1,000 rows, WAL mode:
   those the job has already are skipped), their ids looked up, then the rows with the ids; the
   search index (0006) kept by the migrations' triggers or GIN indexes: what the database costs
   with no HTTP, validation, scoring or rollups.
+Floors (first, defaults only; `--floors-only` stops there): the lean table plus the upsert
+key's unique index, plus each of the server's other `predictions` indexes in turn (read order,
+(job, sample), the two text ids), plus all of them; our own tables without the search index's
+FTS5 triggers and as they are; each printed as a ratio to the lean insert and against HTTP
+ingest, all interleaved in one server run. They show what each index costs a raw insert and
+how far the server's own table is from the lean one before any HTTP or Python.
 Each server setting is measured in its own server: the defaults (cheap batches scored in the
 serving process), then the scoring pool forced (`FINETUNE_LAB_SCORING_INLINE_MS=0`) with 1 and
 with 2 workers, to show how ingest scales with cores. The raw inserts and HTTP ingest are

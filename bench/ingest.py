@@ -40,6 +40,7 @@ repeated on it against a raw COPY into the same table; that part has no target.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import sqlite3
 import statistics
@@ -61,6 +62,7 @@ from finetune_lab.scoring import score
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.db.tables import predictions
 from finetune_lab.server.services.texts import LOOKUP_CHUNK, TEXT_FIELDS, digest
+from storage import ingest_all, server_from, source_tree
 
 BATCH = 1_000
 BATCHES = 80
@@ -410,6 +412,34 @@ def postgres_throughput() -> None:
     print(f"  ratio HTTP/raw: {rate(http_t) / rate(raw_t):5.2f}x  (no target)")
 
 
+def against(revision: str, backend: str) -> None:
+    """HTTP ingest of this tree vs a server running `revision`'s code, the same batches
+    interleaved (these rows are the text store's worst case: every prompt and truth new)."""
+
+    def run(name: str, urls: list[str]) -> None:
+        data = batches()
+        with source_tree(revision) as old_src, contextlib.ExitStack() as stack:
+            servers = {
+                "then": stack.enter_context(server_from(old_src, urls[0])),
+                "now": stack.enter_context(server_from(None, urls[1])),
+            }
+            times = ingest_all(servers, data)
+        rates = {label: rate(values[WARMUP:]) for label, values in times.items()}
+        print(
+            f"ingest ({name}, defaults) vs {revision}: {rates['now']:,.0f}/s vs "
+            f"{rates['then']:,.0f}/s = {rates['now'] / rates['then']:.2f}x "
+            f"({BATCHES} interleaved batches of {BATCH}, medians)"
+        )
+
+    if backend in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            run("SQLite", [f"sqlite:///{tmp}/then.db", f"sqlite:///{tmp}/now.db"])
+    if backend in ("postgres", "both"):
+        with postgres_database() as then_db, postgres_database() as now_db:
+            if then_db is not None and now_db is not None:
+                run("PostgreSQL", [then_db, now_db])
+
+
 def _burst(url: str, key: str, job_id: str, ready: Any, start: Any, count: int) -> None:
     """A process that sends `count` 1,000-row batches back to back once `start` is set."""
     data = [prediction_rows(step, step // 10, BATCH) for step in range(count)]
@@ -530,10 +560,16 @@ def main() -> None:
         "--floors-only", action="store_true", help="only the per-index floors (SQLite)"
     )
     parser.add_argument(
+        "--against", metavar="REV", help="only: HTTP ingest vs a server at git revision REV"
+    )
+    parser.add_argument(
         "--batches", type=int, default=BATCHES, help=f"measured batches per setting ({BATCHES})"
     )
     args = parser.parse_args()
     BATCHES = args.batches
+    if args.against:
+        against(args.against, args.backend)
+        return
     if args.backend in ("sqlite", "both"):
         sqlite_floors()
     if args.floors_only:

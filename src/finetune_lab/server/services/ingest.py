@@ -248,25 +248,28 @@ def _upsert_for(dialect: Dialect) -> SQLiteUpsert | PostgresUpsert:
     return _UPSERTS[dialect.name]
 
 
-def _existing_keys(
+def _existing_rows(
     conn: Connection, job_id: str, rows: list[dict[str, Any]]
-) -> set[tuple[int, int]]:
-    """Which of the batch's (step, sample_index) already exist: one index range per round."""
+) -> dict[tuple[int, int], tuple[int, int | None]]:
+    """Which of the batch's (step, sample_index) already exist, with the text ids they use
+    (what a re-send may leave unused): one index range per round."""
     bounds: dict[int, list[int]] = {}
     for row in rows:
         lo_hi = bounds.setdefault(row["step"], [row["sample_index"], row["sample_index"]])
         lo_hi[0] = min(lo_hi[0], row["sample_index"])
         lo_hi[1] = max(lo_hi[1], row["sample_index"])
-    found: set[tuple[int, int]] = set()
+    wanted = {(row["step"], row["sample_index"]) for row in rows}
+    p = predictions.c
+    found: dict[tuple[int, int], tuple[int, int | None]] = {}
     for step, (lo, hi) in bounds.items():
         result = conn.execute(
-            select(predictions.c.sample_index).where(
-                predictions.c.job_id == job_id,
-                predictions.c.step == step,
-                predictions.c.sample_index.between(lo, hi),
+            select(p.sample_index, p.prompt_text_id, p.truth_text_id).where(
+                p.job_id == job_id, p.step == step, p.sample_index.between(lo, hi)
             )
         )
-        found.update((step, sample_index) for (sample_index,) in result)
+        for sample_index, prompt_id, truth_id in result:
+            if (step, sample_index) in wanted:
+                found[(step, sample_index)] = (prompt_id, truth_id)
     return found
 
 
@@ -313,8 +316,8 @@ def ingest(
         ).rowcount
         if not still_there:  # deleted since the read above
             raise not_found()
-        existing = _existing_keys(conn, job_id, rows)
-        replaced_texts = texts.store(conn, job_id, rows, existing)
+        existing = _existing_rows(conn, job_id, rows)
+        replaced_texts = texts.store(conn, job_id, rows, existing.values())
         _upsert_for(conn.dialect).execute(conn, rows, now)
         texts.drop_unused(conn, replaced_texts)
         totals = refresh_rounds(conn, job_id, rows, rescan_steps={step for step, _ in existing})

@@ -106,11 +106,12 @@ def store(
     conn: Connection,
     job_id: str,
     rows: list[dict[str, Any]],
-    existing: set[tuple[int, int]],
+    replaced: Iterable[tuple[int, int | None]],
 ) -> set[int]:
     """Before the upsert: give each row its `prompt_text_id` and `truth_text_id`, inserting the
-    texts the job does not have yet. Returns the text ids the rows about to be replaced
-    (`existing` (step, sample_index) keys) used, for `drop_unused` after the upsert."""
+    texts the job does not have yet. `replaced`: the (prompt, truth) text ids of the stored
+    rows the batch replaces. Returns those the batch does not use, for `drop_unused` after the
+    upsert."""
     keys: dict[str, bytes] = {}
     for row in rows:
         for field in TEXT_FIELDS:
@@ -121,33 +122,12 @@ def store(
     missing = {key: text for text, key in keys.items() if key not in ids}
     if missing:
         ids.update(_insert_missing(conn, job_id, missing))
-    previous = _ids_of_rows(conn, job_id, existing) if existing else set()
+    previous = {text_id for pair in replaced for text_id in pair if text_id is not None}
     for row in rows:
         for field, column in TEXT_FIELDS.items():
             text = row[field]
             row[column] = None if text is None else ids[keys[text]]
     return previous - set(ids.values())
-
-
-def _ids_of_rows(conn: Connection, job_id: str, keys: Iterable[tuple[int, int]]) -> set[int]:
-    """The text ids stored rows use (one index range per round, as ingest finds them)."""
-    p = predictions.c
-    by_step: dict[int, set[int]] = {}
-    for step, sample_index in keys:
-        by_step.setdefault(step, set()).add(sample_index)
-    found: set[int] = set()
-    for step, indexes in by_step.items():
-        result = conn.execute(
-            select(p.sample_index, p.prompt_text_id, p.truth_text_id).where(
-                p.job_id == job_id,
-                p.step == step,
-                p.sample_index.between(min(indexes), max(indexes)),
-            )
-        )
-        for sample_index, prompt_id, truth_id in result:
-            if sample_index in indexes:
-                found.update(value for value in (prompt_id, truth_id) if value is not None)
-    return found
 
 
 def drop_unused(conn: Connection, candidates: set[int]) -> None:

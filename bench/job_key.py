@@ -22,7 +22,6 @@ Each copy's growth during the job is added to what the rest of the server's data
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import psycopg
@@ -138,4 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -61,7 +61,7 @@ from finetune_lab import FinetuneLabClient
 from finetune_lab.scoring import score
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.db.tables import predictions
-from finetune_lab.server.services.texts import LOOKUP_CHUNK, TEXT_FIELDS, digest
+from finetune_lab.server.services.texts import INSERT_CHUNK, LOOKUP_CHUNK, TEXT_FIELDS, digest
 from storage import ingest_all, server_from, source_tree
 
 BATCH = 1_000
@@ -173,11 +173,9 @@ class RawSQLite(RawBaseline):
         self.sql = f"INSERT INTO predictions ({', '.join(self.columns)}) VALUES ({placeholders})"
 
     def _text_ids(self, texts: dict[bytes, str]) -> dict[bytes, int]:
-        self.conn.executemany(
-            "INSERT INTO prediction_texts (job_id, digest, text) VALUES (?, ?, ?)"
-            " ON CONFLICT (job_id, digest) DO NOTHING",
-            [(RAW_JOB, key, text) for key, text in texts.items()],
-        )
+        """As the server does it: the ids the job has, then the missing texts inserted with
+        multi-row VALUES (one statement per chunk: the FTS5 triggers flush once per
+        statement; an executemany made them flush per text) returning their ids."""
         keys: list[bytes] = list(texts)
         ids: dict[bytes, int] = {}
         for start in range(0, len(keys), LOOKUP_CHUNK):
@@ -188,6 +186,18 @@ class RawSQLite(RawBaseline):
                     "SELECT digest, id FROM prediction_texts WHERE job_id = ?"
                     f" AND digest IN ({marks})",
                     (RAW_JOB, *chunk),
+                )
+            )
+        missing = [key for key in keys if key not in ids]
+        for start in range(0, len(missing), INSERT_CHUNK):
+            chunk = missing[start : start + INSERT_CHUNK]
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            params = [value for key in chunk for value in (RAW_JOB, key, texts[key])]
+            ids.update(
+                self.conn.execute(
+                    f"INSERT INTO prediction_texts (job_id, digest, text) VALUES {values}"
+                    " RETURNING digest, id",
+                    params,
                 )
             )
         return ids
@@ -290,16 +300,19 @@ class RawPostgres(RawBaseline):
 
     def insert(self, prepared: Prepared) -> None:
         with self.conn.transaction(), self.conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO prediction_texts (job_id, digest, text) VALUES (%s, %s, %s)"
-                " ON CONFLICT (job_id, digest) DO NOTHING",
-                [(RAW_JOB, key, text) for key, text in prepared.texts.items()],
-            )
             cursor.execute(
-                "SELECT digest, id FROM prediction_texts WHERE job_id = %s AND digest = ANY(%s)",
+                "SELECT digest, id FROM prediction_texts WHERE job_id = %s AND digest = ANY(%b)",
                 (RAW_JOB, list(prepared.texts)),
             )
             ids = {bytes(key): text_id for key, text_id in cursor.fetchall()}
+            missing = [key for key in prepared.texts if key not in ids]
+            if missing:
+                cursor.execute(
+                    "INSERT INTO prediction_texts (job_id, digest, text) SELECT %s, d, t"
+                    " FROM unnest(%b::bytea[], %b::text[]) AS u(d, t) RETURNING digest, id",
+                    (RAW_JOB, missing, [prepared.texts[key] for key in missing]),
+                )
+                ids.update((bytes(key), text_id) for key, text_id in cursor.fetchall())
             with cursor.copy(self.copy) as copy:
                 for values in prepared.with_ids(ids):
                     copy.write_row(values)

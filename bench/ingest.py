@@ -13,6 +13,12 @@ Baselines, both already scored, one transaction per 1,000 rows, WAL mode:
   those the job has already are skipped), their ids looked up, then the rows with the ids; the
   search index (0006) kept by the migrations' triggers or GIN indexes: what the database costs
   with no HTTP, validation, scoring or rollups.
+Floors (first, defaults only; `--floors-only` stops there): the lean table plus the upsert
+key's unique index, plus each of the server's other `predictions` indexes in turn (read order,
+(job, sample), the two text ids), plus all of them; our own tables without the search index's
+FTS5 triggers and as they are; each printed as a ratio to the lean insert and against HTTP
+ingest, all interleaved in one server run. They show what each index costs a raw insert and
+how far the server's own table is from the lean one before any HTTP or Python.
 Each server setting is measured in its own server: the defaults (cheap batches scored in the
 serving process), then the scoring pool forced (`FINETUNE_LAB_SCORING_INLINE_MS=0`) with 1 and
 with 2 workers, to show how ingest scales with cores. The raw inserts and HTTP ingest are
@@ -34,6 +40,7 @@ repeated on it against a raw COPY into the same table; that part has no target.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import sqlite3
 import statistics
@@ -44,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -54,7 +61,8 @@ from finetune_lab import FinetuneLabClient
 from finetune_lab.scoring import score
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.db.tables import predictions
-from finetune_lab.server.services.texts import LOOKUP_CHUNK, TEXT_FIELDS, digest
+from finetune_lab.server.services.texts import INSERT_CHUNK, LOOKUP_CHUNK, TEXT_FIELDS, digest
+from storage import ingest_all, server_from, source_tree
 
 BATCH = 1_000
 BATCHES = 80
@@ -165,11 +173,9 @@ class RawSQLite(RawBaseline):
         self.sql = f"INSERT INTO predictions ({', '.join(self.columns)}) VALUES ({placeholders})"
 
     def _text_ids(self, texts: dict[bytes, str]) -> dict[bytes, int]:
-        self.conn.executemany(
-            "INSERT INTO prediction_texts (job_id, digest, text) VALUES (?, ?, ?)"
-            " ON CONFLICT (job_id, digest) DO NOTHING",
-            [(RAW_JOB, key, text) for key, text in texts.items()],
-        )
+        """As the server does it: the ids the job has, then the missing texts inserted with
+        multi-row VALUES (one statement per chunk: the FTS5 triggers flush once per
+        statement; an executemany made them flush per text) returning their ids."""
         keys: list[bytes] = list(texts)
         ids: dict[bytes, int] = {}
         for start in range(0, len(keys), LOOKUP_CHUNK):
@@ -180,6 +186,18 @@ class RawSQLite(RawBaseline):
                     "SELECT digest, id FROM prediction_texts WHERE job_id = ?"
                     f" AND digest IN ({marks})",
                     (RAW_JOB, *chunk),
+                )
+            )
+        missing = [key for key in keys if key not in ids]
+        for start in range(0, len(missing), INSERT_CHUNK):
+            chunk = missing[start : start + INSERT_CHUNK]
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            params = [value for key in chunk for value in (RAW_JOB, key, texts[key])]
+            ids.update(
+                self.conn.execute(
+                    f"INSERT INTO prediction_texts (job_id, digest, text) VALUES {values}"
+                    " RETURNING digest, id",
+                    params,
                 )
             )
         return ids
@@ -202,11 +220,63 @@ class LeanSQLite(RawSQLite):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         types = {"exact_match": "REAL", "char_error_rate": "REAL", "length_ratio": "REAL"}
         types |= {"word_overlap": "REAL", "epoch": "INTEGER", "step": "INTEGER"}
-        types |= {"sample_index": "INTEGER"}
+        types |= {"sample_index": "INTEGER", "prompt_ref": "INTEGER", "truth_ref": "INTEGER"}
         columns = ", ".join(f"{name} {types.get(name, 'TEXT')}" for name in self.columns)
         self.conn.execute(f"CREATE TABLE predictions (id INTEGER PRIMARY KEY, {columns})")
         placeholders = ", ".join("?" * len(self.columns))
         self.sql = f"INSERT INTO predictions ({', '.join(self.columns)}) VALUES ({placeholders})"
+
+
+class LeanIndexed(LeanSQLite):
+    """The lean table plus some of the server's `predictions` indexes (the floor each one sets):
+    the upsert key's unique index, and optionally more. `text ids` adds the two integer
+    text-id columns of the texts-once layout (a distinct id per distinct text) with their
+    indexes."""
+
+    INDEXES: ClassVar[dict[str, str]] = {
+        "key": "CREATE UNIQUE INDEX uq ON predictions (job_id, step, sample_index)",
+        "read_order": "CREATE INDEX ro ON predictions (job_id, epoch, step, sample_index)",
+        "job_sample": "CREATE INDEX js ON predictions (job_id, sample_index)",
+        "text ids": "CREATE INDEX pt ON predictions (prompt_ref);"
+        " CREATE INDEX tt ON predictions (truth_ref)",
+    }
+
+    # The text-id columns.
+    REFS: ClassVar[dict[str, str]] = {"prompt": "prompt_ref", "ground_truth": "truth_ref"}
+
+    def __init__(self, path: Path, indexes: tuple[str, ...]) -> None:
+        if "text ids" in indexes:
+            self.columns = [*LEAN_COLUMNS, *self.REFS.values()]
+        super().__init__(path)
+        self.text_ids: dict[str, int] = {}
+        for name in indexes:
+            self.conn.executescript(self.INDEXES[name])
+
+    def prepare(self, rows: list[dict[str, Any]]) -> Prepared:
+        if self.REFS["prompt"] not in self.columns:
+            return super().prepare(rows)
+        with_refs = []
+        for row in rows:
+            row = dict(row)
+            for field, ref in self.REFS.items():
+                text = row.get(field)
+                known = None if text is None else self.text_ids.get(text)
+                if text is not None and known is None:
+                    known = self.text_ids[text] = len(self.text_ids) + 1
+                row[ref] = known
+            with_refs.append(row)
+        return super().prepare(with_refs)
+
+
+class SameNoSearch(RawSQLite):
+    """The server's own tables without the search index's FTS5 triggers: the floor once the
+    index is kept off the write path."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        for fts in ("predictions_fts", "prediction_texts_fts"):
+            for event in ("insert", "delete", "update"):
+                self.conn.execute(f"DROP TRIGGER {fts}_{event}")
 
 
 class RawPostgres(RawBaseline):
@@ -230,16 +300,19 @@ class RawPostgres(RawBaseline):
 
     def insert(self, prepared: Prepared) -> None:
         with self.conn.transaction(), self.conn.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO prediction_texts (job_id, digest, text) VALUES (%s, %s, %s)"
-                " ON CONFLICT (job_id, digest) DO NOTHING",
-                [(RAW_JOB, key, text) for key, text in prepared.texts.items()],
-            )
             cursor.execute(
-                "SELECT digest, id FROM prediction_texts WHERE job_id = %s AND digest = ANY(%s)",
+                "SELECT digest, id FROM prediction_texts WHERE job_id = %s AND digest = ANY(%b)",
                 (RAW_JOB, list(prepared.texts)),
             )
             ids = {bytes(key): text_id for key, text_id in cursor.fetchall()}
+            missing = [key for key in prepared.texts if key not in ids]
+            if missing:
+                cursor.execute(
+                    "INSERT INTO prediction_texts (job_id, digest, text) SELECT %s, d, t"
+                    " FROM unnest(%b::bytea[], %b::text[]) AS u(d, t) RETURNING digest, id",
+                    (RAW_JOB, missing, [prepared.texts[key] for key in missing]),
+                )
+                ids.update((bytes(key), text_id) for key, text_id in cursor.fetchall())
             with cursor.copy(self.copy) as copy:
                 for values in prepared.with_ids(ids):
                     copy.write_row(values)
@@ -287,6 +360,35 @@ def spread(times: list[float]) -> str:
     return f"p25 {q1 * 1e3:6.2f}  p50 {q2 * 1e3:6.2f}  p75 {q3 * 1e3:6.2f}"
 
 
+FLOORS: dict[str, tuple[str, ...]] = {
+    "lean + key": ("key",),
+    "lean + key + read_order": ("key", "read_order"),
+    "lean + key + job_sample": ("key", "job_sample"),
+    "lean + key + text ids": ("key", "text ids"),
+    "lean + all our indexes": ("key", "read_order", "job_sample", "text ids"),
+}
+
+
+def sqlite_floors() -> None:
+    """What each index costs a raw insert, beside our table with and without the search
+    triggers and HTTP ingest (defaults): rates as ratios to the lean insert."""
+    with tempfile.TemporaryDirectory() as tmp:
+        raws: dict[str, RawBaseline] = {"lean": LeanSQLite(Path(tmp) / "lean.db")}
+        for index, (name, indexes) in enumerate(FLOORS.items()):
+            raws[name] = LeanIndexed(Path(tmp) / f"floor{index}.db", indexes)
+        raws["same table, no search triggers"] = SameNoSearch(Path(tmp) / "nosearch.db")
+        raws["same table"] = RawSQLite(Path(tmp) / "raw.db")
+        *raw_t, http_t = measure(None, list(raws.values()), {})
+    rates = {name: rate(times) for name, times in zip(raws, raw_t, strict=True)}
+    rates["SDK over HTTP"] = rate(http_t)
+    print(f"floors (SQLite): {BATCHES} batches x {BATCH}, interleaved, medians")
+    for name, value in rates.items():
+        print(
+            f"  {name:32}: {value:10,.0f} predictions/s = {value / rates['lean']:5.2f}x lean; "
+            f"HTTP / this {rates['SDK over HTTP'] / value:5.2f}x"
+        )
+
+
 def sqlite_throughput() -> dict[str, float]:
     """Ratios of HTTP ingest to the lean baseline, per server setting."""
     ratios = {}
@@ -321,6 +423,34 @@ def postgres_throughput() -> None:
     print(f"  raw COPY      : {rate(raw_t):10,.0f} predictions/s  ({spread(raw_t)} ms)")
     print(f"  SDK over HTTP : {rate(http_t):10,.0f} predictions/s  ({spread(http_t)} ms)")
     print(f"  ratio HTTP/raw: {rate(http_t) / rate(raw_t):5.2f}x  (no target)")
+
+
+def against(revision: str, backend: str) -> None:
+    """HTTP ingest of this tree vs a server running `revision`'s code, the same batches
+    interleaved (these rows are the text store's worst case: every prompt and truth new)."""
+
+    def run(name: str, urls: list[str]) -> None:
+        data = batches()
+        with source_tree(revision) as old_src, contextlib.ExitStack() as stack:
+            servers = {
+                "then": stack.enter_context(server_from(old_src, urls[0])),
+                "now": stack.enter_context(server_from(None, urls[1])),
+            }
+            times = ingest_all(servers, data)
+        rates = {label: rate(values[WARMUP:]) for label, values in times.items()}
+        print(
+            f"ingest ({name}, defaults) vs {revision}: {rates['now']:,.0f}/s vs "
+            f"{rates['then']:,.0f}/s = {rates['now'] / rates['then']:.2f}x "
+            f"({BATCHES} interleaved batches of {BATCH}, medians)"
+        )
+
+    if backend in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            run("SQLite", [f"sqlite:///{tmp}/then.db", f"sqlite:///{tmp}/now.db"])
+    if backend in ("postgres", "both"):
+        with postgres_database() as then_db, postgres_database() as now_db:
+            if then_db is not None and now_db is not None:
+                run("PostgreSQL", [then_db, now_db])
 
 
 def _burst(url: str, key: str, job_id: str, ready: Any, start: Any, count: int) -> None:
@@ -440,10 +570,23 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=2, help="SDK processes at once")
     parser.add_argument("--skip-reader", action="store_true")
     parser.add_argument(
+        "--floors-only", action="store_true", help="only the per-index floors (SQLite)"
+    )
+    parser.add_argument(
+        "--against", metavar="REV", help="only: HTTP ingest vs a server at git revision REV"
+    )
+    parser.add_argument(
         "--batches", type=int, default=BATCHES, help=f"measured batches per setting ({BATCHES})"
     )
     args = parser.parse_args()
     BATCHES = args.batches
+    if args.against:
+        against(args.against, args.backend)
+        return
+    if args.backend in ("sqlite", "both"):
+        sqlite_floors()
+    if args.floors_only:
+        return
     if args.backend in ("sqlite", "both"):
         ratios = sqlite_throughput()
         one, two = ratios["pool, 1 worker"], ratios["pool, 2 workers"]

@@ -118,6 +118,40 @@ def test_the_same_text_in_two_jobs_is_each_jobs_own(
     assert fetch_all(http, other)[0]["prompt"] == "same prompt"
 
 
+ARRAY_SYNTAX = ["NULL", "", " ", "{a,b}", '"quoted"', "back\\slash", "a,b", "{}", "é ∅ 🙂"]
+
+
+def test_many_new_texts_in_one_batch_with_array_syntax_read_back(
+    http: httpx.Client, db: Database, unique_job_id: str
+) -> None:
+    """One batch of 700 new prompts and truths (more than one insert chunk and one lookup
+    chunk; PostgreSQL sends them as arrays), among them texts an array's text form would have
+    to quote: each is stored once under its own id and reads back exactly; a re-send adds
+    nothing and keeps the ids."""
+    create_job(http, unique_job_id)
+    prompts = [f"{ARRAY_SYNTAX[i % len(ARRAY_SYNTAX)]} prompt {i}" for i in range(350)]
+    prompts[: len(ARRAY_SYNTAX)] = ARRAY_SYNTAX
+    truths = [f"truth {i} {ARRAY_SYNTAX[-1 - i % len(ARRAY_SYNTAX)]}" for i in range(350)]
+    sent = [
+        row(1, 10, i, prediction=f"p{i}", prompt=prompts[i], ground_truth=truths[i])
+        for i in range(350)
+    ]
+    ingest(http, unique_job_id, sent)
+    t = prediction_texts.c
+    stored = sa.select(t.text, t.id).where(t.job_id == unique_job_id)
+    with db.read() as conn:
+        ids_before = dict(conn.execute(stored).tuples().all())
+    assert sorted(ids_before) == sorted({*prompts, *truths})
+    assert ingest(http, unique_job_id, sent)["updated"] == len(sent)
+    with db.read() as conn:
+        ids_after = dict(conn.execute(stored).tuples().all())
+    assert ids_after == ids_before
+    got = {p["sample_index"]: p for p in fetch_all(http, unique_job_id)}
+    assert [(got[i]["prompt"], got[i]["ground_truth"]) for i in range(350)] == list(
+        zip(prompts, truths, strict=True)
+    )
+
+
 # -- a database filled by 0004 ------------------------------------------------------------
 
 OLD_TEXT_COLUMNS = ("prompt", "ground_truth")

@@ -36,8 +36,15 @@ from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.services.tokens import utcnow
 
 KEY_COLUMNS = ("job_id", "step", "sample_index")
-WRITE_COLUMNS = tuple(column.name for column in predictions.c if column.name != "id")
-JSON_COLUMNS = frozenset({"validation_errors", "metrics"})
+JSON_COLUMNS = ("validation_errors", "metrics")
+# The columns ingest writes, in the order of its row tuples: those taken as they are, the JSON
+# ones, then the batch's timestamp (so a row's tuple is built without a per-column loop).
+PLAIN_COLUMNS = tuple(
+    column.name
+    for column in predictions.c
+    if column.name not in ("id", "created_at", *JSON_COLUMNS)
+)
+WRITE_COLUMNS = (*PLAIN_COLUMNS, *JSON_COLUMNS, "created_at")
 SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # the format SQLAlchemy's SQLite DateTime reads back
 
 
@@ -177,7 +184,7 @@ class SQLiteUpsert:
 
     def execute(self, conn: Connection, rows: list[dict[str, Any]], created_at: datetime) -> None:
         stamp = created_at.strftime(SQLITE_TIMESTAMP)
-        params = _row_tuples(rows, list(WRITE_COLUMNS), stamp, _json_text)
+        params = _row_tuples(rows, stamp, _json_text)
         # Every time: a rolled-back transaction takes the CREATE with it.
         conn.exec_driver_sql(self.create_staging)
         conn.exec_driver_sql(self.stage, params)
@@ -207,7 +214,7 @@ class PostgresUpsert:
     def execute(self, conn: Connection, rows: list[dict[str, Any]], created_at: datetime) -> None:
         from psycopg.types.json import Jsonb
 
-        params = _row_tuples(rows, list(WRITE_COLUMNS), created_at, Jsonb)
+        params = _row_tuples(rows, created_at, Jsonb)
         with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
             # Every time, not once per connection: a rolled-back transaction takes the
             # CREATE with it. When the table exists this is a catalog lookup.
@@ -218,21 +225,17 @@ class PostgresUpsert:
             cursor.execute(self.sql)
 
 
-def _row_tuples(
-    rows: list[dict[str, Any]], names: list[str], stamp: Any, dump_json: Any
-) -> list[tuple[Any, ...]]:
-    getter = itemgetter(*names)
-    json_slots = [i for i, name in enumerate(names) if name in JSON_COLUMNS]
-    stamp_slot = names.index("created_at")
-    params = []
-    for row in rows:
-        values = list(getter(row))
-        for i in json_slots:
-            if values[i] is not None:
-                values[i] = dump_json(values[i])
-        values[stamp_slot] = stamp
-        params.append(tuple(values))
-    return params
+def _row_tuples(rows: list[dict[str, Any]], stamp: Any, dump_json: Any) -> list[tuple[Any, ...]]:
+    """The rows as tuples in `WRITE_COLUMNS` order (the driver's parameters)."""
+    plain, json_values = itemgetter(*PLAIN_COLUMNS), itemgetter(*JSON_COLUMNS)
+    return [
+        (
+            *plain(row),
+            *[None if value is None else dump_json(value) for value in json_values(row)],
+            stamp,
+        )
+        for row in rows
+    ]
 
 
 _UPSERTS: dict[str, SQLiteUpsert | PostgresUpsert] = {}
@@ -245,25 +248,28 @@ def _upsert_for(dialect: Dialect) -> SQLiteUpsert | PostgresUpsert:
     return _UPSERTS[dialect.name]
 
 
-def _existing_keys(
+def _existing_rows(
     conn: Connection, job_id: str, rows: list[dict[str, Any]]
-) -> set[tuple[int, int]]:
-    """Which of the batch's (step, sample_index) already exist: one index range per round."""
+) -> dict[tuple[int, int], tuple[int, int | None]]:
+    """Which of the batch's (step, sample_index) already exist, with the text ids they use
+    (what a re-send may leave unused): one index range per round."""
     bounds: dict[int, list[int]] = {}
     for row in rows:
         lo_hi = bounds.setdefault(row["step"], [row["sample_index"], row["sample_index"]])
         lo_hi[0] = min(lo_hi[0], row["sample_index"])
         lo_hi[1] = max(lo_hi[1], row["sample_index"])
-    found: set[tuple[int, int]] = set()
+    wanted = {(row["step"], row["sample_index"]) for row in rows}
+    p = predictions.c
+    found: dict[tuple[int, int], tuple[int, int | None]] = {}
     for step, (lo, hi) in bounds.items():
         result = conn.execute(
-            select(predictions.c.sample_index).where(
-                predictions.c.job_id == job_id,
-                predictions.c.step == step,
-                predictions.c.sample_index.between(lo, hi),
+            select(p.sample_index, p.prompt_text_id, p.truth_text_id).where(
+                p.job_id == job_id, p.step == step, p.sample_index.between(lo, hi)
             )
         )
-        found.update((step, sample_index) for (sample_index,) in result)
+        for sample_index, prompt_id, truth_id in result:
+            if (step, sample_index) in wanted:
+                found[(step, sample_index)] = (prompt_id, truth_id)
     return found
 
 
@@ -310,8 +316,8 @@ def ingest(
         ).rowcount
         if not still_there:  # deleted since the read above
             raise not_found()
-        existing = _existing_keys(conn, job_id, rows)
-        replaced_texts = texts.store(conn, job_id, rows, existing)
+        existing = _existing_rows(conn, job_id, rows)
+        replaced_texts = texts.store(conn, job_id, rows, existing.values())
         _upsert_for(conn.dialect).execute(conn, rows, now)
         texts.drop_unused(conn, replaced_texts)
         samples.record(conn, job_id, (row["sample_index"] for row in rows))

@@ -162,7 +162,7 @@ class Settings:
         )
     )
     search_index_chunk_rows: int = field(
-        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_SEARCH_INDEX_CHUNK_ROWS", "1000"))
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_SEARCH_INDEX_CHUNK_ROWS", "5000"))
     )
     search_index_poll_s: float = field(
         default_factory=lambda: float(os.environ.get("FINETUNE_LAB_SEARCH_INDEX_POLL_S", "0.2"))

@@ -38,5 +38,5 @@ class IngestActivity:
         unless given) in any case (so a steady upload slows grading down but never stops it)."""
         wait = self.max_wait_s if max_wait_s is None else max_wait_s
         deadline = time.monotonic() + wait
-        while self._busy() and time.monotonic() < deadline:
-            await asyncio.sleep(self.settle_s)
+        while self._busy() and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(self.settle_s, left))

@@ -40,8 +40,8 @@ ERROR_BACKOFF_S = 5.0
 @dataclass(frozen=True)
 class IndexerSettings:
     enabled: bool = True  # FINETUNE_LAB_SEARCH_INDEXER (and FINETUNE_LAB_SEARCH_INDEX)
-    chunk_rows: int = 1_000  # FINETUNE_LAB_SEARCH_INDEX_CHUNK_ROWS: rows per transaction
-    chunk_chars: int = 500_000  # and at most this many characters (one row at least)
+    chunk_rows: int = 5_000  # FINETUNE_LAB_SEARCH_INDEX_CHUNK_ROWS: rows per transaction
+    chunk_chars: int = 250_000  # and at most this many characters (one row at least): ~20 ms
     poll_s: float = 0.2  # FINETUNE_LAB_SEARCH_INDEX_POLL_S: how often to look for new rows
 
 
@@ -157,14 +157,16 @@ class SearchIndexer:
         write lock only when a read found some). True while rows may be left."""
         with self.db.read() as conn:
             pending = [source for source in SOURCES if _has_rows_above(conn, source)]
-        started = time.perf_counter()
+        took = 0.0
         for source in pending:
             try:
                 with self.db.write() as conn:
+                    started = time.perf_counter()  # the work, not the wait for the lock
                     index_chunk(conn, source, self.settings)
+                    took += time.perf_counter() - started
             except WatermarkMoved:
                 pass  # another process indexed them: read again
-        self._last_chunk_s = time.perf_counter() - started
+        self._last_chunk_s = took
         return bool(pending)
 
 

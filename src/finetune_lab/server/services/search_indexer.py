@@ -49,19 +49,6 @@ class WatermarkMoved(Exception):
     """Another process indexed the same rows first: this chunk is rolled back."""
 
 
-def backlog(conn: Connection, source: str) -> int:
-    """Rows of `source` above its watermark (not in the index yet)."""
-    return int(
-        conn.execute(
-            text(
-                f"SELECT count(*) FROM {source} WHERE id > "
-                "(SELECT watermark FROM search_watermarks WHERE source = :source)"
-            ),
-            {"source": source},
-        ).scalar_one()
-    )
-
-
 def index_chunk(conn: Connection, source: str, settings: IndexerSettings) -> int:
     """In the caller's write transaction: index the next rows of `source` above its watermark
     (at most `chunk_rows`, and `chunk_chars` characters after the first) and move the

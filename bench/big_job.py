@@ -13,7 +13,7 @@ server's scoring (`scoring.score`), written with COPY into the tables the server
 (migration 0005: the round's prompts and ground truths the job has not stored yet go into
 `prediction_texts`, keyed by the server's own `texts.digest`), then the round's rows with the
 texts' ids, then the sample indexes the job has not had yet into `job_samples` with their count
-on the job (migration 0012); the pg_trgm GIN indexes of migration 0006 are kept by COPY itself
+on the job (migration 0011); the pg_trgm GIN indexes of migration 0006 are kept by COPY itself
 (the bench checks they exist). Each round's rollup is computed from its scored rows with the
 server's own `RoundTotals`, exactly as ingest would store it. Not written: stream events (no
 reader here needs them). A throwaway PostgreSQL 15 cluster (the test suite's harness: fsync
@@ -154,7 +154,7 @@ def write_rows(
             text = row[field]
             row[id_column] = None if text is None else text_ids[text]
     _binary_copy(conn, "predictions", COLUMNS, map(itemgetter(*COLUMNS), rows))
-    # The job's sample indexes (migration 0012), as ingest keeps them.
+    # The job's sample indexes (migration 0011), as ingest keeps them.
     known = {
         int(i)
         for (i,) in conn.execute(

@@ -10,15 +10,18 @@ Baselines, both already scored, one transaction per 1,000 rows, WAL mode:
 - same table: the server's `predictions` table (all columns and indexes, built by our
   migrations), texts stored once as the server stores them (migration 0005): each batch's
   distinct prompts and ground truths into `prediction_texts` (keyed by the server's digest;
-  those the job has already are skipped), their ids looked up, then the rows with the ids; the
-  search index (0006) kept by the migrations' triggers or GIN indexes: what the database costs
-  with no HTTP, validation, scoring or rollups.
+  those the job has already are skipped), their ids looked up, then the rows with the ids:
+  what the database costs with no HTTP, validation, scoring or rollups. The search index: on
+  SQLite since 0010 no insert writes it (the server indexes behind a watermark), so this
+  baseline holds none; "0009 triggers" is the same table at revision 0009, where FTS5
+  triggers indexed every insert (the baseline before 0010). On PostgreSQL the GIN indexes
+  (0006) are kept by the database at insert; "no GIN" is the same table without them.
 Floors (first, defaults only; `--floors-only` stops there): the lean table plus the upsert
 key's unique index, plus each of the server's other `predictions` indexes in turn (read order,
-(job, sample), the two text ids), plus all of them; our own tables without the search index's
-FTS5 triggers and as they are; each printed as a ratio to the lean insert and against HTTP
-ingest, all interleaved in one server run. They show what each index costs a raw insert and
-how far the server's own table is from the lean one before any HTTP or Python.
+(job, sample), the two text ids), plus all of them; our own tables at 0009 (FTS5 triggers on
+insert) and as they are; each printed as a ratio to the lean insert and against HTTP ingest,
+all interleaved in one server run. They show what each index costs a raw insert and how far
+the server's own table is from the lean one before any HTTP or Python.
 Each server setting is measured in its own server: the defaults (cheap batches scored in the
 serving process), then the scoring pool forced (`FINETUNE_LAB_SCORING_INLINE_MS=0`) with 1 and
 with 2 workers, to show how ingest scales with cores. The raw inserts and HTTP ingest are
@@ -61,8 +64,9 @@ from finetune_lab import FinetuneLabClient
 from finetune_lab.scoring import score
 from finetune_lab.server.db import Database, upgrade
 from finetune_lab.server.db.tables import predictions
+from finetune_lab.server.services.search import PG_INDEXES
 from finetune_lab.server.services.texts import INSERT_CHUNK, LOOKUP_CHUNK, TEXT_FIELDS, digest
-from storage import ingest_all, server_from, source_tree
+from storage import ingest_all, source_tree
 
 BATCH = 1_000
 BATCHES = 80
@@ -159,9 +163,9 @@ class RawSQLite(RawBaseline):
     """Plain executemany into the server's own tables, WAL mode, one transaction per batch:
     the batch's texts the job lacks, their ids, then the rows."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, revision: str = "head") -> None:
         db = Database(f"sqlite:///{path}")
-        upgrade(db.engine)
+        upgrade(db.engine, revision)
         db.dispose()
         self._connect(path)
 
@@ -268,28 +272,21 @@ class LeanIndexed(LeanSQLite):
         return super().prepare(with_refs)
 
 
-class SameNoSearch(RawSQLite):
-    """The server's own tables without the search index's FTS5 triggers: the floor once the
-    index is kept off the write path."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        for fts in ("predictions_fts", "prediction_texts_fts"):
-            for event in ("insert", "delete", "update"):
-                self.conn.execute(f"DROP TRIGGER {fts}_{event}")
-
-
 class RawPostgres(RawBaseline):
     """COPY into the same table (built by our migrations in a second database), one
     transaction per batch, after the batch's texts the job lacks and their ids."""
 
     created_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, gin: bool = True) -> None:
         import psycopg
 
         db = Database(database_url)
         upgrade(db.engine)
+        if not gin:
+            with db.write() as conn:
+                for index in PG_INDEXES:
+                    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
         db.dispose()
         self.conn = psycopg.connect(
             make_url(database_url)
@@ -376,7 +373,7 @@ def sqlite_floors() -> None:
         raws: dict[str, RawBaseline] = {"lean": LeanSQLite(Path(tmp) / "lean.db")}
         for index, (name, indexes) in enumerate(FLOORS.items()):
             raws[name] = LeanIndexed(Path(tmp) / f"floor{index}.db", indexes)
-        raws["same table, no search triggers"] = SameNoSearch(Path(tmp) / "nosearch.db")
+        raws["same table at 0009 (FTS5 triggers)"] = RawSQLite(Path(tmp) / "r0009.db", "0009")
         raws["same table"] = RawSQLite(Path(tmp) / "raw.db")
         *raw_t, http_t = measure(None, list(raws.values()), {})
     rates = {name: rate(times) for name, times in zip(raws, raw_t, strict=True)}
@@ -396,13 +393,16 @@ def sqlite_throughput() -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             lean = LeanSQLite(Path(tmp) / "lean.db")
             same = RawSQLite(Path(tmp) / "raw.db")
-            lean_t, same_t, http_t = measure(None, [lean, same], env)
+            old = RawSQLite(Path(tmp) / "raw0009.db", revision="0009")
+            lean_t, same_t, old_t, http_t = measure(None, [lean, same, old], env)
         print(f"ingest (SQLite, {name}): {BATCHES} batches x {BATCH}, interleaved, medians")
-        for label, times in (("lean", lean_t), ("same", same_t), ("http", http_t)):
+        for label, times in (("lean", lean_t), ("same", same_t), ("0009", old_t), ("http", http_t)):
             print(f"  {label:4} batch ms: {spread(times)}")
         print(f"  raw executemany, lean 12 columns : {rate(lean_t):10,.0f} predictions/s")
         print(f"  raw executemany, same table      : {rate(same_t):10,.0f} predictions/s")
+        print(f"  same, 0009 triggers (FTS5 insert): {rate(old_t):10,.0f} predictions/s")
         print(f"  SDK over HTTP                    : {rate(http_t):10,.0f} predictions/s")
+        print(f"  ratio same/0009 triggers: {rate(same_t) / rate(old_t):5.2f}x")
         ratios[name] = lean_ratio = rate(http_t) / rate(lean_t)
         same_ratio = rate(http_t) / rate(same_t)
         lean_ok, same_ok = verdict(lean_ratio >= 0.2), verdict(same_ratio >= 0.25)
@@ -418,11 +418,16 @@ def postgres_throughput() -> None:
         if server_db is None or raw_db is None:
             print("ingest (PostgreSQL): skipped, PostgreSQL 15 binaries not found")
             return
-        raw_t, http_t = measure(server_db, [RawPostgres(raw_db)], {})
+        with postgres_database() as bare_db:
+            assert bare_db is not None
+            raws: list[RawBaseline] = [RawPostgres(raw_db), RawPostgres(bare_db, gin=False)]
+            raw_t, bare_t, http_t = measure(server_db, raws, {})
     print(f"ingest (PostgreSQL, defaults): {BATCHES} batches x {BATCH}, interleaved, medians")
-    print(f"  raw COPY      : {rate(raw_t):10,.0f} predictions/s  ({spread(raw_t)} ms)")
-    print(f"  SDK over HTTP : {rate(http_t):10,.0f} predictions/s  ({spread(http_t)} ms)")
+    print(f"  raw COPY        : {rate(raw_t):10,.0f} predictions/s  ({spread(raw_t)} ms)")
+    print(f"  raw COPY, no GIN: {rate(bare_t):10,.0f} predictions/s  ({spread(bare_t)} ms)")
+    print(f"  SDK over HTTP   : {rate(http_t):10,.0f} predictions/s  ({spread(http_t)} ms)")
     print(f"  ratio HTTP/raw: {rate(http_t) / rate(raw_t):5.2f}x  (no target)")
+    print(f"  ratio raw with GIN / without: {rate(raw_t) / rate(bare_t):5.2f}x")
 
 
 def against(revision: str, backend: str) -> None:
@@ -433,8 +438,8 @@ def against(revision: str, backend: str) -> None:
         data = batches()
         with source_tree(revision) as old_src, contextlib.ExitStack() as stack:
             servers = {
-                "then": stack.enter_context(server_from(old_src, urls[0])),
-                "now": stack.enter_context(server_from(None, urls[1])),
+                "then": stack.enter_context(running_server(urls[0], NO_RATE_LIMIT, src=old_src)),
+                "now": stack.enter_context(running_server(urls[1], NO_RATE_LIMIT)),
             }
             times = ingest_all(servers, data)
         rates = {label: rate(values[WARMUP:]) for label, values in times.items()}

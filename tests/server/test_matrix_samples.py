@@ -292,7 +292,7 @@ def test_upgrade_from_0009_fills_each_jobs_samples(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migration_0012_up_down_up(
+def test_migration_0011_up_down_up(
     backend: Backend, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = (
@@ -304,7 +304,7 @@ def test_migration_0012_up_down_up(
     try:
         upgrade(db.engine)
         assert "job_samples" in sa.inspect(db.engine).get_table_names()
-        command.downgrade(alembic_config(db.engine), "0009")
+        command.downgrade(alembic_config(db.engine), "0010")
         inspector = sa.inspect(db.engine)
         assert "job_samples" not in inspector.get_table_names()
         assert "distinct_samples" not in {c["name"] for c in inspector.get_columns("jobs")}

@@ -4,6 +4,7 @@ bound on queries too short for the index; the index kept in step; PostgreSQL wit
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import httpx
@@ -128,10 +129,25 @@ def test_a_short_query_scans_only_a_bounded_number_of_rows(make_server: MakeServ
 def _sqlite_index_ok(server: ServerHandle) -> None:
     db = Database(server.database_url)
     try:
+        deadline = time.monotonic() + 60
+        while True:  # the server's indexer catches up behind the ingest (migration 0010)
+            with db.read() as conn:
+                behind = conn.exec_driver_sql(
+                    "SELECT count(*) FROM search_watermarks w WHERE w.watermark < CASE w.source "
+                    "WHEN 'predictions' THEN (SELECT coalesce(max(id), 0) FROM predictions) "
+                    "ELSE (SELECT coalesce(max(id), 0) FROM prediction_texts) END"
+                ).scalar()
+            if not behind:
+                break
+            assert time.monotonic() < deadline, "the indexer did not catch up"
+            time.sleep(0.05)
         with db.write() as conn:
             for fts in ("predictions_fts", "prediction_texts_fts"):
-                # FTS5 checks its index against the content table; raises on any difference.
-                conn.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")
+                # rank 1: FTS5 checks its index against the content table; raises on any
+                # difference (missing, extra or stale entries).
+                conn.exec_driver_sql(
+                    f"INSERT INTO {fts}({fts}, rank) VALUES ('integrity-check', 1)"
+                )
     finally:
         db.dispose()
 

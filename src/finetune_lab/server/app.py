@@ -34,6 +34,7 @@ from finetune_lab.server.rate_limit import RateLimiter
 from finetune_lab.server.routes import ROUTERS
 from finetune_lab.server.services import search
 from finetune_lab.server.services.scoring_pool import ScoringPool
+from finetune_lab.server.services.search_indexer import IndexerSettings, SearchIndexer
 from finetune_lab.server.settings import Settings
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -59,10 +60,13 @@ STREAM_EVENT_MODELS = (PredictionsEvent, RoundCompleteEvent, HeartbeatEvent)
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool: ScoringPool = app.state.scoring_pool
     pool.start()
+    indexer: SearchIndexer = app.state.search_indexer
+    await indexer.start()
     try:
         async with serving.running(app):
             yield
     finally:
+        await indexer.stop()
         pool.close()
     listener: PostgresListener | None = app.state.stream_listener
     if listener is not None:
@@ -126,6 +130,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             max_age=600,
         )
     serving.install(app, db, settings)
+    app.state.search_indexer = SearchIndexer(
+        db,
+        IndexerSettings(
+            enabled=settings.search_index and settings.search_indexer,
+            chunk_rows=max(1, settings.search_index_chunk_rows),
+            poll_s=max(0.01, settings.search_index_poll_s),
+        ),
+        app.state.ingest_activity,
+    )
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

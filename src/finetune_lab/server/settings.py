@@ -152,6 +152,21 @@ class Settings:
     search_scan_max_rows: int = field(
         default_factory=lambda: int(os.environ.get("FINETUNE_LAB_SEARCH_SCAN_MAX_ROWS", "100000"))
     )
+    # SQLite: this process's indexer brings the index up to date after ingest (migration 0010;
+    # "off": it never does, another process may; searches stay exact either way, scanning the
+    # rows not indexed yet). Rows per indexing transaction; how often it looks for new rows.
+    search_indexer: bool = field(
+        default_factory=lambda: (
+            os.environ.get("FINETUNE_LAB_SEARCH_INDEXER", "on").lower()
+            not in ("off", "0", "false", "no")
+        )
+    )
+    search_index_chunk_rows: int = field(
+        default_factory=lambda: int(os.environ.get("FINETUNE_LAB_SEARCH_INDEX_CHUNK_ROWS", "5000"))
+    )
+    search_index_poll_s: float = field(
+        default_factory=lambda: float(os.environ.get("FINETUNE_LAB_SEARCH_INDEX_POLL_S", "0.2"))
+    )
 
     def scoring_pool(self) -> PoolSettings:
         from finetune_lab.server.services.scoring_pool import PoolSettings

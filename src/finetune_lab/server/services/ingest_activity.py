@@ -33,9 +33,10 @@ class IngestActivity:
     def _busy(self) -> bool:
         return self.in_flight > 0 or time.monotonic() - self.last_end < self.settle_s
 
-    async def quiet(self) -> None:
-        """Return once no ingest ran for `settle_s`, or after `max_wait_s` in any case (so a
-        steady upload slows grading down but never stops it)."""
-        deadline = time.monotonic() + self.max_wait_s
-        while self._busy() and time.monotonic() < deadline:
-            await asyncio.sleep(self.settle_s)
+    async def quiet(self, max_wait_s: float | None = None) -> None:
+        """Return once no ingest ran for `settle_s`, or after `max_wait_s` (this instance's
+        unless given) in any case (so a steady upload slows grading down but never stops it)."""
+        wait = self.max_wait_s if max_wait_s is None else max_wait_s
+        deadline = time.monotonic() + wait
+        while self._busy() and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(self.settle_s, left))

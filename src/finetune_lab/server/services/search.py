@@ -10,7 +10,10 @@ indexes). The index only proposes candidates and every candidate is checked with
 predicate, so an indexed search returns exactly what the scan returns:
 
 - SQLite: FTS5 matches rows holding every trigram of `q`, case-folded per character (a superset
-  of what the ASCII-folding LIKE accepts); then the LIKE.
+  of what the ASCII-folding LIKE accepts); then the LIKE. Since 0010 the FTS5 tables hold the
+  rows up to a watermark (services/search_indexer.py brings them up to date after ingest): the
+  rows above it are scanned, read by id range (only the rows not indexed yet), so a search
+  right after an ingest finds its rows too.
 - PostgreSQL: ILIKE itself is the indexed operator (the planner picks the GIN index when it is
   cheaper; pg_trgm rechecks each row).
 
@@ -31,6 +34,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
+    String,
     and_,
     column,
     func,
@@ -38,6 +42,7 @@ from sqlalchemy import (
     select,
     table,
     union,
+    union_all,
 )
 from sqlalchemy.engine import Engine
 
@@ -50,6 +55,7 @@ TRIGRAM = 3
 PREDICTIONS_FTS = table("predictions_fts", column("rowid", Integer), column("predictions_fts"))
 TEXTS_FTS = table("prediction_texts_fts", column("rowid", Integer), column("prediction_texts_fts"))
 PG_INDEXES = ("ix_predictions_prediction_trgm", "ix_prediction_texts_text_trgm")
+WATERMARKS = table("search_watermarks", column("source", String), column("watermark", Integer))
 
 
 @dataclass
@@ -63,9 +69,10 @@ _SETTINGS: weakref.WeakKeyDictionary[Engine, SearchSettings] = weakref.WeakKeyDi
 
 
 def _index_present(conn: Connection) -> bool:
+    names: tuple[str, ...]
     if conn.dialect.name == "sqlite":
-        names, catalog = ("predictions_fts", "prediction_texts_fts"), "sqlite_master"
-        name_column = "name"
+        names = ("predictions_fts", "prediction_texts_fts", "search_watermarks")
+        catalog, name_column = "sqlite_master", "name"
     else:
         names, catalog, name_column = PG_INDEXES, "pg_indexes", "indexname"
     found = conn.scalar(
@@ -92,7 +99,7 @@ def configure(engine: Engine, *, enabled: bool, scan_max_rows: int) -> None:
     if not enabled:
         log.info("text search (q) scans: FINETUNE_LAB_SEARCH_INDEX is off")
     elif not settings.indexed and engine.dialect.name == "sqlite":
-        log.warning("text search (q) scans: the FTS5 tables of migration 0006 are missing")
+        log.warning("text search (q) scans: the FTS5 tables of migrations 0006/0010 are missing")
     elif not settings.indexed:
         log.warning(
             "text search (q) scans every row of a job: the pg_trgm indexes are missing (the "
@@ -117,6 +124,13 @@ def fts_query(q: str) -> str:
     """An FTS5 query for rows holding every trigram of `q` (each one quoted: no operators)."""
     trigrams = dict.fromkeys(q[i : i + TRIGRAM] for i in range(len(q) - TRIGRAM + 1))
     return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in trigrams)
+
+
+def _watermark(source: str) -> ColumnElement[int]:
+    """SQLite: the largest id the FTS5 table of `source` covers (read in the query itself, so
+    in the query's snapshot)."""
+    w = WATERMARKS.c
+    return select(w.watermark).where(w.source == source).scalar_subquery()
 
 
 def uses_index(conn: Connection, q: str) -> bool:
@@ -151,14 +165,25 @@ def clause(conn: Connection, job_id: str, q: str) -> ColumnElement[bool]:
         candidates = select(TEXTS_FTS.c.rowid).where(
             TEXTS_FTS.c.prediction_texts_fts.op("MATCH")(match)
         )
-        texts_cte = (
-            select(t.id)
-            .where(t.id.in_(candidates), t.job_id == job_id, _ilike(t.text, pattern))
-            .cte("text_hits")
-        )
-        by_prediction = select(PREDICTIONS_FTS.c.rowid.label("id")).where(
-            PREDICTIONS_FTS.c.predictions_fts.op("MATCH")(match)
-        )
+        # `job_id || ''` in the tails: no index on job_id may serve them, only the id range.
+        texts_cte = union_all(
+            select(t.id).where(t.id.in_(candidates), t.job_id == job_id, _ilike(t.text, pattern)),
+            select(t.id).where(
+                t.id > _watermark("prediction_texts"),
+                (t.job_id + "") == job_id,
+                _ilike(t.text, pattern),
+            ),
+        ).cte("text_hits")
+        by_prediction = [
+            select(PREDICTIONS_FTS.c.rowid.label("id")).where(
+                PREDICTIONS_FTS.c.predictions_fts.op("MATCH")(match)
+            ),
+            select(hit.c.id).where(
+                hit.c.id > _watermark("predictions"),
+                (hit.c.job_id + "") == job_id,
+                _ilike(hit.c.prediction, pattern),
+            ),
+        ]
     else:
         texts_cte = (
             select(t.id)
@@ -166,12 +191,12 @@ def clause(conn: Connection, job_id: str, q: str) -> ColumnElement[bool]:
             .cte("text_hits")
             .prefix_with("MATERIALIZED")
         )
-        by_prediction = select(hit.c.id).where(
-            hit.c.job_id == job_id, _ilike(hit.c.prediction, pattern)
-        )
+        by_prediction = [
+            select(hit.c.id).where(hit.c.job_id == job_id, _ilike(hit.c.prediction, pattern))
+        ]
     text_ids = select(texts_cte.c.id)
     hits = union(
-        by_prediction,
+        *by_prediction,
         select(hit.c.id).where(hit.c.prompt_text_id.in_(text_ids)),
         select(hit.c.id).where(hit.c.truth_text_id.in_(text_ids)),
     ).cte("hits")

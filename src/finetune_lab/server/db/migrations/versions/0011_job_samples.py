@@ -4,15 +4,15 @@ every row of the job (288 ms for a 1M-row job, 572 ms at 3M).
 
 Existing jobs are filled from their rows.
 
-Revision ID: 0012
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

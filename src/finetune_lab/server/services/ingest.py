@@ -159,9 +159,10 @@ class SQLiteUpsert:
     """The batch goes into a per-connection staging table (one driver-level executemany), then
     one `INSERT ... SELECT ... ON CONFLICT DO UPDATE` moves it.
 
-    One statement, not one per row: the search index's triggers (migration 0006) then write
-    one FTS5 segment per batch; an executemany of the upsert made FTS5 flush at every row's
-    statement, which cost 3x the insert itself. The rows go straight to the driver, because
+    One statement, not one per row: until migration 0010 moved the search index behind the
+    ingest, its FTS5 triggers flushed at every statement (an executemany of the upsert cost 3x
+    the insert itself); the update trigger on indexed rows still does. The rows go straight to
+    the driver, because
     SQLAlchemy's per-row parameter processing cost more than SQLite's own insert work.
     """
 

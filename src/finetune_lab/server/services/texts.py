@@ -76,7 +76,7 @@ def _insert_missing(conn: Connection, job_id: str, missing: dict[bytes, str]) ->
     is missing until this very insert; DO NOTHING only guards that assumption (a text it skips
     is looked up instead). Plain driver SQL, one statement per chunk: SQLAlchemy compiled a
     multi-row VALUES afresh on every batch (its 900 bound parameters cost more than the
-    insert), and an executemany would make the FTS5 triggers flush once per row."""
+    insert)."""
     ids: dict[bytes, int] = {}
     if conn.dialect.name == "postgresql":
         sql = (

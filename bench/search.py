@@ -204,7 +204,7 @@ def pg_gin_dropped(db: Database) -> Iterator[None]:
     with db.write() as conn:
         conn.exec_driver_sql(
             "CREATE INDEX ix_predictions_prediction_trgm ON predictions "
-            "USING gin (prediction gin_trgm_ops)"
+            "USING gin (prediction gin_trgm_ops) WITH (gin_pending_list_limit = 256)"
         )
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE")

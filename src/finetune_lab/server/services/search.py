@@ -105,8 +105,9 @@ def configure(engine: Engine, *, enabled: bool, scan_max_rows: int) -> None:
             "text search (q) scans every row of a job: the pg_trgm indexes are missing (the "
             "database refused CREATE EXTENSION pg_trgm when migration 0006 ran). As a "
             "superuser: CREATE EXTENSION pg_trgm; then CREATE INDEX %s ON predictions USING "
-            "gin (prediction gin_trgm_ops); CREATE INDEX %s ON prediction_texts USING gin "
-            "(text gin_trgm_ops); and restart the server",
+            "gin (prediction gin_trgm_ops) WITH (gin_pending_list_limit = 256); CREATE INDEX "
+            "%s ON prediction_texts USING gin (text gin_trgm_ops) WITH "
+            "(gin_pending_list_limit = 256); and restart the server",
             *PG_INDEXES,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import datetime
 
@@ -65,6 +66,17 @@ def test_two_jobs_without_id_get_different_ids(http):
     b = create_job(http)
     assert a["id"] != b["id"]
     assert a["job_token"] != b["job_token"]
+
+
+def test_server_made_ids_sort_by_creation(http):
+    """The newest job's rows append to the indexes they lead (a random id split their pages
+    half full); the id is a UUID version 7's 32 hex digits."""
+    made = []
+    for _ in range(4):
+        made.append(create_job(http)["id"])
+        time.sleep(0.002)  # ids of the same millisecond may sort either way
+    assert made == sorted(made)
+    assert all(uuid.UUID(job_id.removeprefix("job_")).version == 7 for job_id in made)
 
 
 def test_create_with_id_and_fields(http, unique_job_id):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from typing import Any
 
 import httpx
 
+from finetune_lab._ids import time_ordered_hex
 from finetune_lab.client import FinetuneLabClient
 from finetune_lab.client._transport import resolve_base_url
 from finetune_lab.errors import FinetuneLabError
@@ -48,7 +48,7 @@ class SpooledJob:
         model_name: str | None,
         spool_dir: str | os.PathLike[str] | None,
     ) -> None:
-        self.job_id = job_id or f"job_{uuid.uuid4().hex}"
+        self.job_id = job_id or f"job_{time_ordered_hex()}"
         self.job_name = job_name
         self.model_name = model_name
         self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else str(default_spool_dir())

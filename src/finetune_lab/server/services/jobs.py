@@ -6,11 +6,11 @@ it works only while that key does, and rotating or revoking it ends the old toke
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from finetune_lab._ids import time_ordered_hex
 from finetune_lab.schema import JobCreate, JobPatch, is_valid_job_id
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
@@ -107,7 +107,7 @@ def create_job(
     if judges.raw_specs(config) is not None:
         with db.read() as conn:
             judges.check_config(conn, principal, config)
-    job_id = body.id or f"job_{uuid.uuid4().hex}"
+    job_id = body.id or f"job_{time_ordered_hex()}"
     with db.write() as conn:
         existing = conn.execute(select(jobs.c.user_id).where(jobs.c.id == job_id)).first()
         if existing is not None:

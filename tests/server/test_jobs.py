@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from datetime import datetime
 
 import pytest
+from sqlalchemy import func, select
+
+from finetune_lab.server.db import Database
+from finetune_lab.server.db.tables import job_samples, prediction_texts, predictions, round_rollups
 
 from ._helpers import JOBS, PRED, assert_error, create_job, fetch_all, ingest, new_id, row
 
@@ -378,3 +383,56 @@ def test_good_validators_config_is_kept(http, unique_job_id):
     }
     job = create_job(http, unique_job_id, config=config)
     assert job["config"] == config
+
+
+def _upload_until_refused(
+    server, api_key: str, job_id: str, first_stored: threading.Event, statuses: list[int]
+) -> None:
+    """300-row rounds of `job_id` back to back until one is refused."""
+    with server.client(api_key) as http:
+        for step in range(40):
+            rows = [row(0, step, i, prompt=f"p{step}-{i}") for i in range(300)]
+            resp = http.post(f"{PRED}/{job_id}", json={"predictions": rows})
+            statuses.append(resp.status_code)
+            first_stored.set()
+            if resp.status_code != 200:
+                return
+
+
+def _rows_of(db: Database, job_id: str) -> dict[str, int]:
+    with db.read() as conn:
+        return {
+            table.name: int(conn.scalar(select(func.count()).where(table.c.job_id == job_id)))
+            for table in (predictions, prediction_texts, job_samples, round_rollups)
+        }
+
+
+def test_delete_while_the_job_ingests_leaves_no_rows_behind(server, api_key):
+    """A deletion racing an upload of the same job removes everything the upload stored.
+    PostgreSQL used to keep the rows of an ingest in flight: the deletion's DELETE ran before
+    they were committed, then it waited for the job row and removed only the job."""
+    db = Database(server.database_url)
+    orphans: list[tuple[str, dict[str, int]]] = []
+    try:
+        for attempt in range(10):
+            job_id = new_id()
+            with server.client(api_key) as http:
+                create_job(http, job_id)
+            first_stored, statuses = threading.Event(), []
+            writer = threading.Thread(
+                target=_upload_until_refused,
+                args=(server, api_key, job_id, first_stored, statuses),
+            )
+            writer.start()
+            assert first_stored.wait(60)
+            time.sleep(0.005 * attempt)
+            with server.client(api_key) as http:
+                assert http.delete(f"{JOBS}/{job_id}").status_code == 200
+            writer.join(120)
+            assert set(statuses) <= {200, 404} and statuses[-1] == 404, statuses
+            left = _rows_of(db, job_id)
+            if any(left.values()):
+                orphans.append((job_id, left))
+    finally:
+        db.dispose()
+    assert orphans == []

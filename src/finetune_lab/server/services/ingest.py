@@ -27,6 +27,7 @@ from finetune_lab.schema import MAX_BATCH_ITEMS, is_valid_job_id
 from finetune_lab.scoring.worker import ValidatorSpec
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
+from finetune_lab.server.db.job_lock import lock_job
 from finetune_lab.server.db.tables import jobs, predictions
 from finetune_lab.server.errors import APIError, not_found
 from finetune_lab.server.services import batch_decode, judges, samples, stream, texts
@@ -300,12 +301,7 @@ def ingest(
     spec = ValidatorSpec.of(config)
     rows = _scored_rows(items, job_id, principal.user_id, spec, scoring)
     with db.write() as conn:
-        if db.is_postgres:
-            # Writers of one job take turns, so the rollup refresh sees every committed row.
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:job_id, 0))"),
-                {"job_id": job_id},
-            )
+        lock_job(conn, job_id)
         now = utcnow()
         still_there = conn.execute(
             update(jobs)

@@ -14,6 +14,7 @@ from finetune_lab._ids import time_ordered_hex
 from finetune_lab.schema import JobCreate, JobPatch, is_valid_job_id
 from finetune_lab.server.auth import Principal
 from finetune_lab.server.db import Database
+from finetune_lab.server.db.job_lock import lock_job
 from finetune_lab.server.db.serving_tables import judge_results, judge_runs
 from finetune_lab.server.db.tables import jobs, predictions, round_rollups, stream_events
 from finetune_lab.server.errors import APIError, not_found, validation_error
@@ -216,6 +217,7 @@ def revoke_job_token_by_id(db: Database, job_id: str) -> bool:
 def delete_job(db: Database, principal: Principal, job_id: str) -> dict[str, Any]:
     with db.write() as conn:
         owned_job(conn, principal, job_id)
+        lock_job(conn, job_id)  # an ingest in flight commits first, then its rows go too
         removed = conn.execute(delete(predictions).where(predictions.c.job_id == job_id)).rowcount
         texts.delete_job_texts(conn, job_id)
         samples.delete_job_samples(conn, job_id)

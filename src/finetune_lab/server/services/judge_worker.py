@@ -32,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.concurrency import run_in_threadpool
 
 from finetune_lab.server.db import Database
+from finetune_lab.server.db.job_lock import lock_job
 from finetune_lab.server.db.serving_tables import judge_results, judge_runs, models
 from finetune_lab.server.db.tables import api_keys, jobs, predictions, round_rollups, stream_events
 from finetune_lab.server.errors import APIError
@@ -303,11 +304,7 @@ class JudgeWorker(BatchWorker):
         call traces and the stream events, in one transaction."""
         job_id = run["job_id"]
         with self.db.write() as conn:
-            if self.db.is_postgres:  # the ingest's lock: rollups change one writer at a time
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtextextended(:job_id, 0))"),
-                    {"job_id": job_id},
-                )
+            lock_job(conn, job_id)  # rollups change one writer at a time
             if conn.execute(select(judge_runs.c.id).where(self._owned(run["id"]))).first() is None:
                 raise LeaseLost(run["id"])
             reason = stop_reason(conn, job_id, run["user_id"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from finetune_lab import AsyncFinetuneLabClient, FinetuneLabClient
-from finetune_lab.schema import Prediction
+from finetune_lab.schema import SORT_KEYS, Prediction, SortKey
 
 from ._data import ROUNDS, SAMPLES, rows
 
@@ -59,6 +59,31 @@ def test_filters_are_the_iter_filters(client: FinetuneLabClient, seeded_job: str
     one = tp.to_pandas(seeded_job, sample_index=2, q="abcx")
     _same_as_iter(one, list(tp.iter(seeded_job, sample_index=2, q="abcx")))
     assert _keys(one) == [(0, 0, 2), (2, 20, 2)]
+
+
+@pytest.mark.parametrize("sort", SORT_KEYS)
+def test_sort_gives_the_rows_of_the_sorted_list_in_its_order(
+    client: FinetuneLabClient, seeded_job: str, sort: SortKey
+) -> None:
+    """With `sort`, the frame's rows are the paged list's rows in that order (several pages)."""
+    tp = client.training_predictions
+    listed = tp.get(seeded_job, sort=sort, limit=1000)
+    assert listed.total_count == len(ORDER) and listed.next_cursor is None
+    frame = tp.to_pandas(seeded_job, sort=sort, page_size=3)
+    _same_as_iter(frame, listed.predictions)
+    assert frame["id"].tolist() == [p.id for p in listed.predictions]
+    # Filters apply to a sorted frame too.
+    epoch1 = tp.to_pandas(seeded_job, epoch=1, sort=sort, page_size=2)
+    assert epoch1["id"].tolist() == [
+        p.id for p in tp.get(seeded_job, epoch=1, sort=sort).predictions
+    ]
+
+
+def test_sort_is_not_read_order(client: FinetuneLabClient, seeded_job: str) -> None:
+    frame = client.training_predictions.to_pandas(seeded_job, sort="-char_error_rate", page_size=5)
+    worst = frame["char_error_rate"].tolist()
+    assert worst == sorted(worst, reverse=True) and _keys(frame) != ORDER
+    assert sorted(_keys(frame)) == sorted(ORDER)  # the same rows, another order
 
 
 def test_sparse_metrics_and_validation_errors(
@@ -122,6 +147,12 @@ async def test_async_frame_equals_sync_frame(
     pd.testing.assert_frame_equal(frame, client.training_predictions.to_pandas(seeded_job))
     epoch2 = await tp.to_pandas(seeded_job, epoch=2)
     assert _keys(epoch2) == [k for k in ORDER if k[0] == 2]
+    worst = await tp.to_pandas(seeded_job, sort="-char_error_rate", page_size=4)
+    pd.testing.assert_frame_equal(
+        worst, client.training_predictions.to_pandas(seeded_job, sort="-char_error_rate")
+    )
+    listed = (await tp.get(seeded_job, sort="-char_error_rate", limit=1000)).predictions
+    assert worst["id"].tolist() == [p.id for p in listed] and _keys(worst) != ORDER
 
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"finetune-lab\[pandas\]"):

@@ -367,3 +367,94 @@ def test_another_users_checkpoints_spans_and_job_never_appear(
     stranger.context.close()
     refused = [e for e in stranger.errors if "status of 404" not in e]
     assert not refused, refused
+
+
+def test_job_filter_shows_one_jobs_spans_and_the_job_page_links_there(
+    board: Dashboard, unique_job_id: str, artifacts: Path
+) -> None:
+    """Spans of two jobs' checkpoints (and one of no job): the job filter keeps the chosen
+    job's, in the address; the job page's serving panel links to that filtered list."""
+    job_a, job_b = unique_job_id, f"t-{uuid.uuid4().hex}"
+    calls = {"ckpt-a": (job_a, 2), "ckpt-b": (job_b, 3)}
+    fake = FakeOpenAI().start()
+    try:
+        with board.server.client(board.key) as http:
+            for name, (job, n) in calls.items():
+                _seed.seed_job(http, job, epochs=2)  # rounds at steps 0 and 100
+                model = http.post(
+                    "/api/models",
+                    json={"name": name, "kind": "openai", "base_url": fake.base_url,
+                          "upstream_model": "echo", "job_id": job, "step": 100},
+                )  # fmt: skip
+                assert model.status_code == 201, model.text
+                chat = {"model": name, "messages": [{"role": "user", "content": "hi"}]}
+                for _ in range(n):
+                    assert http.post("/api/v1/predict", json=chat).status_code == 200
+            record(http, model="no-job", span_name="not a checkpoint")
+            # The API agrees with what the page must show.
+            listed = http.get(SPANS, params={"job_id": job_b}).json()["traces"]
+            assert [s["model"] for s in listed] == ["ckpt-b"] * 3
+    finally:
+        fake.close()
+    page = board.page
+    go(board, "#/analytics")
+    ready = wait_ready(page, "#analytics-page")
+    assert len(span_rows(page)) == 6
+    wait_ready(page, "#checkpoints")
+    page.wait_for_function("() => document.querySelectorAll('#filter-job option').length === 3")
+    options = page.eval_on_selector_all("#filter-job option", "os => os.map((o) => o.value)")
+    assert options == ["", *sorted([job_a, job_b])]
+
+    page.select_option("#filter-job", job_a)
+    ready = wait_ready(page, "#analytics-page", ready)
+    assert query(page)["job_id"] == job_a
+    assert [r["model"] for r in span_rows(page)] == ["ckpt-a"] * 2
+    page.select_option("#filter-job", job_b)
+    ready = wait_ready(page, "#analytics-page", ready)
+    assert query(page)["job_id"] == job_b
+    assert [r["model"] for r in span_rows(page)] == ["ckpt-b"] * 3
+    # The job filter combines with the others.
+    page.select_option("#filter-status", "error")
+    ready = wait_ready(page, "#analytics-page", ready)
+    assert span_rows(page) == [] and query(page)["job_id"] == job_b
+    # Back walks the address: job b with any status, then job a.
+    page.go_back()
+    page.wait_for_function("() => !location.hash.includes('status=')")
+    page.wait_for_function("() => document.querySelectorAll('#spans tbody tr').length === 3")
+    page.go_back()
+    page.wait_for_function(
+        "id => location.hash.includes('job_id=' + id)"
+        " && document.querySelectorAll('#spans tbody tr').length === 2",
+        arg=job_a,
+    )
+    assert page.eval_on_selector("#filter-job", "el => el.value") == job_a
+    page.select_option("#filter-job", "")
+    wait_ready(page, "#analytics-page")
+    page.wait_for_function("() => !location.hash.includes('job_id=')")
+    page.wait_for_function("() => document.querySelectorAll('#spans tbody tr').length === 6")
+
+    # From job b's serving panel to its spans.
+    board.open_job(job_b)
+    wait_ready(page, "#serving")
+    assert page.is_visible("#serving-spans")
+    page.click("#serving-spans")
+    page.wait_for_function("() => location.hash.startsWith('#/analytics')")
+    assert query(page) == {"job_id": job_b}
+    wait_ready(page, "#analytics-page")
+    assert [r["model"] for r in span_rows(page)] == ["ckpt-b"] * 3
+    page.wait_for_function("id => document.querySelector('#filter-job').value === id", arg=job_b)
+    page.screenshot(path=str(artifacts / "analytics-job-filter.png"), full_page=True)
+
+
+def test_serving_panel_of_an_unserved_job_has_no_spans_link(
+    board: Dashboard, unique_job_id: str
+) -> None:
+    with board.server.client(board.key) as http:
+        _seed.seed_job(http, unique_job_id, epochs=1)
+    board.open_job(unique_job_id)
+    board.page.wait_for_selector("#serving:not([hidden])")
+    board.page.wait_for_function(
+        "() => document.querySelector('#serving-note').textContent.startsWith('No calls')"
+    )
+    assert board.page.locator("#serving-spans").count() == 1  # there, but not shown
+    assert board.page.is_hidden("#serving-spans")

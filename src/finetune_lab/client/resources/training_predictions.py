@@ -196,14 +196,18 @@ class TrainingPredictions(PredictionFiles):
         prompt_id: str | None = None,
         validation_pass: bool | None = None,
         q: str | None = None,
+        sort: SortKey | None = None,
         page_size: int = 500,
     ) -> pd.DataFrame:
-        """The rows of `iter()` (same filters) as a DataFrame: one column per field, each
-        custom metric as a float column `metrics.<name>`, `validation_errors` as lists of
-        dicts. Needs the `pandas` extra (`pip install 'finetune-lab[pandas]'`)."""
+        """The rows of `iter()` (same filters; with `sort`, in that order) as a DataFrame: one
+        column per field, each custom metric as a float column `metrics.<name>`,
+        `validation_errors` as lists of dicts. Needs the `pandas` extra
+        (`pip install 'finetune-lab[pandas]'`)."""
         require_pandas()  # before any request: a missing extra fails fast
         filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass, q)
-        return predictions_frame(iter_rows(self._transport, _walk(job_id, filters, page_size)))
+        return predictions_frame(
+            iter_rows(self._transport, _walk(job_id, filters, page_size, sort))
+        )
 
     def epochs(self, job_id: str) -> EpochsResponse:
         """Per-epoch counts: `epoch`, `prediction_count`, `latest_step`, ascending."""
@@ -328,14 +332,16 @@ class AsyncTrainingPredictions(AsyncPredictionFiles):
         prompt_id: str | None = None,
         validation_pass: bool | None = None,
         q: str | None = None,
+        sort: SortKey | None = None,
         page_size: int = 500,
     ) -> pd.DataFrame:
-        """The rows of `iter()` (same filters) as a DataFrame: one column per field, each
-        custom metric as a float column `metrics.<name>`, `validation_errors` as lists of
-        dicts. Needs the `pandas` extra (`pip install 'finetune-lab[pandas]'`)."""
+        """The rows of `iter()` (same filters; with `sort`, in that order) as a DataFrame: one
+        column per field, each custom metric as a float column `metrics.<name>`,
+        `validation_errors` as lists of dicts. Needs the `pandas` extra
+        (`pip install 'finetune-lab[pandas]'`)."""
         require_pandas()  # before any request: a missing extra fails fast
         filters = PredictionFilters(epoch, step, sample_index, prompt_id, validation_pass, q)
-        rows = aiter_rows(self._transport, _walk(job_id, filters, page_size))
+        rows = aiter_rows(self._transport, _walk(job_id, filters, page_size, sort))
         return predictions_frame([prediction async for prediction in rows])
 
     async def epochs(self, job_id: str) -> EpochsResponse:

@@ -1,6 +1,7 @@
 // The Analytics page: usage over time (hour/day/week, per model), the span list with filters
 // and cursor pages, and the registered checkpoints with their training rounds. Its state lives
-// in the address: #/analytics?granularity=&model=&status=&trace_id=&conversation_id=&from=&to=
+// in the address: #/analytics?granularity=&model=&status=&trace_id=&conversation_id=&job_id=
+// &from=&to= (job_id: the spans of calls to that training job's registered checkpoints).
 
 import { api } from "../api.js";
 import { clear, h } from "../dom.js";
@@ -25,6 +26,7 @@ export function analyticsState(params) {
     status: ["success", "error"].includes(status) ? status : "",
     trace_id: text("trace_id", 64),
     conversation_id: text("conversation_id", 512),
+    job_id: text("job_id", 128),
     from: text("from", 32),
     to: text("to", 32),
   };
@@ -41,6 +43,11 @@ export function traceHref(traceId) {
   return `#/traces/${encodeURIComponent(traceId)}`;
 }
 
+// The span list of one training job's checkpoints (the job page's serving panel links here).
+export function jobSpansHref(jobId) {
+  return `#/analytics?job_id=${encodeURIComponent(jobId)}`;
+}
+
 export function showAnalytics(root, params) {
   if (!sessionAllows("production")) {
     root.append(h("section", { class: "card", id: "analytics-page" }, h("h1", {}, "Analytics"),
@@ -52,6 +59,7 @@ export function showAnalytics(root, params) {
   let closed = false;
   let cursors = [null]; // the cursor of each page visited; the last is the one shown
   let modelNames = [];
+  let jobIds = []; // the jobs the registered models name: those with checkpoints to filter by
   let loads = 0;
 
   const granularity = h("div", { class: "segmented", id: "granularity" },
@@ -62,6 +70,7 @@ export function showAnalytics(root, params) {
     h("option", { value: "" }, "Status: any"),
     h("option", { value: "success" }, "success"),
     h("option", { value: "error" }, "error"));
+  const jobSelect = h("select", { id: "filter-job", "aria-label": "Training job" });
   const from = h("input", { type: "datetime-local", id: "filter-from", "aria-label": "From (UTC)" });
   const to = h("input", { type: "datetime-local", id: "filter-to", "aria-label": "To (UTC)" });
   const textInputs = Object.fromEntries(TEXT_FILTERS.map((name) => [name, h("input", {
@@ -89,7 +98,7 @@ export function showAnalytics(root, params) {
           .map((t) => h("th", {}, t)))), modelBody))),
     h("section", { class: "card" },
       h("div", { class: "panel-head" }, h("h2", {}, "Spans"),
-        h("div", { class: "toolbar" }, statusSelect, textInputs.trace_id,
+        h("div", { class: "toolbar" }, statusSelect, jobSelect, textInputs.trace_id,
           textInputs.conversation_id)),
       listStatus,
       h("div", { class: "table-wrap" }, h("table", { class: "grid", id: "spans" },
@@ -107,6 +116,7 @@ export function showAnalytics(root, params) {
 
   modelSelect.addEventListener("change", () => change({ model: modelSelect.value }));
   statusSelect.addEventListener("change", () => change({ status: statusSelect.value }));
+  jobSelect.addEventListener("change", () => change({ job_id: jobSelect.value }));
   from.addEventListener("change", () => change({ from: from.value }));
   to.addEventListener("change", () => change({ to: to.value }));
   for (const [name, input] of Object.entries(textInputs)) {
@@ -126,6 +136,10 @@ export function showAnalytics(root, params) {
       ...names.map((name) => h("option", { value: name }, name)));
     modelSelect.value = state.model;
     statusSelect.value = state.status;
+    const jobs = [...new Set([...jobIds, ...(state.job_id ? [state.job_id] : [])])].sort();
+    clear(jobSelect).append(h("option", { value: "" }, "Job: any"),
+      ...jobs.map((id) => h("option", { value: id }, id)));
+    jobSelect.value = state.job_id;
     from.value = state.from;
     to.value = state.to;
     for (const name of TEXT_FILTERS) {
@@ -186,7 +200,7 @@ export function showAnalytics(root, params) {
   async function loadSpans(load) {
     const cursor = cursors[cursors.length - 1];
     const result = await api.traces({ model: state.model, status: state.status,
-      trace_id: state.trace_id, conversation_id: state.conversation_id,
+      trace_id: state.trace_id, conversation_id: state.conversation_id, job_id: state.job_id,
       start_date: state.from, end_date: state.to, limit: PAGE_SIZE, cursor });
     if (closed || load !== loads) return;
     clear(spansBody).append(...result.traces.map(spanRow));
@@ -234,7 +248,11 @@ export function showAnalytics(root, params) {
 
   drawControls();
   reload();
-  checkpoints.load();
+  checkpoints.load().then((models) => {
+    if (closed) return;
+    jobIds = [...new Set(models.map((m) => m.job_id).filter(Boolean))];
+    drawControls();
+  });
   return {
     apply,
     close() {

@@ -41,6 +41,7 @@ export function checkpointsPanel(parent) {
       title: "This round's predictions" }, label);
   }
 
+  // Draws the table; resolves to the models (none when they could not be read).
   async function load() {
     try {
       const { models } = await api.models();
@@ -50,8 +51,10 @@ export function checkpointsPanel(parent) {
         h("td", {}, m.name), h("td", {}, m.kind), h("td", {}, origin(m, rounds)),
         h("td", { class: "small" }, when(m.created_at)))));
       card.dataset.ready = "1";
+      return models;
     } catch (error) {
       status.textContent = `Could not load models: ${error.message}`;
+      return [];
     }
   }
   return { load };

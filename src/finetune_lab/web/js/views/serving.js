@@ -1,11 +1,12 @@
 // The job page's serving panel: how the checkpoints registered with this job's id are being
-// called (calls, tokens, p95 latency, error rate), in total and per checkpoint.
+// called (calls, tokens, p95 latency, error rate), in total and per checkpoint, with a link to
+// those calls' spans (the Analytics page filtered to this job).
 
 import { api } from "../api.js";
 import { clear, h } from "../dom.js";
 import { count, pct } from "../format.js";
 import { sessionAllows } from "../session.js";
-import { ms } from "./analytics.js";
+import { jobSpansHref, ms } from "./analytics.js";
 
 function stat(name, label, value) {
   return h("div", { dataset: { stat: name } }, h("span", { class: "muted small" }, label),
@@ -26,9 +27,12 @@ export function servingPanel(parent, jobId) {
   const table = h("table", { class: "grid", id: "serving-checkpoints" },
     h("thead", {}, h("tr", {}, ["Checkpoint", "Step", "Calls", "Tokens", "p95", "Error rate"]
       .map((t) => h("th", {}, t)))), body);
+  const spansLink = h("a", { href: jobSpansHref(jobId), class: "small", id: "serving-spans",
+    hidden: true }, "This job's spans ›");
   const card = h("section", { class: "card", id: "serving", hidden: true },
     h("div", { class: "panel-head" }, h("h2", {}, "Serving"),
-      h("a", { href: "#/analytics", class: "small" }, "All analytics ›")),
+      h("span", { class: "toolbar" }, spansLink,
+        h("a", { href: "#/analytics", class: "small" }, "All analytics ›"))),
     note, totals, h("div", { class: "table-wrap" }, table));
   parent.firstElementChild.after(card); // under the job's header
 
@@ -51,6 +55,7 @@ export function servingPanel(parent, jobId) {
         "(POST /api/models) and call it.";
     clear(totals).append(...(served ? stats(serving.totals) : []));
     table.hidden = !served;
+    spansLink.hidden = !served;
     clear(body).append(...serving.checkpoints.map((c) => h("tr", { dataset: {
       modelId: c.model_id ?? "" } },
       h("td", {}, c.model ?? c.model_id ?? "–"),

@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from _common import postgres_database, running_server
 from finetune_lab.server.db.tables import predictions
-from storage import ingest_all, job_batches, text_chars
+from storage import ingest_all, job_batches, postgres_size, text_chars
 
 COLUMNS = [c.name for c in predictions.c]
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -49,17 +49,6 @@ def sizes(conn: psycopg.Connection[Any], table: str) -> dict[str, int]:
         "ELSE pg_relation_size(c.oid) END FROM pg_class c WHERE c.oid = %s::regclass "
         "OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %s::regclass)",
         (table, table),
-    ).fetchall()
-    return {name: int(size) for name, size in rows}
-
-
-def database_size(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    conn.execute("VACUUM ANALYZE")
-    rows = conn.execute(
-        "SELECT c.relname, CASE c.relkind WHEN 'r' THEN pg_table_size(c.oid) "
-        "ELSE pg_relation_size(c.oid) END FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')"
     ).fetchall()
     return {name: int(size) for name, size in rows}
 
@@ -104,9 +93,9 @@ def main() -> None:
         libpq = make_url(url).set(drivername="postgresql").render_as_string(False)
         with running_server(url) as server, psycopg.connect(libpq, autocommit=True) as conn:
             ingest_all({"s": server}, batches[:2])
-            before = database_size(conn)
+            before = postgres_size(url)[1]
             ingest_all({"s": server}, batches)
-            after = database_size(conn)
+            after = postgres_size(url)[1]
             warm, job = [row[0] for row in conn.execute("SELECT id FROM jobs ORDER BY created_at")]
             rest = sum(
                 size - before.get(name, 0)

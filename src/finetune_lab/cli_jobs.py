@@ -1,4 +1,5 @@
-"""`finetune-lab jobs ...`: find a run from a terminal (its id, status, progress, dashboard)."""
+"""`finetune-lab jobs ...`: find a run from a terminal (its id, status, progress, dashboard,
+judges)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from finetune_lab.cli_format import clip as _clip
+from finetune_lab.cli_judges import judges_command
 from finetune_lab.cli_predictions import (
     ApiKeyOption,
     ApiUrlOption,
@@ -121,3 +123,7 @@ def show_job(
     if settings:
         table.add_row("predictions config", escape(json.dumps(settings, sort_keys=True)))
     _console().print(table)
+
+
+# Registered here so `jobs` stays one group; the command lives in its own module.
+jobs_app.command("judges")(judges_command)

@@ -10,7 +10,13 @@ row's metrics as `judge:<name>` and its round's rollup, its outcome into `judge_
 process (`IngestActivity`): it waits for a pause before each claim, read, call and write. A
 call that fails upstream (5xx, 408, 429, no connection) or whose answer holds no score within
 [min, max] is asked again, at most `attempts` times with doubling backoff; then the failure is
-recorded for that row, never a zero.
+recorded for that row, never a zero. Each call is counted in `judge_results` (status `calling`)
+before it is made, so a restart or takeover never asks a row more than `attempts` times.
+
+A database outage ends the run's task, not the run: its unwritten answers are dropped and, once
+the database answers again, the run is handed back (lease expired, the claim not counted) and
+claimed again; outcomes already written are skipped. Every write checks the claim it was made
+under (lease owner and claim number), so a task left over from an earlier claim never writes.
 
 Rows carry their version (their `created_at`, stamped per ingest): a run grades only the version
 its ingest wrote. A row re-sent since is left to the newer run, so a late grade never lands on
@@ -24,6 +30,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select, text, update
@@ -35,7 +42,7 @@ from finetune_lab.server.db import Database
 from finetune_lab.server.db.job_lock import lock_job
 from finetune_lab.server.db.serving_tables import judge_results, judge_runs, models
 from finetune_lab.server.db.tables import api_keys, jobs, predictions, round_rollups, stream_events
-from finetune_lab.server.errors import APIError
+from finetune_lab.server.errors import DATABASE_UNAVAILABLE, APIError
 from finetune_lab.server.notify import StreamNotifier
 from finetune_lab.server.services import stream, traces
 from finetune_lab.server.services.backends import GenerationParams
@@ -54,6 +61,7 @@ MAX_ANSWER_CHARS = 2_000  # of a judge's answer kept with a failed grade
 RETRYABLE_STATUS = frozenset({408, 429})
 FLUSH_S = 0.2  # answered grades are written this often, up to FLUSH_MAX per transaction
 FLUSH_MAX = 64
+FINAL = ("graded", "failed")  # judge_results statuses that end a (row, judge); else "calling"
 
 
 @dataclass(frozen=True)
@@ -117,12 +125,15 @@ class JudgeWorker(BatchWorker):
         self.judging = judging
         self.notifier = notifier
         self.activity = activity or IngestActivity(max_wait_s=0.0)
+        self._handing_back = 0  # runs waiting out an outage: claims wait for them
 
     async def _before_claim(self) -> None:
         await self.activity.quiet()
 
     def _claim(self) -> dict[str, Any] | None:
         # A read first: an idle queue never takes SQLite's write lock (ingest's lock too).
+        if self._handing_back:
+            return None  # our own runs go back first, so an outage never counts as a claim
         r = judge_runs.c
         claimable = or_(
             r.status == "queued", and_(r.status == "running", r.lease_expires_at < utcnow())
@@ -130,7 +141,61 @@ class JudgeWorker(BatchWorker):
         with self.db.read() as conn:
             if conn.execute(select(r.id).where(claimable).limit(1)).first() is None:
                 return None
-        return super()._claim()
+        claimed = super()._claim()
+        if claimed is not None:
+            claimed["claim"] = claimed["attempts"] + 1  # the attempts value our claim wrote
+        return claimed
+
+    def _mine(self, run: dict[str, Any]) -> Any:
+        """The run is still held by this very claim (not an earlier one of this process)."""
+        return and_(self._owned(run["id"]), judge_runs.c.attempts == run["claim"])
+
+    def _beat(self, run: dict[str, Any]) -> bool:
+        expires = utcnow() + timedelta(seconds=self.settings.lease_s)
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(judge_runs).where(self._mine(run)).values(lease_expires_at=expires)
+            )
+        return result.rowcount == 1
+
+    def _end(self, run: dict[str, Any], status: str, error: str | None) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                update(judge_runs)
+                .where(self._mine(run))
+                .values(
+                    status=status,
+                    error=error,
+                    finished_at=utcnow(),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+
+    def _hand_back(self, run: dict[str, Any]) -> None:
+        """After an outage: the run is claimable again at once, and this claim is not counted
+        against the run's claims (an outage is not a crash of the run)."""
+        with self.db.write() as conn:
+            conn.execute(
+                update(judge_runs)
+                .where(self._mine(run))
+                .values(lease_expires_at=utcnow(), attempts=judge_runs.c.attempts - 1)
+            )
+
+    async def _hand_back_when_reachable(self, run: dict[str, Any]) -> None:
+        self._handing_back += 1
+        try:
+            while True:
+                try:
+                    await run_in_threadpool(self._hand_back, run)
+                except DATABASE_UNAVAILABLE:
+                    await asyncio.sleep(self.settings.poll_s)
+                else:
+                    log.warning("judge run %s handed back after a database outage", run["id"])
+                    return
+        finally:
+            self._handing_back -= 1
+            self.wake()
 
     # -- one run ----------------------------------------------------------------------------
 
@@ -156,7 +221,7 @@ class JudgeWorker(BatchWorker):
                 for step, index, name in conn.execute(
                     select(
                         judge_results.c.step, judge_results.c.sample_index, judge_results.c.judge
-                    ).where(judge_results.c.run_id == run["id"])
+                    ).where(judge_results.c.run_id == run["id"], judge_results.c.status.in_(FINAL))
                 )
             }
         return plan, done
@@ -166,16 +231,21 @@ class JudgeWorker(BatchWorker):
         try:
             plan, done = await run_in_threadpool(self._plan, run)
             await self._grade_run(run, plan, done)
-            await run_in_threadpool(self._finish, run_id, "completed", None)
+            await run_in_threadpool(self._end, run, "completed", None)
         except LeaseLost:
             log.info("judge run %s stopped: its job was deleted or another worker took it", run_id)
         except GradingStopped as exc:
-            await run_in_threadpool(self._finish, run_id, "cancelled", str(exc))
+            await run_in_threadpool(self._end, run, "cancelled", str(exc))
         except asyncio.CancelledError:
             raise
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning(
+                "judge run %s paused: database unavailable (%s)", run_id, type(exc).__name__
+            )
+            await self._hand_back_when_reachable(run)
         except Exception as exc:
             log.exception("judge run %s failed", run_id)
-            await run_in_threadpool(self._finish, run_id, "failed", f"internal error: {exc!r}")
+            await run_in_threadpool(self._end, run, "failed", f"internal error: {exc!r}")
 
     async def _grade_run(
         self,
@@ -189,12 +259,18 @@ class JudgeWorker(BatchWorker):
         outcomes: list[Graded] = []  # answered, not yet written
         finished = asyncio.Event()
 
+        def halt(exc: BaseException) -> None:
+            stopped.append(exc)
+            stop.set()
+
         async def heartbeat() -> None:
             while not stop.is_set():
                 await asyncio.sleep(self.settings.lease_s / 3)
-                if not await run_in_threadpool(self._heartbeat, run["id"]):
-                    stopped.append(LeaseLost(run["id"]))
-                    stop.set()
+                try:
+                    if not await run_in_threadpool(self._beat, run):
+                        halt(LeaseLost(run["id"]))
+                except DATABASE_UNAVAILABLE as exc:
+                    halt(exc)
 
         async def writer() -> None:
             """Writes what was answered every FLUSH_S, many grades per transaction."""
@@ -207,9 +283,8 @@ class JudgeWorker(BatchWorker):
                     del outcomes[:FLUSH_MAX]
                     try:
                         await run_in_threadpool(self._store_grades, run, batch)
-                    except (LeaseLost, GradingStopped) as exc:
-                        stopped.append(exc)
-                        stop.set()
+                    except (LeaseLost, GradingStopped, *DATABASE_UNAVAILABLE) as exc:
+                        halt(exc)  # an outage drops the batch: the next claim asks again
                 if finished.is_set() or stop.is_set():
                     return
 
@@ -220,15 +295,19 @@ class JudgeWorker(BatchWorker):
             async with semaphore:
                 if stop.is_set():
                     return
-                await self.activity.quiet()
-                row = await run_in_threadpool(self._current_row, run, step, index)
-                if row is None:
-                    return  # re-sent since (a newer run grades it) or gone
-                for judge, model in todo:
-                    if stop.is_set():
-                        return
+                try:
                     await self.activity.quiet()
-                    outcomes.append(Graded(judge, row, await self._grade(run, judge, model, row)))
+                    row = await run_in_threadpool(self._current_row, run, step, index)
+                    if row is None:
+                        return  # re-sent since (a newer run grades it) or gone
+                    for judge, model in todo:
+                        if stop.is_set():
+                            return
+                        outcome = await self._grade(run, judge, model, row, stop)
+                        if outcome is not None:
+                            outcomes.append(Graded(judge, row, outcome))
+                except (LeaseLost, *DATABASE_UNAVAILABLE) as exc:
+                    halt(exc)
 
         keys = list(dict.fromkeys((int(s), int(i)) for s, i in run["keys"]))
         beat = asyncio.create_task(heartbeat())
@@ -252,8 +331,15 @@ class JudgeWorker(BatchWorker):
             return _row_version(conn, run, step, index)
 
     async def _grade(
-        self, run: dict[str, Any], judge: Judge, model: Any, row: dict[str, Any]
-    ) -> Outcome:
+        self,
+        run: dict[str, Any],
+        judge: Judge,
+        model: Any,
+        row: dict[str, Any],
+        stop: asyncio.Event,
+    ) -> Outcome | None:
+        """Ask until a score, a final failure or `attempts` calls for this row version (counted
+        in the database before each call, restarts included); None when the run stopped."""
         if model is None:
             gone = f"model {judge.model!r} is no longer registered"
             return Outcome(None, None, gone, 0, [])
@@ -270,7 +356,20 @@ class JudgeWorker(BatchWorker):
         recorded: list[dict[str, Any]] = []
         error: str | None = None
         answer: str | None = None
-        for attempt in range(1, attempts + 1):
+        while True:
+            if stop.is_set():
+                return None
+            await self.activity.quiet()
+            attempt = await run_in_threadpool(self._count_call, run, judge, row, attempts)
+            if attempt == 0:
+                return None  # re-sent meanwhile: the newer run grades the new version
+            if attempt is None:  # the calls were spent before a restart or outage
+                calls = f"{attempts} call" + ("s" if attempts != 1 else "")
+                spent = (
+                    f"gave up after {calls} without a recorded answer (the server restarted "
+                    "or lost its database while they were in progress)"
+                )
+                return Outcome(None, None, spent, attempts, [])
             record = CallRecord(
                 run["user_id"], model.name, operation=OPERATION, model_id=model.id, input=messages
             )
@@ -293,11 +392,67 @@ class JudgeWorker(BatchWorker):
                     error = str(exc)
                 else:
                     return Outcome(value, answer[:MAX_ANSWER_CHARS], None, attempt, recorded)
-            if not retryable or attempt == attempts:
+            if not retryable or attempt >= attempts:
                 clipped = answer[:MAX_ANSWER_CHARS] if answer is not None else None
                 return Outcome(None, clipped, error, attempt, recorded)
             await asyncio.sleep(self.judging.backoff_s * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+
+    def _count_call(
+        self, run: dict[str, Any], judge: Judge, row: dict[str, Any], attempts: int
+    ) -> int | None:
+        """Counts the call about to be made for (row version, judge) and returns its number,
+        None when `attempts` calls were already made (by earlier claims of the run), or 0 when
+        the row was re-sent since (its entry belongs to the newer version's run)."""
+        j = judge_results.c
+        key = (
+            j.job_id == run["job_id"],
+            j.step == row["step"],
+            j.sample_index == row["sample_index"],
+            j.judge == judge.name,
+        )
+        with self.db.write() as conn:
+            if conn.execute(select(judge_runs.c.id).where(self._mine(run))).first() is None:
+                raise LeaseLost(run["id"])
+            p = predictions.c
+            version = conn.scalar(
+                select(p.created_at).where(
+                    p.job_id == run["job_id"],
+                    p.step == row["step"],
+                    p.sample_index == row["sample_index"],
+                )
+            )
+            if version != run["rows_at"]:
+                return 0
+            found = conn.execute(select(j.rows_at, j.status, j.attempts).where(*key)).first()
+            made = 0
+            if found is not None and found.rows_at == run["rows_at"]:
+                made = int(found.attempts)
+            if made >= attempts:
+                return None
+            values = {
+                "epoch": row["epoch"],
+                "run_id": run["id"],
+                "rows_at": run["rows_at"],
+                "status": "calling",
+                "value": None,
+                "answer": None,
+                "error": None,
+                "attempts": made + 1,
+                "updated_at": utcnow(),
+            }
+            if found is None:
+                conn.execute(
+                    insert(judge_results).values(
+                        job_id=run["job_id"],
+                        step=row["step"],
+                        sample_index=row["sample_index"],
+                        judge=judge.name,
+                        **values,
+                    )
+                )
+            else:
+                conn.execute(update(judge_results).where(*key).values(**values))
+        return made + 1
 
     def _store_grades(self, run: dict[str, Any], graded: list[Graded]) -> None:
         """Grades, all or nothing: each row's metric, its round's rollup, the outcomes, the
@@ -305,7 +460,7 @@ class JudgeWorker(BatchWorker):
         job_id = run["job_id"]
         with self.db.write() as conn:
             lock_job(conn, job_id)  # rollups change one writer at a time
-            if conn.execute(select(judge_runs.c.id).where(self._owned(run["id"]))).first() is None:
+            if conn.execute(select(judge_runs.c.id).where(self._mine(run))).first() is None:
                 raise LeaseLost(run["id"])
             reason = stop_reason(conn, job_id, run["user_id"])
             if reason:

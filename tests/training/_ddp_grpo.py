@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 import trl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -59,6 +60,10 @@ def main() -> None:
     Path(output, f"recorded.{rank}").write_text(str(callback.recorded))
     if rank == "0":
         Path(output, "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    # Leave together: a rank that exits with the process group alive can abort in gloo's
+    # teardown ("terminate called without an active exception") while the other still works.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
 from finetune_lab.training import PredictionsCallback
@@ -48,6 +49,9 @@ def main() -> None:
     trainer.train()
     Path(output, f"job_id.{os.environ['RANK']}").write_text(callback.job_id)
     Path(output, f"steps.{os.environ['RANK']}").write_text(str(trainer.state.global_step))
+    # Leave together (see _ddp_grpo.py): a rank exiting with the group alive can abort.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

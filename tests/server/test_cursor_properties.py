@@ -188,6 +188,9 @@ class Writer(threading.Thread):
         self.job_id = job_id
         self.initial = initial
         self.stop = threading.Event()
+        # Set once the walk read its first page: an epoch-0 row is behind the cursor only
+        # then (written before it, it is ahead of the walk and rightly returned).
+        self.walk_started = threading.Event()
         self.written: list[Key] = []
         self.error: BaseException | None = None
 
@@ -200,6 +203,7 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         try:
+            self.walk_started.wait(60)
             for batch in self.batches():
                 if self.stop.is_set():
                     return
@@ -227,6 +231,7 @@ def test_cursor_walk_under_concurrent_ingest(
             while True:
                 page = list_page(http, unique_job_id, **params)
                 seen.extend(key_of(p) for p in page["predictions"])
+                writer.walk_started.set()
                 if not page["next_cursor"]:
                     break
                 params["cursor"] = page["next_cursor"]

@@ -471,6 +471,78 @@ def test_training_predictions(server: ServerHandle, new_user: NewUser) -> None:
     assert_varies(resp)
 
 
+def upstream_create(
+    server: ServerHandle, token: str, body: Any, user_agent: str = UPSTREAM_UA
+) -> httpx.Response:
+    """Both upstream SDKs' `trainingPredictions.create(jobId, jobToken, predictions)`: the job
+    token as Bearer, `{job_id, predictions}` to `/api/training/local/predictions`."""
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "User-Agent": user_agent,
+    }
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+        return client.post("/api/training/local/predictions", headers=headers, json=body)
+
+
+def test_training_predictions_create(server: ServerHandle, new_user: NewUser) -> None:
+    """Their rows carry `job_id`, `user_id` and their own scores: the owner comes from the job
+    token and the scores from ours; the answer is their `{success, count}`. Anything else our
+    ingest refuses is still refused, whole."""
+    user = new_user("training")
+    job_id = f"job-up-{uuid.uuid4().hex[:8]}"
+    token = create_job(user.http, job_id)["job_token"]
+
+    def theirs(i: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "job_id": job_id,
+            "user_id": "user_123",
+            "epoch": 1,
+            "step": 100,
+            "sample_index": i,
+            "prompt": f"What is {i}+{i}?",
+            "prediction": str(2 * i),
+            "ground_truth": str(2 * i) if i else "7",
+            "exact_match": 0.5,  # theirs: ignored, we score
+            "char_error_rate": 9.0,
+            "validation_pass": False,
+            "latency_ms": 12.5,
+            **extra,
+        }
+
+    for agent in (UPSTREAM_UA, "finetune-lab-python/0.2.0"):  # the TS and the Python SDK
+        resp = upstream_create(
+            server, token, {"job_id": job_id, "predictions": [theirs(0), theirs(1)]}, agent
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"success": True, "count": 2}
+    stored = user.http.get(f"/api/training/predictions/{job_id}").json()
+    assert stored["total_count"] == 2  # the second post re-sent the same rows
+    by_index = {p["sample_index"]: p for p in stored["predictions"]}
+    assert (by_index[0]["exact_match"], by_index[1]["exact_match"]) == (0.0, 1.0)
+    assert by_index[1]["char_error_rate"] == 0.0 and by_index[1]["latency_ms"] == 12.5
+    assert by_index[1]["validation_pass"] is None  # no validators on this job
+
+    bad_bodies = [
+        {"job_id": job_id, "predictions": [theirs(2), theirs(3, job_id="another")]},
+        {"job_id": job_id, "predictions": [theirs(2), theirs(3, surprise=1)]},
+        {"job_id": job_id, "predictions": [theirs(2), theirs(3, epoch=-1)]},
+        {"job_id": job_id, "predictions": "nope"},
+        {"predictions": []},
+        [1, 2],
+    ]
+    for body in bad_bodies:
+        assert_error(upstream_create(server, token, body), 422)
+    assert user.http.get(f"/api/training/predictions/{job_id}").json()["total_count"] == 2
+    other = f"job-up-{uuid.uuid4().hex[:8]}"
+    create_job(user.http, other)
+    resp = upstream_create(
+        server, token, {"job_id": other, "predictions": [theirs(5, job_id=other)]}
+    )
+    assert_error(resp, 403)  # this job's token, another job
+    assert_error(upstream_create(server, "fjt_nope", {"job_id": job_id, "predictions": []}), 401)
+
+
 def test_predict(server: ServerHandle, new_user: NewUser, fake_openai: FakeOpenAI) -> None:
     """`predict({ model, messages, temperature, maxTokens })` reads the OpenAI shape we answer
     anyway: no dialect needed."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, Request
 
 from finetune_lab.schema import MAX_INT
@@ -216,3 +217,48 @@ def predictions_page(page: Mapping[str, Any]) -> dict[str, Any]:
     """Same names as ours; only `id` is a string in their `TrainingPrediction`."""
     rows = [{**row, "id": str(row["id"])} for row in page["predictions"]]
     return {**page, "predictions": rows}
+
+
+# --- training predictions as the upstream SDKs send them ----------------------------------
+
+#: Per-row fields of their `trainingPredictions.create` that we do not take from a client:
+#: the owner comes from the job token, scores and validation from our own scoring.
+UPSTREAM_ROW_IGNORED = frozenset(
+    {
+        "user_id",
+        "exact_match",
+        "char_error_rate",
+        "length_ratio",
+        "word_overlap",
+        "validation_pass",
+        "validation_kind",
+        "validation_errors",
+    }
+)
+
+
+_ROW_DROPPED = UPSTREAM_ROW_IGNORED | {"job_id"}  # checked against the body's, then dropped
+
+
+def ingest_body(raw: bytes) -> tuple[str, bytes]:
+    """Their `{job_id, predictions: [{job_id, user_id, ...scores}]}` → the job id and our
+    batch body, which our ingest then checks as strictly as ever (unknown fields 422)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise validation_error("the body is not valid JSON") from None
+    if not isinstance(body, dict) or set(body) != {"job_id", "predictions"}:
+        raise validation_error("the body must be {job_id, predictions}")
+    job_id, rows = body["job_id"], body["predictions"]
+    if not isinstance(job_id, str) or not isinstance(rows, list):
+        raise validation_error("job_id must be a string and predictions a list")
+    ours = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise validation_error(f"predictions[{index}] must be an object")
+        if row.get("job_id", job_id) != job_id:
+            raise validation_error(f"predictions[{index}].job_id is not the body's job_id")
+        ours.append(
+            {k: v for k, v in row.items() if k != "job_id" and k not in UPSTREAM_ROW_IGNORED}
+        )
+    return job_id, orjson.dumps({"predictions": ours})

@@ -25,6 +25,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     jobs.router,
     predictions.router,
+    predictions.upstream_router,
     stream.router,
     models.router,
     inference.router,

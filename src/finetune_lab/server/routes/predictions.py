@@ -23,6 +23,8 @@ from finetune_lab.schema import (
     TrendsResponse,
 )
 from finetune_lab.server import upstream_dialect as dialect
+from finetune_lab.server.auth import Principal
+from finetune_lab.server.db import Database
 from finetune_lab.server.deps import (
     Activity,
     Db,
@@ -32,11 +34,17 @@ from finetune_lab.server.deps import (
     Training,
     TrainingOrJobToken,
 )
+from finetune_lab.server.notify import StreamNotifier
 from finetune_lab.server.responses import JSONBytesResponse
 from finetune_lab.server.services import export, ingest, judge_status, matrix, queries
+from finetune_lab.server.services.ingest_activity import IngestActivity
+from finetune_lab.server.services.judge_worker import JudgeWorker
+from finetune_lab.server.services.scoring_pool import ScoringPool
 from finetune_lab.server.upstream_dialect import UpstreamClient
 
 router = APIRouter(prefix="/api/training/predictions", tags=["predictions"])
+#: The original project's SDKs post training predictions here (with a job token).
+upstream_router = APIRouter(prefix="/api/training/local", tags=["predictions"])
 
 
 @router.post(
@@ -63,7 +71,37 @@ async def create_predictions(
 ) -> JSONBytesResponse:
     """Store a batch (≤ 5,000 items): scored, validated and upserted in one transaction."""
     body = await request.body()  # BodySizeLimit has already capped it
+    deps = (principal, db, scoring, notifier, activity, judge_worker)
+    return JSONBytesResponse(await _store(job_id, body, *deps))
 
+
+@upstream_router.post("/predictions", include_in_schema=False)
+async def create_predictions_upstream(
+    request: Request,
+    principal: TrainingOrJobToken,
+    db: Db,
+    scoring: Scoring,
+    notifier: Notifier,
+    activity: Activity,
+    judge_worker: Judges,
+) -> JSONBytesResponse:
+    """The original project's SDKs' `trainingPredictions.create` (see "Upstream answers")."""
+    job_id, body = dialect.ingest_body(await request.body())
+    deps = (principal, db, scoring, notifier, activity, judge_worker)
+    result = await _store(job_id, body, *deps)
+    return JSONBytesResponse({"success": True, "count": result["accepted"]})
+
+
+async def _store(
+    job_id: str,
+    body: bytes,
+    principal: Principal,
+    db: Database,
+    scoring: ScoringPool,
+    notifier: StreamNotifier,
+    activity: IngestActivity,
+    judge_worker: JudgeWorker,
+) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         return ingest.ingest(db, principal, job_id, ingest.parse_batch(body), scoring)
 
@@ -72,7 +110,7 @@ async def create_predictions(
     if result.pop(ingest.JUDGES_QUEUED, False):
         judge_worker.wake()
     notifier.publish(job_id)  # committed: wake this process's streams
-    return JSONBytesResponse(result)
+    return result
 
 
 @router.get("/{job_id}", response_model=PredictionsPage)

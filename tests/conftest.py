@@ -32,7 +32,7 @@ import pytest
 
 from _support.appserver import Backend, ServerHandle, ServerStartError
 from _support.infra import Infra, MakeServer
-from _support.postgres import EXTERNAL_URL_ENV, PostgresServer, PostgresUnavailable
+from _support.postgres import EXTERNAL_URL_ENV, LocalCluster, PostgresServer, PostgresUnavailable
 from _support.redis import RedisServer, RedisUnavailable
 
 if TYPE_CHECKING:
@@ -78,6 +78,20 @@ def redis(_infra: Infra) -> RedisServer:
         if in_ci():
             pytest.fail(f"{exc}; CI must run the shared rate-limit tests", pytrace=False)
         pytest.skip(f"{exc} (install redis-server)")
+
+
+@pytest.fixture
+def private_cluster(postgres: PostgresServer) -> Iterator[LocalCluster]:
+    """A PostgreSQL cluster of the test's own, so stopping it disturbs no other test.
+    Committed means on disk (as PostgreSQL ships): a crash the test makes must lose nothing."""
+    try:
+        cluster = LocalCluster(settings={"synchronous_commit": "on"})
+    except PostgresUnavailable as exc:  # only with an external FINETUNE_LAB_TEST_POSTGRES_URL
+        pytest.skip(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import pytest
 
 from _support.appserver import Backend, ServerHandle
 from _support.infra import MakeServer
-from _support.postgres import LocalCluster, PostgresServer, PostgresUnavailable
+from _support.postgres import LocalCluster
 from finetune_lab.client import FinetuneLabClient
 from finetune_lab.training.sender import BackgroundSender
 from finetune_lab.training.spool import JobSpool
@@ -149,20 +148,6 @@ def test_server_sigkilled_during_delivery_then_sender_and_sync_deliver_exactly_o
 
 
 # -- 2. PostgreSQL restarted while writers, a training sender and a stream are running -----------
-@pytest.fixture
-def private_cluster(postgres: PostgresServer) -> Iterator[LocalCluster]:
-    """A PostgreSQL cluster of this test's own, so stopping it disturbs no other test."""
-    try:
-        # Committed means on disk (as PostgreSQL ships): the crash below must lose nothing.
-        cluster = LocalCluster(settings={"synchronous_commit": "on"})
-    except PostgresUnavailable as exc:  # only with an external FINETUNE_LAB_TEST_POSTGRES_URL
-        pytest.skip(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
 class Writer(threading.Thread):
     """Sends rounds through the SDK (with its retries) until told to stop."""
 

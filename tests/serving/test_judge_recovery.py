@@ -11,7 +11,6 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from _support.appserver import Backend, ServerHandle
 from _support.fake_openai import FakeOpenAI
 from _support.infra import MakeServer
-from _support.postgres import LocalCluster, PostgresUnavailable
+from _support.postgres import LocalCluster
 from server._helpers import PRED, fetch_all, ingest, row
 
 from .conftest import register_remote
@@ -42,19 +41,6 @@ OUTAGE_ENV = {
     "FINETUNE_LAB_RATE_LIMIT": "off",
 }
 ROWS = 24
-
-
-@pytest.fixture
-def private_cluster() -> Iterator[LocalCluster]:
-    """A PostgreSQL cluster of this test's own, so stopping it disturbs no other test."""
-    try:
-        cluster = LocalCluster(settings={"synchronous_commit": "on"})
-    except PostgresUnavailable as exc:  # only with an external FINETUNE_LAB_TEST_POSTGRES_URL
-        pytest.skip(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def wait_for_grades(server: ServerHandle, key: str, job_id: str, count: int) -> None:

@@ -86,7 +86,8 @@ async def create_predictions_upstream(
     judge_worker: Judges,
 ) -> JSONBytesResponse:
     """The original project's SDKs' `trainingPredictions.create` (see "Upstream answers")."""
-    job_id, body = dialect.ingest_body(await request.body())
+    # Off the event loop, as our own ingest parses: a body near the cap takes a while.
+    job_id, body = await run_in_threadpool(dialect.ingest_body, await request.body())
     deps = (principal, db, scoring, notifier, activity, judge_worker)
     result = await _store(job_id, body, *deps)
     return JSONBytesResponse({"success": True, "count": result["accepted"]})
